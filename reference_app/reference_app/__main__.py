@@ -1,0 +1,3 @@
+from reference_app.cli import main
+
+raise SystemExit(main())
