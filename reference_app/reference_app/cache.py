@@ -7,7 +7,8 @@ must make room:
    last replaced) is evicted first, whatever its popularity; this stops an
    entry that was hot an hour ago from squatting forever;
 2. **recency**: otherwise only the ``sample_size`` least recently used
-   entries are candidates;
+   entries are candidates (never the most recently used one, so a new
+   entry is not evicted before it has had a chance to be read);
 3. **frequency**: among those candidates the one with the fewest hits goes
    (ties go to the least recently used).
 
@@ -328,10 +329,13 @@ class AdaptiveMemoryCache(Generic[K, V]):
         if self._expired(self._entries[oldest], now):
             self._remove(oldest, EVICT_AGE)
             return
+        # The most recently used entry is never a candidate: it is usually the
+        # one just stored, and a new entry with no hits yet must get a chance.
+        window = max(1, min(self.sample_size, len(self._entries) - 1))
         victim: K | None = None
         fewest = -1
         for position, (key, entry) in enumerate(self._entries.items()):
-            if position >= self.sample_size:
+            if position >= window:
                 break
             # Strictly fewer hits wins, so ties keep the least recently used.
             if victim is None or entry.hits < fewest:
