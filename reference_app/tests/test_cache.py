@@ -7,7 +7,6 @@ import threading
 import numpy as np
 import pytest
 from _part2_helpers import FakeClock, FakeMemory
-
 from reference_app.cache import (
     AdaptiveMemoryCache,
     MemoryCache,

@@ -24,7 +24,6 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-
 from reference_app.cache import AdaptiveMemoryCache
 
 MIN_SIZE, MAX_SIZE, INITIAL = 2, 12, 5
