@@ -1,0 +1,296 @@
+"""Library API usable without pytest (seeds 000 and 001): a tracker, two decorators
+and a background monitoring service.
+
+Example::
+
+    tracker = MemoryTracker()
+    tracker.set_baseline()
+    load_everything()
+    tracker.take_snapshot("loaded")
+    report = tracker.analyze_memory_usage()
+
+    @memory_limit(500)            # MiB above the memory at call time
+    def build_index(): ...
+
+    service = start_memory_monitoring(interval=30, warn_mb=800)
+    ...
+    stop_memory_monitoring()
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+from pytest_memwatch.probes import Sample, bytes_metric, get_prober
+from pytest_memwatch.stats import theil_sen
+from pytest_memwatch.units import format_size, parse_size
+
+log = logging.getLogger("pytest_memwatch")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class MemoryTracker:
+    """Baseline, labelled snapshots and an analysis of growth and spikes."""
+
+    def __init__(self, spike_threshold: int | float | str = "10 MiB") -> None:
+        self._prober = get_prober()
+        self.spike_threshold = parse_size(spike_threshold)
+        self.baseline: Sample | None = None
+        self.snapshots: list[tuple[str, Sample]] = []
+
+    def set_baseline(self) -> Sample:
+        self.baseline = self._prober.sample()
+        self.snapshots.clear()
+        return self.baseline
+
+    def take_snapshot(self, label: str) -> Sample:
+        if self.baseline is None:
+            self.set_baseline()
+        sample = self._prober.sample()
+        self.snapshots.append((label, sample))
+        return sample
+
+    def analyze_memory_usage(self) -> dict[str, Any]:
+        """Growth since the baseline, per snapshot, the peak snapshot and spikes.
+
+        A spike is a snapshot whose RSS rose by more than ``spike_threshold``
+        over the previous one.
+        """
+        if self.baseline is None:
+            raise RuntimeError("call set_baseline() before analyze_memory_usage()")
+        base = self.baseline
+        rows = []
+        spikes = []
+        prev = base
+        for label, s in self.snapshots:
+            delta = s.minus(base)
+            step = s.minus(prev)
+            rows.append({"label": label, "growth": delta, "bytes": bytes_metric(delta)})
+            if (step.get("rss") or 0) > self.spike_threshold:
+                spikes.append({"label": label, "rss_step": step["rss"]})
+            prev = s
+        last = self.snapshots[-1][1] if self.snapshots else base
+        final = last.minus(base)
+        peak = max(self.snapshots, key=lambda ls: ls[1].rss or 0, default=None)
+        return {
+            "baseline": base.to_dict(),
+            "current": last.to_dict(),
+            "growth": final,
+            "growth_bytes": bytes_metric(final),
+            "snapshots": rows,
+            "peak": None if peak is None else {"label": peak[0], "rss": peak[1].rss},
+            "spikes": spikes,
+        }
+
+
+class MemoryLimitExceeded(MemoryError):
+    """Raised by :func:`memory_limit`; names the function, the limit and the peak."""
+
+    def __init__(self, function: str, limit: int, peak: int) -> None:
+        self.function = function
+        self.limit = limit
+        self.peak = peak
+        super().__init__(
+            f"{function} used {format_size(peak)} at its peak, over its memory_limit of "
+            f"{format_size(limit)}"
+        )
+
+
+def memory_limit(limit: int | float | str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Fail a call whose peak memory above the memory at call time exceeds ``limit``.
+
+    A bare number is MiB, as in ``@memory_limit(500)``. The peak is measured (the
+    kernel's RSS high-water mark, or a sampler), and checked when the call returns.
+    """
+    limit_b = parse_size(limit)
+
+    def deco(fn: Callable[P, R]) -> Callable[P, R]:
+        name = getattr(fn, "__qualname__", repr(fn))
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            prober = get_prober()
+            start = prober.rss() or 0
+            watch = prober.start_peak()
+            try:
+                result = fn(*args, **kwargs)
+            finally:
+                peak = watch.stop()
+            used = max(0, (peak or 0) - start)
+            if used > limit_b:
+                raise MemoryLimitExceeded(name, limit_b, used)
+            return result
+
+        return wrapper
+
+    return deco
+
+
+@dataclass
+class Profile:
+    function: str
+    growth: dict[str, int | None]
+    peak: int | None
+    seconds: float
+
+
+def memory_profile(fn: Callable[P, R]) -> Callable[P, R]:
+    """Log what each call leaves behind and its peak; the last profile is on ``.last_profile``."""
+    name = getattr(fn, "__qualname__", repr(fn))
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        prober = get_prober()
+        before = prober.sample()
+        watch = prober.start_peak()
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            peak = watch.stop()
+            after = prober.sample()
+            growth = after.minus(before)
+            prof = Profile(
+                name,
+                growth,
+                None if peak is None or before.rss is None else peak - before.rss,
+                time.perf_counter() - t0,
+            )
+            wrapper.last_profile = prof  # type: ignore[attr-defined]
+            log.info(
+                "memory_profile %s: left %s, peak %s, %.3fs",
+                name,
+                format_size(bytes_metric(growth), signed=True),
+                format_size(prof.peak),
+                prof.seconds,
+            )
+
+    wrapper.last_profile = None  # type: ignore[attr-defined]
+    return wrapper
+
+
+class MemoryMonitoringService:
+    """A background thread sampling process memory, with thresholds and a status call.
+
+    ``start()`` and ``stop()`` are idempotent; ``stop()`` joins the thread.
+    ``on_alert(level, status)`` is called when RSS crosses ``warn_mb`` ("warning")
+    or ``limit_mb`` ("critical").
+    """
+
+    def __init__(
+        self,
+        interval: float = 30.0,
+        *,
+        warn_mb: float | None = None,
+        limit_mb: float | None = None,
+        history: int = 2880,
+        on_alert: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        if interval <= 0:
+            raise ValueError(f"interval must be positive seconds, got {interval!r}")
+        self.interval = interval
+        self.warn = None if warn_mb is None else parse_size(warn_mb)
+        self.limit = None if limit_mb is None else parse_size(limit_mb)
+        self.on_alert = on_alert
+        self._samples: deque[tuple[float, int]] = deque(maxlen=history)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.alerts = 0
+        self.peak_rss = 0
+        self.started_at: float | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> MemoryMonitoringService:
+        if self.running:
+            return self
+        self._stop.clear()
+        self.started_at = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, name="memwatch-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        self._stop.set()
+        thread.join()
+        self._thread = None
+
+    def sample_now(self) -> int:
+        rss = get_prober().rss() or 0
+        with self._lock:
+            self._samples.append((time.monotonic(), rss))
+            self.peak_rss = max(self.peak_rss, rss)
+        level = None
+        if self.limit is not None and rss > self.limit:
+            level = "critical"
+        elif self.warn is not None and rss > self.warn:
+            level = "warning"
+        if level is not None:
+            self.alerts += 1
+            log.warning("memwatch monitor: RSS %s (%s)", format_size(rss), level)
+            if self.on_alert is not None:
+                self.on_alert(level, self.status())
+        return rss
+
+    def _loop(self) -> None:
+        while True:
+            self.sample_now()
+            if self._stop.wait(self.interval):
+                return
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            samples = list(self._samples)
+        trend = None
+        if len(samples) >= 3:
+            t0 = samples[0][0]
+            t = theil_sen([s[1] for s in samples], [s[0] - t0 for s in samples])
+            trend = {"bytes_per_hour": t.slope * 3600, "low": t.low * 3600, "high": t.high * 3600}
+        return {
+            "running": self.running,
+            "samples": len(samples),
+            "current_rss": samples[-1][1] if samples else None,
+            "peak_rss": self.peak_rss or None,
+            "alerts": self.alerts,
+            "trend": trend,
+        }
+
+
+_SERVICE: MemoryMonitoringService | None = None
+
+
+def start_memory_monitoring(
+    config: dict[str, Any] | None = None, interval: float = 30.0
+) -> MemoryMonitoringService:
+    """Start (or return) the process-wide monitoring service.
+
+    ``config`` may carry ``warn_mb`` and ``limit_mb``, as in the seeds.
+    """
+    global _SERVICE
+    cfg = dict(config or {})
+    if _SERVICE is None or not _SERVICE.running:
+        _SERVICE = MemoryMonitoringService(
+            interval, warn_mb=cfg.get("warn_mb"), limit_mb=cfg.get("limit_mb")
+        )
+    return _SERVICE.start()
+
+
+def stop_memory_monitoring() -> None:
+    global _SERVICE
+    if _SERVICE is not None:
+        _SERVICE.stop()
+        _SERVICE = None

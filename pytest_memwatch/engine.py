@@ -1,0 +1,367 @@
+"""The measurement engine: per-run probing, interpreter hygiene, test specs and verdicts.
+
+The pytest plugin, the ``memwatch`` fixture and the library API all drive
+measurements through this module; it never imports pytest.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pytest_memwatch import markers
+from pytest_memwatch.probes import PeakWatch, Prober, Sample, get_prober
+from pytest_memwatch.settings import Repeat, Settings
+from pytest_memwatch.verdicts import (
+    MEMORY_METRICS,
+    RESOURCE_METRICS,
+    RepeatPlan,
+    Verdict,
+    growth_verdict,
+    peak_verdict,
+)
+
+
+def clear_interpreter_caches() -> None:
+    """Empty the caches that legitimately grow, as CPython's refleak hunter does.
+
+    Only modules already imported are touched: importing one here would itself
+    look like growth.
+    """
+    mods = sys.modules
+    if "re" in mods:
+        mods["re"].purge()
+    if "typing" in mods:
+        for clear in getattr(mods["typing"], "_cleanups", ()):
+            clear()
+    if "linecache" in mods:
+        mods["linecache"].clearcache()
+    if "struct" in mods:
+        mods["struct"]._clearcache()
+    if "fnmatch" in mods:
+        cached = getattr(mods["fnmatch"], "_compile_pattern", None)
+        if cached is not None and hasattr(cached, "cache_clear"):
+            cached.cache_clear()
+    if "urllib.parse" in mods:
+        mods["urllib.parse"].clear_cache()
+    if "warnings" in mods:
+        # Resets every module's __warningregistry__ lazily (they check a version).
+        mods["warnings"]._filters_mutated()
+    sys._clear_type_cache()
+
+
+class GcHygiene:
+    """Keeps full collections cheap by freezing the long-lived heap between tests.
+
+    A full ``gc.collect()`` costs time in proportion to the tracked heap; under
+    pytest that is every collected node, fixture and report, which would make
+    measuring a fast test cost more than running it. Right after a collection
+    every surviving object is alive, so it is moved to the permanent generation
+    (``gc.freeze()``) and the next collection only walks what the test made.
+    Every ``refreeze_every`` tests the frozen heap is thawed and collected in full,
+    so cycles that died among long-lived objects are still reclaimed.
+    """
+
+    def __init__(self, refreeze_every: int = 200) -> None:
+        self.refreeze_every = refreeze_every
+        self._count = 0
+        self.active = False
+
+    def before_test(self) -> None:
+        self._count += 1
+        if self.active and self._count % self.refreeze_every == 0:
+            gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        self.active = True
+
+    def close(self) -> None:
+        if self.active:
+            gc.unfreeze()
+            self.active = False
+
+
+@dataclass
+class RunToken:
+    before: Sample
+    peak: PeakWatch
+
+
+@dataclass
+class RunMeasure:
+    before: Sample
+    after: Sample
+    peak_rss: int | None
+
+
+class Measurer:
+    """Takes the before/after readings of one run."""
+
+    def __init__(self, prober: Prober | None = None, hygiene: GcHygiene | None = None) -> None:
+        self.prober = prober or get_prober()
+        self.hygiene = hygiene
+        self._offset: tuple[int, int] | None = None
+
+    def _calibrate(self) -> tuple[int, int]:
+        """What one empty begin/end cycle itself leaves alive (its own readings).
+
+        The before-reading object exists when the after-reading is taken, so an
+        empty run shows a few blocks of growth; subtracting this constant makes
+        an empty run read zero.
+        """
+        self._offset = (0, 0)
+        blocks, malloc = [], []
+        for _ in range(5):
+            token = self.begin()
+            m = self.end(token)
+            d = m.after.minus(m.before)
+            blocks.append(d["blocks"] or 0)
+            malloc.append(d["malloc"] or 0)
+        blocks.sort()
+        malloc.sort()
+        self._offset = (blocks[2], malloc[2])
+        return self._offset
+
+    def begin(self, *, clear_caches: bool = False) -> RunToken:
+        if self._offset is None:
+            self._calibrate()
+        if clear_caches:
+            clear_interpreter_caches()
+        if self.hygiene is not None:
+            self.hygiene.before_test()
+            before = self.prober.sample(collect=False)
+        else:
+            before = self.prober.sample()
+        return RunToken(before, self.prober.start_peak())
+
+    def end(self, token: RunToken, *, clear_caches: bool = False) -> RunMeasure:
+        peak = token.peak.stop()
+        if clear_caches:
+            clear_interpreter_caches()
+        after = self.prober.sample()
+        ob, om = self._offset or (0, 0)
+        if ob or om:
+            after = replace(
+                after,
+                blocks=None if after.blocks is None else after.blocks - ob,
+                malloc=None if after.malloc is None else after.malloc - om,
+            )
+        return RunMeasure(token.before, after, peak)
+
+    def trimmed(self, measure: RunMeasure) -> RunMeasure:
+        """Re-read after handing free heap pages back, so RSS stops counting them."""
+        self.prober.trim()
+        return RunMeasure(measure.before, self.prober.sample(), measure.peak_rss)
+
+
+# -- test specs ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MarkCall:
+    """A marker as applied to a test, as plain data."""
+
+    name: str
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+
+
+@dataclass
+class TestSpec:
+    """What to measure and judge for one test, from its markers and the settings."""
+
+    __test__ = False
+
+    nodeid: str
+    skip_reason: str | None = None
+    max_growth: dict[str, Any] | None = None
+    max_growth_source: str = "marker"
+    max_memory: dict[str, Any] | None = None
+    no_leaks: dict[str, Any] | None = None
+    leak_source: str = "marker"
+    repeat: Repeat | None = None
+    resources: bool = False
+    soak: dict[str, Any] | None = None
+    compare_fail: tuple[str, ...] = ()
+    marker_names: list[str] = field(default_factory=list)
+
+    @property
+    def measured(self) -> bool:
+        return self.skip_reason is None
+
+    @property
+    def wants_leak_verdict(self) -> bool:
+        return self.no_leaks is not None or self.repeat is not None
+
+    @property
+    def has_verdict(self) -> bool:
+        return (
+            self.wants_leak_verdict
+            or self.max_growth is not None
+            or self.max_memory is not None
+            or self.resources
+        )
+
+    def plan(self) -> RepeatPlan | None:
+        """The repetition plan, or ``None`` for a single ordinary run."""
+        warmup, runs = 0, 1
+        if self.max_growth is not None:
+            warmup, runs = self.max_growth["warmup"], self.max_growth["runs"]
+        if self.no_leaks is not None:
+            warmup = max(warmup, self.no_leaks["warmup"])
+            runs = max(runs, self.no_leaks["runs"])
+        elif self.repeat is not None:
+            warmup = max(warmup, self.repeat.warmup)
+            runs = max(runs, self.repeat.runs)
+        if warmup == 0 and runs == 1:
+            return None
+        metrics: Sequence[str] = MEMORY_METRICS
+        if self.resources:
+            metrics = (*MEMORY_METRICS, *RESOURCE_METRICS)
+        return RepeatPlan(warmup, runs, metrics=metrics, extend=self.wants_leak_verdict)
+
+
+def build_spec(nodeid: str, calls: Sequence[MarkCall], settings: Settings) -> TestSpec:
+    """Parse a test's markers against the settings; raise MarkerError with the full message."""
+    spec = TestSpec(nodeid)
+    seen: set[str] = set()
+    for call in calls:
+        schema = markers.SCHEMAS.get(call.name)
+        if schema is None:
+            continue
+        if call.name in seen:
+            # The closest marker wins, as pytest's get_closest_marker does.
+            continue
+        seen.add(call.name)
+        try:
+            values = schema.parse(call.args, call.kwargs)
+        except markers.MarkerError as exc:
+            raise markers.MarkerError(
+                markers.error_message(nodeid, call.name, call.args, call.kwargs, str(exc))
+            ) from None
+        spec.marker_names.append(call.name)
+        if call.name == "memwatch_skip":
+            spec.skip_reason = values["reason"] or "memwatch_skip"
+        elif call.name == "max_growth":
+            spec.max_growth = values
+        elif call.name == "max_memory":
+            spec.max_memory = values
+        elif call.name == "no_leaks":
+            spec.no_leaks = values
+            spec.resources = spec.resources or bool(values["resources"])
+        elif call.name == "soak":
+            spec.soak = values
+        spec.compare_fail += tuple(values.get("compare_fail", ()) or ())
+    if spec.max_growth is None and settings.max_growth is not None:
+        spec.max_growth = {"limit": settings.max_growth, "warmup": 0, "runs": 1}
+        spec.max_growth_source = "option"
+    if spec.no_leaks is None and settings.repeat is not None:
+        spec.repeat = settings.repeat
+        spec.leak_source = "option"
+    spec.resources = spec.resources or settings.resources
+    return spec
+
+
+# -- judging -------------------------------------------------------------------
+
+
+def resource_verdict(delta: Mapping[str, int | None], source: str) -> Verdict:
+    left = {m: delta.get(m) for m in RESOURCE_METRICS}
+    grown = {m: v for m, v in left.items() if v is not None and v > 0}
+    if not grown:
+        return Verdict("resources", source, True, "no threads or fds left behind")
+    parts = ", ".join(f"{v} {m}" for m, v in grown.items())
+    return Verdict(
+        "resources",
+        source,
+        False,
+        f"resources: {parts} left behind after the test and its fixtures were torn down",
+        metric=next(iter(grown)),
+        measured=float(next(iter(grown.values()))),
+    )
+
+
+def judge(
+    spec: TestSpec,
+    measures: Sequence[RunMeasure],
+    plan: RepeatPlan | None,
+    measurer: Measurer,
+) -> list[Verdict]:
+    """All verdicts for one test from its measured runs (the last one is the reported run)."""
+    verdicts: list[Verdict] = []
+    if not measures:
+        return verdicts
+    last = measures[-1]
+    if spec.max_growth is not None:
+        limit = int(spec.max_growth["limit"])
+        if plan is None:
+            delta = last.after.minus(last.before)
+            measured = _bytes(delta)
+            if measured is not None and measured > limit and (delta.get("rss") or 0) > limit:
+                # RSS may still count freed heap pages: hand them back and read again
+                # before failing anyone.
+                last = measurer.trimmed(last)
+                delta = last.after.minus(last.before)
+                measured = _bytes(delta)
+            verdicts.append(
+                growth_verdict(
+                    measured, limit, source=spec.max_growth_source, runs=1, details={"delta": delta}
+                )
+            )
+        else:
+            measured_f, details = plan.growth_per_call()
+            verdicts.append(
+                growth_verdict(
+                    measured_f,
+                    limit,
+                    source=spec.max_growth_source,
+                    runs=len(plan.measured),
+                    details=details,
+                )
+            )
+    if spec.max_memory is not None:
+        runs = plan.measured if plan is not None else measures
+        peaks = [
+            m.peak_rss - m.before.rss
+            for m in runs
+            if m.peak_rss is not None and m.before.rss is not None
+        ]
+        verdicts.append(
+            peak_verdict(
+                max(peaks) if peaks else None, int(spec.max_memory["limit"]), source="marker"
+            )
+        )
+    if plan is not None and spec.wants_leak_verdict:
+        verdicts.append(plan.leak_verdict(source=spec.leak_source))
+    elif spec.resources:
+        verdicts.append(resource_verdict(last.after.minus(last.before), "option"))
+    return verdicts
+
+
+def _bytes(delta: Mapping[str, int | None]) -> float | None:
+    from pytest_memwatch.probes import bytes_metric
+
+    v = bytes_metric(dict(delta))
+    return None if v is None else float(v)
+
+
+def run_repeated(fn: Callable[[], object], plan: RepeatPlan, measurer: Measurer) -> None:
+    """Call ``fn`` as the plan asks, reading the probes around every call.
+
+    The readings go straight into the plan's preallocated arrays; nothing else
+    is kept per run, or the harness would measure its own bookkeeping.
+    """
+    while plan.wants_more():
+        token = measurer.begin(clear_caches=True)
+        fn()
+        m = measurer.end(token, clear_caches=True)
+        plan.record(m.before, m.after, m.peak_rss)
+        del m, token
+
+
+def elapsed(start: float) -> float:
+    return time.perf_counter() - start

@@ -1,0 +1,177 @@
+"""The object behind the ``memwatch`` fixture (plain Python; the plugin wraps it)."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_memwatch.engine import Measurer, run_repeated
+from pytest_memwatch.probes import PeakWatch, Sample, bytes_metric, get_prober
+from pytest_memwatch.units import format_size, parse_size
+from pytest_memwatch.verdicts import RepeatPlan, Verdict
+
+
+@dataclass
+class LeakCheck:
+    """What :meth:`MemwatchHandle.check_leaks` found. Truthy when nothing leaked.
+
+    ``verdict`` holds the message and the per-metric numbers;
+    ``growth_per_call`` is the robust slope of bytes per call (RSS or malloc,
+    whichever grew more); ``deltas`` maps each metric to its per-run growth.
+    """
+
+    verdict: Verdict
+    growth_per_call: float | None
+    deltas: dict[str, list[float] | None] = field(default_factory=dict)
+    runs: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict.passed
+
+    @property
+    def message(self) -> str:
+        return self.verdict.message
+
+    def __bool__(self) -> bool:
+        return self.verdict.passed
+
+    def __repr__(self) -> str:
+        return f"<LeakCheck {'passed' if self.passed else 'LEAK'}: {self.message}>"
+
+
+class MemwatchHandle:
+    """Baselines, labelled snapshots, growth, peak and leak checks inside one test."""
+
+    def __init__(self, nodeid: str = "<api>") -> None:
+        self.nodeid = nodeid
+        self._prober = get_prober()
+        self._baseline: Sample | None = None
+        self._peak: PeakWatch | None = None
+        self._peak_value: int | None = None
+        self.snapshots: list[tuple[str, Sample]] = []
+        self._pending: list[tuple[weakref.ref[Any], str]] = []
+
+    # -- baseline and snapshots --------------------------------------------------
+    def baseline(self) -> Sample:
+        """Take the reading that :meth:`growth` and :meth:`peak` are relative to."""
+        self._baseline = self._prober.sample()
+        self._peak = self._prober.start_peak()
+        self._peak_value = None
+        return self._baseline
+
+    def _ensure_baseline(self) -> Sample:
+        return self._baseline if self._baseline is not None else self.baseline()
+
+    def snapshot(self, label: str) -> dict[str, int | None]:
+        """Record a labelled reading; returns its growth per metric since the baseline."""
+        base = self._ensure_baseline()
+        sample = self._prober.sample()
+        self.snapshots.append((label, sample))
+        return sample.minus(base)
+
+    def growth(self) -> int:
+        """Bytes held now beyond the baseline (after a full collection)."""
+        base = self._ensure_baseline()
+        return int(bytes_metric(self._prober.sample().minus(base)) or 0)
+
+    def peak(self) -> int:
+        """Peak RSS since the baseline, above the baseline's RSS, in bytes."""
+        base = self._ensure_baseline()
+        if self._peak is not None:
+            value = self._peak.stop()
+            # Reading the high-water mark resets nothing, but a sampler thread
+            # stops: start a new watch and carry the running maximum.
+            self._peak = self._prober.start_peak()
+            if value is not None:
+                self._peak_value = max(self._peak_value or 0, value)
+        if self._peak_value is None or base.rss is None:
+            return 0
+        return max(0, self._peak_value - base.rss)
+
+    def assert_max_growth(self, limit: int | float | str) -> None:
+        """Fail when more than ``limit`` (bare number = MiB) is held beyond the baseline."""
+        limit_b = parse_size(limit)
+        grown = self.growth()
+        if grown > limit_b:
+            base = self._ensure_baseline()
+            labels = ", ".join(
+                f"{label}: {format_size(bytes_metric(s.minus(base)), signed=True)}"
+                for label, s in self.snapshots
+            )
+            raise AssertionError(
+                f"memwatch: {format_size(grown)} held beyond the baseline, over the limit of "
+                f"{format_size(limit_b)}" + (f" (snapshots: {labels})" if labels else "")
+            )
+
+    # -- leak checks -------------------------------------------------------------
+    def check_leaks(
+        self,
+        fn: Callable[[], object],
+        *,
+        warmup: int = 2,
+        runs: int = 5,
+        resources: bool = False,
+    ) -> LeakCheck:
+        """Call ``fn`` ``warmup`` + ``runs`` times (more when in doubt) and judge the trend."""
+        metrics = ("blocks", "malloc", "rss") + (("fds", "threads") if resources else ())
+        plan = RepeatPlan(warmup, runs, metrics=metrics)
+        run_repeated(fn, plan, Measurer(self._prober))
+        verdict = plan.leak_verdict(source="fixture")
+        per_call, _ = plan.growth_per_call()
+        deltas = {m: plan.deltas(m) for m in metrics}
+        return LeakCheck(verdict, per_call, deltas, len(plan.measured))
+
+    # -- collection --------------------------------------------------------------
+    def assert_collected(self, obj: object, what: str | None = None) -> None:
+        """Check that ``obj`` is freed once the test drops it.
+
+        Given a ``weakref.ref``, the check runs now. Given the object itself, the
+        test still holds it, so the check runs when the test has finished (at
+        fixture teardown), and a survivor fails the test with what holds it.
+        """
+        if isinstance(obj, weakref.ref):
+            self._check_ref(obj, what or "object")
+            return
+        try:
+            ref = weakref.ref(obj)
+        except TypeError:
+            raise TypeError(
+                f"memwatch.assert_collected: {type(obj).__name__} objects cannot be weakly "
+                "referenced, so their release cannot be observed; pass an instance of a class "
+                "(or a weakref.ref to one)"
+            ) from None
+        self._pending.append((ref, what or f"{type(obj).__name__} object"))
+
+    def _check_ref(self, ref: weakref.ref[Any], what: str) -> None:
+        gc.collect()
+        obj = ref()
+        if obj is None:
+            return
+        chain = _holder_chain(obj)
+        del obj
+        raise AssertionError(
+            f"memwatch: {what} was not freed" + (f"; held by: {chain}" if chain else "")
+        )
+
+    def finish(self) -> None:
+        pending, self._pending = self._pending, []
+        for ref, what in pending:
+            self._check_ref(ref, what)
+
+
+def _holder_chain(obj: object) -> str:
+    try:
+        import objgraph
+    except ImportError:
+        return ""
+    chain = objgraph.find_backref_chain(obj, objgraph.is_proper_module, max_depth=20)
+    if not chain or not objgraph.is_proper_module(chain[0]):
+        referrers = [type(r).__name__ for r in gc.get_referrers(obj)][:5]
+        return "referrers " + ", ".join(referrers) if referrers else ""
+    from pytest_memwatch.attribution import short_repr
+
+    return " -> ".join(f"{type(o).__name__} {short_repr(o)}" for o in chain)

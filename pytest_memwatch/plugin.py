@@ -1,0 +1,521 @@
+"""pytest hooks for memwatch. Hooks translate pytest objects to plain data and back;
+the engine (:mod:`pytest_memwatch.engine`) measures and decides.
+
+How a measured test runs (``pytest_runtest_protocol`` below):
+
+- a function-scoped fixture, ``_memwatch_probe``, is put into the fixture
+  closure of every measured test, after its higher-scoped fixtures, so the
+  readings bracket the test and its function-scoped fixtures only;
+- the run's reports are produced with ``log=False``; a repeated test runs its
+  whole setup/call/teardown again, tearing down only the item between runs;
+- the verdicts are then applied to the call report and the reports are logged
+  once, so every other plugin sees one ordinary test.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+from _pytest.runner import runtestprotocol
+
+from pytest_memwatch import __version__, markers
+from pytest_memwatch.engine import (
+    GcHygiene,
+    MarkCall,
+    Measurer,
+    RunMeasure,
+    TestSpec,
+    build_spec,
+    judge,
+)
+from pytest_memwatch.fixture import MemwatchHandle
+from pytest_memwatch.results import Results, RunMeta, TestResult, now_iso
+from pytest_memwatch.settings import SETTINGS, Setting, SettingError, Settings, resolve
+from pytest_memwatch.terminal import summary_lines
+from pytest_memwatch.verdicts import RepeatPlan
+
+PROBE_FIXTURE = "_memwatch_probe"
+
+
+class SessionState:
+    """Everything memwatch keeps for one pytest session (in ``config.stash``)."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.settings = settings
+        self.worker: str | None = (
+            config.workerinput["workerid"] if hasattr(config, "workerinput") else None
+        )
+        self.is_controller = self.worker is None
+        self.hygiene = GcHygiene()
+        self._measurer: Measurer | None = None
+        self.results: list[TestResult] = []
+        self.meta = RunMeta(
+            plugin_version=__version__,
+            pytest_version=pytest.__version__,
+            args=[str(a) for a in config.invocation_params.args],
+            settings=settings.to_dict(),
+        )
+        self.output_lines: list[str] = []
+        self.warned_probes = False
+
+    @property
+    def measurer(self) -> Measurer:
+        # Built on first use: a session with nothing to measure never reads /proc.
+        if self._measurer is None:
+            self._measurer = Measurer(hygiene=self.hygiene)
+        return self._measurer
+
+    # Session-level hooks live on this object (registered in pytest_configure),
+    # so they reach the session's state without globals.
+    def pytest_report_teststatus(
+        self, report: pytest.TestReport
+    ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+        if report.when == "call" and getattr(report, "memwatch_failed", False):
+            return "failed", "M", ("FAILED (memwatch)", {"red": True, "bold": True})
+        return None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, "memwatch", None)
+        if data is not None and self.is_controller:
+            self.results.append(TestResult.from_dict(data))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.hygiene.close()
+        if not self.is_controller:
+            return
+        self.meta.finished_at = now_iso()
+        self.meta.workers = _worker_count(session.config)
+        settings = self.settings
+        if not (settings.json or settings.html or settings.save or settings.compare is not None):
+            return
+        from pytest_memwatch.outputs import finish_run
+
+        self.meta.commit = _git_commit(str(session.config.rootpath))
+        doc = Results(self.meta, self.results).to_dict()
+        outcome = finish_run(doc, settings, str(session.config.rootpath))
+        self.output_lines.extend(outcome.lines)
+        for w in outcome.warnings:
+            self.output_lines.append(f"WARNING: {w}")
+        if outcome.regressions:
+            self.output_lines.extend(outcome.regressions)
+            if session.exitstatus == 0:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
+        if not self.is_controller or (not self.results and not self.output_lines):
+            return
+        lines = summary_lines(
+            [r.to_dict() for r in self.results],
+            verbosity=config.get_verbosity(),
+            top=self.settings.top,
+        )
+        if not lines and not self.output_lines:
+            return
+        terminalreporter.write_sep("=", "memwatch")
+        for line in [*lines, *self.output_lines]:
+            red = line.startswith(("FAILED", "REGRESSION", "WARNING"))
+            terminalreporter.write_line(line, red=red)
+
+
+STATE = pytest.StashKey[SessionState]()
+MEASURE = pytest.StashKey[bool]()
+RUNS = pytest.StashKey[list[RunMeasure]]()
+PLAN = pytest.StashKey[RepeatPlan | None]()
+MARKER_ERROR = pytest.StashKey[str]()
+
+
+# -- options -------------------------------------------------------------------
+
+
+def _add_option(group: pytest.OptionGroup, s: Setting) -> None:
+    help_text = s.help + (f" [env {s.env}]" if s.env else "")
+    if s.kind == "flag":
+        group.addoption(
+            s.option, action="store_true", default=None, dest=f"memwatch_{s.name}", help=help_text
+        )
+    elif s.kind == "optional":
+        group.addoption(
+            s.option,
+            action="store",
+            nargs="?",
+            const=s.const,
+            default=None,
+            dest=f"memwatch_{s.name}",
+            metavar=s.type_doc.upper(),
+            help=help_text,
+        )
+    elif s.kind == "append":
+        group.addoption(
+            s.option,
+            action="append",
+            default=None,
+            dest=f"memwatch_{s.name}",
+            metavar="EXPR",
+            help=help_text,
+        )
+    else:
+        group.addoption(
+            s.option,
+            action="store",
+            default=None,
+            dest=f"memwatch_{s.name}",
+            metavar=s.type_doc.upper(),
+            help=help_text,
+        )
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("memwatch", "memory measurement and leak verdicts (pytest-memwatch)")
+    for s in SETTINGS:
+        _add_option(group, s)
+        if s.kind == "append":
+            parser.addini(s.ini_key, s.help, type="linelist", default=[])
+        else:
+            parser.addini(s.ini_key, s.help, type="string", default="")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for schema in markers.SCHEMAS.values():
+        config.addinivalue_line("markers", schema.line())
+    cli = {s.name: config.getoption(f"memwatch_{s.name}") for s in SETTINGS}
+    ini: dict[str, Any] = {s.name: config.getini(s.ini_key) for s in SETTINGS}
+    try:
+        settings = resolve(cli, os.environ, ini)
+    except SettingError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    state = SessionState(config, settings)
+    config.stash[STATE] = state
+    config.pluginmanager.register(state, "memwatch-session")
+
+
+def _state(config: pytest.Config) -> SessionState | None:
+    return config.stash.get(STATE, None)
+
+
+# -- collection ----------------------------------------------------------------
+
+
+def _mark_calls(item: pytest.Item) -> list[MarkCall]:
+    return [
+        MarkCall(m.name, tuple(m.args), dict(m.kwargs))
+        for m in item.iter_markers()
+        if m.name in markers.SCHEMAS
+    ]
+
+
+def _insert_probe(item: pytest.Item) -> None:
+    names: list[str] | None = getattr(item, "fixturenames", None)
+    info = getattr(item, "_fixtureinfo", None)
+    if names is None or info is None or PROBE_FIXTURE in names:
+        return
+    # Put the probe after every higher-scoped fixture, so the first test of a
+    # module is not charged for the module's fixtures, and before the
+    # function-scoped ones, so it is torn down after them.
+    pos = len(names)
+    for i, name in enumerate(names):
+        defs = info.name2fixturedefs.get(name)
+        if not defs or defs[-1].scope == "function":
+            pos = i
+            break
+    names.insert(pos, PROBE_FIXTURE)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    state = _state(config)
+    if state is None:
+        return
+    settings = state.settings
+    soak_selected = "soak" in (config.getoption("markexpr", "") or "")
+    for item in items:
+        names = {m.name for m in item.iter_markers() if m.name in markers.SCHEMAS}
+        if "soak" in names and not (settings.soak or soak_selected):
+            item.add_marker(
+                pytest.mark.skip(reason="soak test: run with --memwatch-soak or -m soak")
+            )
+            continue
+        if "memwatch_skip" in names:
+            continue
+        if settings.active or names:
+            item.stash[MEASURE] = True
+            _insert_probe(item)
+            _warn_unavailable_probes(config, state)
+
+
+# -- running -------------------------------------------------------------------
+
+
+class _KeepCollectors:
+    """A stand-in for ``nextitem`` that means "the same item runs again".
+
+    ``SetupState.teardown_exact(nextitem)`` tears down every node not on
+    ``nextitem.listchain()``: with this chain (the item's collectors without
+    the item) it tears down the item's function-scoped fixtures and keeps the
+    module, class and session fixtures alive between repetitions.
+    """
+
+    def __init__(self, item: pytest.Item) -> None:
+        self._chain = item.listchain()[:-1]
+
+    def listchain(self) -> list[Any]:
+        return self._chain
+
+
+def _passed(reports: list[pytest.TestReport]) -> bool:
+    return all(r.passed for r in reports) and not any(hasattr(r, "wasxfail") for r in reports)
+
+
+def _run(item: pytest.Item, nextitem: Any) -> tuple[list[pytest.TestReport], RunMeasure | None]:
+    item.stash[RUNS] = []
+    reports = runtestprotocol(item, nextitem=nextitem, log=False)
+    runs = item.stash[RUNS]
+    return reports, (runs[-1] if runs else None)
+
+
+def _teardown_for_next(item: pytest.Item, nextitem: pytest.Item | None) -> pytest.TestReport | None:
+    """Tear down what the real next item does not need, after repetitions kept it.
+
+    Calling the teardown hooks a second time would confuse other plugins (the
+    logging plugin deletes its stash entries there), so only the setup state
+    is unwound, as ``runtestprotocol`` itself does at its end.
+    """
+    call = pytest.CallInfo.from_call(
+        lambda: item.session._setupstate.teardown_exact(nextitem), when="teardown"
+    )
+    if call.excinfo is None:
+        return None
+    return pytest.TestReport.from_item_and_call(item, call)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    state = _state(item.config)
+    if state is None or not item.stash.get(MEASURE, False):
+        return None
+    try:
+        spec = build_spec(item.nodeid, _mark_calls(item), state.settings)
+    except markers.MarkerError as exc:
+        # Reported by pytest_runtest_setup, so this one test errors at setup.
+        item.stash[MARKER_ERROR] = str(exc)
+        return None
+    ihook = item.ihook
+    ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    start = time.perf_counter()
+    plan = spec.plan()
+    item.stash[PLAN] = plan
+    last: RunMeasure | None = None
+    keep = _KeepCollectors(item)
+    kept = False
+    if plan is None:
+        reports, last = _run(item, nextitem)
+    else:
+        kept = True
+        reports = []
+        while plan.wants_more():
+            # Rebinding, not appending: per-run objects kept here would be measured.
+            reports, last = _run(item, keep)
+            if last is None or not _passed(reports):
+                break
+    measures = [last] if last is not None else []
+    item.stash[PLAN] = None
+    duration = time.perf_counter() - start
+    ok = _passed(reports) and bool(measures)
+    verdicts = judge(spec, measures, plan, state.measurer) if ok else []
+    failed = [v for v in verdicts if not v.passed]
+    attribution = None
+    if failed and state.settings.trace > 0:
+        kept = True
+        attribution = _attribute(item, keep, state.settings.trace)
+    if kept:
+        final = _teardown_for_next(item, nextitem)
+        if final is not None:
+            reports.append(final)
+    result = _result(item, state, spec, measures, plan, verdicts, attribution, reports, duration)
+    _apply(reports, result, failed, attribution)
+    for rep in reports:
+        ihook.pytest_runtest_logreport(report=rep)
+    ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    del item.stash[RUNS]
+    return True
+
+
+def _attribute(item: pytest.Item, keep: _KeepCollectors, frames: int) -> dict[str, Any]:
+    from pytest_memwatch.attribution import attribute
+
+    def run_once() -> None:
+        runtestprotocol(item, nextitem=keep, log=False)  # type: ignore[arg-type]
+        item.stash[RUNS] = []
+
+    return attribute(run_once, frames=frames)
+
+
+def _result(
+    item: pytest.Item,
+    state: SessionState,
+    spec: TestSpec,
+    measures: list[RunMeasure],
+    plan: Any,
+    verdicts: list[Any],
+    attribution: dict[str, Any] | None,
+    reports: list[pytest.TestReport],
+    duration: float,
+) -> TestResult:
+    outcome = "passed"
+    for rep in reports:
+        if rep.failed:
+            outcome = "failed" if rep.when == "call" else "error"
+            break
+        if rep.skipped:
+            outcome = "skipped"
+    result = TestResult(
+        nodeid=item.nodeid,
+        outcome=outcome,
+        worker=state.worker,
+        duration_s=duration,
+        markers=list(spec.marker_names),
+        verdicts=[v.to_dict() for v in verdicts],
+        attribution=attribution,
+    )
+    if measures:
+        last = measures[-1]
+        result.before = last.before.to_dict()
+        result.after = last.after.to_dict()
+        result.growth = last.after.minus(last.before)
+        result.peak_rss = last.peak_rss
+        if last.peak_rss is not None and last.before.rss is not None:
+            result.peak_growth = last.peak_rss - last.before.rss
+    if plan is not None:
+        result.runs = [r.to_dict() for r in plan.records]
+    if spec.compare_fail:
+        result.compare_fail = list(spec.compare_fail)
+    if any(v.passed is False for v in verdicts):
+        result.outcome = "failed"
+    return result
+
+
+def _apply(
+    reports: list[pytest.TestReport],
+    result: TestResult,
+    failed: list[Any],
+    attribution: dict[str, Any] | None,
+) -> None:
+    call = next((r for r in reports if r.when == "call"), None)
+    target = call or (reports[-1] if reports else None)
+    if target is None:
+        return
+    if failed and call is not None and call.passed:
+        call.outcome = "failed"
+        call.longrepr = "\n".join(f"memwatch {v.message}" for v in failed)
+        if attribution is not None:
+            from pytest_memwatch.attribution import format_attribution
+
+            call.sections.append(("memwatch attribution", format_attribution(attribution)))
+        call.memwatch_failed = True  # type: ignore[attr-defined]
+    # Plain JSON-able data on the report: xdist ships it to the controller.
+    target.memwatch = result.to_dict()  # type: ignore[attr-defined]
+    teardown = next((r for r in reversed(reports) if r.when == "teardown"), None)
+    if teardown is not None:
+        teardown.user_properties.extend(_junit_properties(result))
+
+
+def _junit_properties(result: TestResult) -> list[tuple[str, object]]:
+    props: list[tuple[str, object]] = []
+    for metric in ("rss", "malloc", "blocks"):
+        value = result.growth.get(metric)
+        if value is not None:
+            props.append((f"memwatch_growth_{metric}", value))
+    if result.peak_growth is not None:
+        props.append(("memwatch_peak_growth", result.peak_growth))
+    failed = [v["kind"] for v in result.verdicts if not v["passed"]]
+    props.append(("memwatch_verdict", "failed: " + ",".join(failed) if failed else "passed"))
+    return props
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    message = item.stash.get(MARKER_ERROR, None)
+    if message is not None:
+        pytest.fail(message, pytrace=False)
+
+
+@pytest.fixture
+def _memwatch_probe(request: pytest.FixtureRequest) -> Generator[None]:
+    """Internal: brackets a measured test (inserted by memwatch, not requested by users)."""
+    item = request.node
+    state = _state(request.config)
+    if state is None or RUNS not in item.stash:
+        yield
+        return
+    measurer = state.measurer
+    plan = item.stash.get(PLAN, None)
+    token = measurer.begin(clear_caches=True)
+    yield
+    measure = measurer.end(token, clear_caches=True)
+    if plan is not None:
+        plan.record(measure.before, measure.after, measure.peak_rss)
+    # Only the latest run is kept: one object per run would itself look like growth.
+    runs = item.stash[RUNS]
+    runs.clear()
+    runs.append(measure)
+
+
+@pytest.fixture
+def memwatch(request: pytest.FixtureRequest) -> Generator[MemwatchHandle]:
+    """Measure memory inside a test: baselines, snapshots, growth, peak and leak checks.
+
+    Example::
+
+        def test_parser(memwatch):
+            memwatch.baseline()
+            parse(big_document)
+            memwatch.assert_max_growth("1 MiB")
+            assert memwatch.check_leaks(lambda: parse(small_document), runs=8)
+    """
+    handle = MemwatchHandle(request.node.nodeid)
+    yield handle
+    handle.finish()
+
+
+# -- results -------------------------------------------------------------------
+
+
+def _worker_count(config: pytest.Config) -> int:
+    n = getattr(config.option, "numprocesses", None)
+    dist = getattr(config.option, "dist", "no")
+    if isinstance(n, int) and n > 0 and dist != "no":
+        return n
+    return 1
+
+
+def _git_commit(root: str) -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def _warn_unavailable_probes(config: pytest.Config, state: SessionState) -> None:
+    if state.warned_probes:
+        return
+    state.warned_probes = True
+    missing = state.measurer.prober.unavailable
+    if missing:
+        detail = "; ".join(f"{k}: {v}" for k, v in sorted(missing.items()))
+        config.issue_config_time_warning(
+            pytest.PytestWarning(f"memwatch: some probes are unavailable here ({detail})"),
+            stacklevel=2,
+        )
+        state.meta.unavailable_probes = dict(missing)

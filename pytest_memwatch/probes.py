@@ -1,0 +1,254 @@
+"""Cheap process probes: what a test leaves behind, sampled before and after it.
+
+Each probe is detected once per process. A probe this platform cannot provide
+is reported in :attr:`Prober.unavailable` (the plugin turns that into one
+warning) and reads as ``None``; the other probes go on.
+
+- ``rss``: resident set size (psutil). What the OS charges; page-granular, and
+  pymalloc rarely gives memory back, so it is paired with the two below.
+- ``malloc``: bytes in use by the C allocator (glibc ``mallinfo2``: in-use heap
+  chunks plus mmapped chunks). Exact to the byte, sees C-level leaks such as
+  ``ctypes`` ``malloc`` that tracemalloc cannot, and costs under a microsecond.
+- ``blocks``: ``sys.getallocatedblocks()``, the number of live Python
+  allocations; one leaked object shows as +1 whatever its size.
+- ``gc_objects``: objects tracked by the cyclic GC outside the frozen generation.
+- ``fds``, ``threads``: open file descriptors and OS threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import os
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+METRICS = ("rss", "malloc", "blocks", "gc_objects", "fds", "threads")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One reading of every cheap probe. ``None`` means the probe is unavailable."""
+
+    t: float
+    rss: int | None
+    malloc: int | None
+    blocks: int | None
+    gc_objects: int | None
+    fds: int | None
+    threads: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def minus(self, other: Sample) -> dict[str, int | None]:
+        """Per-metric difference ``self - other``; ``None`` where either side is missing."""
+        out: dict[str, int | None] = {}
+        for name in METRICS:
+            a, b = getattr(self, name), getattr(other, name)
+            out[name] = None if a is None or b is None else a - b
+        return out
+
+
+def bytes_metric(delta: dict[str, int | None]) -> int | None:
+    """The byte figure a budget is judged on: the larger of RSS and malloc growth.
+
+    Python objects over 512 bytes and C allocations show in both (so the
+    larger, not the sum); small Python objects live in pymalloc arenas that
+    only RSS sees; untouched ``malloc`` memory only the allocator sees.
+    """
+    values = [v for v in (delta.get("rss"), delta.get("malloc")) if v is not None]
+    return max(values) if values else None
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            [
+                "arena",
+                "ordblks",
+                "smblks",
+                "hblks",
+                "hblkhd",
+                "usmblks",
+                "fsmblks",
+                "uordblks",
+                "fordblks",
+                "keepcost",
+            ]
+        )
+    ]
+
+
+class Prober:
+    """Reads the cheap probes; built once per process (see :func:`get_prober`)."""
+
+    def __init__(self) -> None:
+        self.unavailable: dict[str, str] = {}
+        self._proc: Any = None
+        try:
+            import psutil
+
+            self._proc = psutil.Process()
+            self._proc.memory_info()
+        except Exception as exc:  # psutil missing or /proc unreadable
+            self._proc = None
+            self.unavailable["rss"] = f"psutil cannot read process memory: {exc}"
+        self._libc: Any = None
+        self._mallinfo2: Any = None
+        self._malloc_trim: Any = None
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+            fn = libc.mallinfo2
+            fn.restype = _MallInfo2
+            fn()
+            self._mallinfo2 = fn
+            self._malloc_trim = libc.malloc_trim
+            self._malloc_trim.argtypes = [ctypes.c_size_t]
+            self._malloc_trim.restype = ctypes.c_int
+        except (OSError, AttributeError):
+            self.unavailable["malloc"] = "the C library has no mallinfo2 (glibc >= 2.33 needed)"
+        self._fd_dir = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else None
+        if self._fd_dir is None and self._proc is None:
+            self.unavailable["fds"] = "neither /proc/self/fd nor psutil is available"
+        self._peak_mode = self._detect_peak_mode()
+
+    # -- peak RSS -------------------------------------------------------------
+    def _detect_peak_mode(self) -> str:
+        # Linux resets the high-water mark VmHWM when "5" is written to
+        # clear_refs: an exact peak with no sampling thread and no cost during
+        # the test. Elsewhere a sampler thread polls RSS.
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            if self._read_hwm() is not None:
+                return "hwm"
+        except OSError:
+            pass
+        if self._proc is None:
+            self.unavailable["peak_rss"] = "no way to read RSS on this platform"
+            return "none"
+        return "sampler"
+
+    @staticmethod
+    def _read_hwm() -> int | None:
+        try:
+            with open("/proc/self/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+        return None
+
+    def start_peak(self) -> PeakWatch:
+        return PeakWatch(self)
+
+    # -- samples --------------------------------------------------------------
+    def rss(self) -> int | None:
+        if self._proc is None:
+            return None
+        try:
+            return int(self._proc.memory_info().rss)
+        except Exception:
+            return None
+
+    def malloc(self) -> int | None:
+        if self._mallinfo2 is None:
+            return None
+        info = self._mallinfo2()
+        return int(info.uordblks + info.hblkhd)
+
+    def trim(self) -> None:
+        """Hand free heap pages back to the OS so RSS stops counting them."""
+        if self._malloc_trim is not None:
+            self._malloc_trim(0)
+
+    def fds(self) -> int | None:
+        if self._fd_dir is not None:
+            try:
+                # listdir opens one fd of its own while it reads.
+                return len(os.listdir(self._fd_dir)) - 1
+            except OSError:
+                return None
+        if self._proc is not None:
+            try:
+                return int(self._proc.num_fds())
+            except Exception:
+                return None
+        return None
+
+    def threads(self) -> int:
+        if self._proc is not None:
+            try:
+                return int(self._proc.num_threads())
+            except Exception:
+                pass
+        return threading.active_count()
+
+    def sample(self, *, collect: bool = True) -> Sample:
+        """Read every probe, after a full collection unless ``collect`` is false."""
+        if collect:
+            gc.collect()
+        return Sample(
+            t=time.monotonic(),
+            rss=self.rss(),
+            malloc=self.malloc(),
+            blocks=sys.getallocatedblocks(),
+            gc_objects=len(gc.get_objects()),
+            fds=self.fds(),
+            threads=self.threads(),
+        )
+
+
+class PeakWatch:
+    """High-water mark of RSS from :meth:`Prober.start_peak` until :meth:`stop`."""
+
+    def __init__(self, prober: Prober) -> None:
+        self._prober = prober
+        self._peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if prober._peak_mode == "hwm":
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")
+            except OSError:
+                pass
+        elif prober._peak_mode == "sampler":
+            self._thread = threading.Thread(target=self._poll, name="memwatch-peak", daemon=True)
+            self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.005):
+            value = self._prober.rss() or 0
+            self._peak = max(self._peak, value)
+
+    def stop(self) -> int | None:
+        mode = self._prober._peak_mode
+        if mode == "hwm":
+            return Prober._read_hwm()
+        if mode == "sampler" and self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            return max(self._peak, self._prober.rss() or 0)
+        return None
+
+
+_PROBER: Prober | None = None
+
+
+def get_prober() -> Prober:
+    global _PROBER
+    if _PROBER is None:
+        _PROBER = Prober()
+    return _PROBER
+
+
+def sample_fields() -> tuple[str, ...]:
+    return tuple(f.name for f in fields(Sample))

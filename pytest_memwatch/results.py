@@ -1,0 +1,196 @@
+"""The results data model: what one run of the plugin measured and decided.
+
+This is the contract between the engine and everything that consumes its
+output (terminal summary, JSON results, HTML report, baselines, xdist). It is
+plain data: dataclasses whose ``to_dict()`` gives the JSON form documented in
+docs/results.md and published as a JSON Schema. Nothing here imports pytest.
+
+Document layout (``schema_version`` 1)::
+
+    {
+      "schema_version": 1,
+      "tool": "pytest-memwatch",
+      "run": RunMeta,
+      "tests": [TestResult, ...],
+      "totals": Totals
+    }
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class TestResult:
+    """Everything measured and decided for one test (one node id).
+
+    - ``before``/``after``: probe readings around the reported run (see
+      :class:`pytest_memwatch.probes.Sample`), ``growth`` their difference.
+    - ``peak_rss``: high-water mark of RSS during that run, in bytes, and
+      ``peak_growth`` the same above ``before.rss``.
+    - ``runs``: one entry per repetition when the test was repeated (warmup
+      runs flagged), each with its per-metric ``delta``.
+    - ``verdicts``: list of :class:`pytest_memwatch.verdicts.Verdict` dicts.
+    - ``attribution``: see :mod:`pytest_memwatch.attribution`, or ``None``.
+    - ``soak``: a soak time series (issue: soak tests), or ``None``.
+    """
+
+    __test__ = False  # not a pytest test class, whatever the collector thinks
+
+    nodeid: str
+    outcome: str = "passed"  # passed | failed | skipped | error
+    worker: str | None = None
+    duration_s: float = 0.0
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    growth: dict[str, int | None] = field(default_factory=dict)
+    peak_rss: int | None = None
+    peak_growth: int | None = None
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+    attribution: dict[str, Any] | None = None
+    soak: dict[str, Any] | None = None
+    markers: list[str] = field(default_factory=list)
+    compare_fail: list[str] = field(default_factory=list)
+
+    @property
+    def failed_verdicts(self) -> list[dict[str, Any]]:
+        return [v for v in self.verdicts if not v.get("passed", True)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "nodeid": self.nodeid,
+            "outcome": self.outcome,
+            "worker": self.worker,
+            "duration_s": round(self.duration_s, 6),
+            "markers": list(self.markers),
+            "before": self.before,
+            "after": self.after,
+            "growth": dict(self.growth),
+            "peak_rss": self.peak_rss,
+            "peak_growth": self.peak_growth,
+            "runs": list(self.runs),
+            "verdicts": list(self.verdicts),
+            "attribution": self.attribution,
+            "soak": self.soak,
+            **({"compare_fail": list(self.compare_fail)} if self.compare_fail else {}),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TestResult:
+        return cls(
+            nodeid=d["nodeid"],
+            outcome=d.get("outcome", "passed"),
+            worker=d.get("worker"),
+            duration_s=float(d.get("duration_s", 0.0)),
+            before=d.get("before"),
+            after=d.get("after"),
+            growth=dict(d.get("growth") or {}),
+            peak_rss=d.get("peak_rss"),
+            peak_growth=d.get("peak_growth"),
+            runs=list(d.get("runs") or []),
+            verdicts=list(d.get("verdicts") or []),
+            attribution=d.get("attribution"),
+            soak=d.get("soak"),
+            markers=list(d.get("markers") or []),
+            compare_fail=list(d.get("compare_fail") or []),
+        )
+
+
+def machine_info() -> dict[str, Any]:
+    """Describe this machine: the key baselines are stored under."""
+    try:
+        import psutil
+
+        total = int(psutil.virtual_memory().total)
+    except Exception:
+        total = None
+    return {
+        "hostname": socket.gethostname(),
+        "system": platform.system(),
+        "release": platform.release(),
+        "arch": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "total_memory": total,
+        "python_implementation": platform.python_implementation(),
+    }
+
+
+@dataclass
+class RunMeta:
+    plugin_version: str
+    pytest_version: str
+    python: str = field(default_factory=lambda: sys.version.split()[0])
+    machine: dict[str, Any] = field(default_factory=machine_info)
+    commit: str | None = None
+    workers: int = 1
+    started_at: str = field(default_factory=now_iso)
+    finished_at: str | None = None
+    args: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    unavailable_probes: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "plugin_version": self.plugin_version,
+            "pytest_version": self.pytest_version,
+            "python": self.python,
+            "machine": self.machine,
+            "commit": self.commit,
+            "workers": self.workers,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "args": self.args,
+            "settings": self.settings,
+            "unavailable_probes": self.unavailable_probes,
+        }
+
+
+def totals(tests: list[TestResult]) -> dict[str, Any]:
+    measured = [t for t in tests if t.before is not None or t.runs or t.soak]
+    growth = [(t.growth.get("rss") or 0) for t in measured if t.growth.get("rss") is not None]
+    by_worker: dict[str, dict[str, Any]] = {}
+    for t in measured:
+        w = by_worker.setdefault(
+            t.worker or "main", {"measured": 0, "failed_verdicts": 0, "growth_rss": 0}
+        )
+        w["measured"] += 1
+        w["failed_verdicts"] += 1 if t.failed_verdicts else 0
+        w["growth_rss"] += t.growth.get("rss") or 0
+    peaks = [t.peak_rss for t in measured if t.peak_rss is not None]
+    return {
+        "tests": len(tests),
+        "measured": len(measured),
+        "failed_verdicts": sum(1 for t in tests if t.failed_verdicts),
+        "total_growth_rss": sum(growth),
+        "max_peak_rss": max(peaks) if peaks else None,
+        "by_worker": by_worker,
+    }
+
+
+@dataclass
+class Results:
+    run: RunMeta
+    tests: list[TestResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "tool": "pytest-memwatch",
+            "run": self.run.to_dict(),
+            "tests": [t.to_dict() for t in self.tests],
+            "totals": totals(self.tests),
+        }

@@ -1,0 +1,378 @@
+"""Every setting declared once: CLI option, ini key, environment variable, parser.
+
+The plugin generates its ``addoption``/``addini`` calls from :data:`SETTINGS`
+and resolves them once per session into a frozen :class:`Settings`, CLI >
+environment > ini > default. "Not given" is ``None`` at every layer, so an ini
+value is never shadowed by a flag's default. Errors name the setting and where
+the bad value came from. Nothing here imports pytest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_memwatch.units import (
+    DURATION_EXAMPLE,
+    SIZE_EXAMPLE,
+    UnitError,
+    parse_duration,
+    parse_size,
+)
+
+
+class SettingError(ValueError):
+    """A bad option, ini or environment value; the message is shown as a usage error."""
+
+
+def _bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true/false (also 1/0, yes/no, on/off)")
+
+
+@dataclass(frozen=True)
+class Repeat:
+    warmup: int
+    runs: int
+
+    def __str__(self) -> str:
+        return f"{self.warmup}:{self.runs}"
+
+
+DEFAULT_REPEAT = Repeat(2, 5)
+
+
+def _repeat(value: str) -> Repeat:
+    text = value.strip()
+    if text == "":
+        return DEFAULT_REPEAT
+    parts = text.split(":")
+    if len(parts) != 2:
+        raise ValueError("expected WARMUP:RUNS, e.g. 2:5")
+    try:
+        warmup, runs = int(parts[0]), int(parts[1])
+    except ValueError:
+        raise ValueError("expected two whole numbers WARMUP:RUNS, e.g. 2:5") from None
+    if warmup < 0:
+        raise ValueError("WARMUP must be 0 or more, e.g. 2:5")
+    if runs < 1:
+        raise ValueError("RUNS must be 1 or more, e.g. 2:5")
+    return Repeat(warmup, runs)
+
+
+def _size(value: str) -> int:
+    try:
+        # An option value is always a string; a bare number still means MiB.
+        stripped = value.strip()
+        return parse_size(float(stripped) if _is_number(stripped) else stripped)
+    except UnitError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _duration(value: str) -> float:
+    try:
+        stripped = value.strip()
+        return parse_duration(float(stripped) if _is_number(stripped) else stripped)
+    except UnitError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _frames(value: str) -> int:
+    n = int(value)
+    if n < 0 or n > 100:
+        raise ValueError("expected a number of frames from 0 (no attribution) to 100, e.g. 10")
+    return n
+
+
+def _path(value: str) -> str:
+    if not value.strip():
+        raise ValueError("expected a file path, e.g. memwatch.json")
+    return value
+
+
+def _name(value: str) -> str:
+    v = value.strip()
+    if not v or any(c in v for c in "/\\:\0"):
+        raise ValueError("expected a name without slashes or colons, e.g. main")
+    return v
+
+
+def _optional_name(value: str) -> str:
+    # "--memwatch-compare" with no value compares with the latest saved run.
+    return value.strip()
+
+
+def _str(value: str) -> str:
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # attribute on Settings
+    option: str  # CLI flag
+    help: str
+    parse: Callable[[str], Any]
+    default: Any
+    expected: str  # the expected form, with an example, for error messages
+    kind: str = "value"  # "flag" | "value" | "optional" (flag with optional value) | "append"
+    env: str | None = None
+    ini: bool = True
+    const: str | None = None  # value of an "optional" flag given without one
+    type_doc: str = "str"
+
+    @property
+    def ini_key(self) -> str:
+        return "memwatch" if self.name == "enabled" else f"memwatch_{self.name}"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "enabled",
+        "--memwatch",
+        "measure every test with the cheap memory probes",
+        _bool,
+        False,
+        "true or false",
+        kind="flag",
+        env="PYTEST_MEMWATCH",
+        type_doc="bool",
+    ),
+    Setting(
+        "repeat",
+        "--memwatch-repeat",
+        "leak-check every test by re-running it WARMUP:RUNS times (default 2:5)",
+        _repeat,
+        None,
+        "WARMUP:RUNS, e.g. 2:5",
+        kind="optional",
+        env="PYTEST_MEMWATCH_REPEAT",
+        const="",
+        type_doc="WARMUP:RUNS",
+    ),
+    Setting(
+        "max_growth",
+        "--memwatch-max-growth",
+        "default max_growth budget for every test without its own marker",
+        _size,
+        None,
+        SIZE_EXAMPLE,
+        env="PYTEST_MEMWATCH_MAX_GROWTH",
+        type_doc="size",
+    ),
+    Setting(
+        "trace",
+        "--memwatch-trace",
+        "traceback depth for allocation sites when a verdict fails (0: no attribution)",
+        _frames,
+        10,
+        "a number of frames, e.g. 10",
+        env="PYTEST_MEMWATCH_TRACE",
+        type_doc="int",
+    ),
+    Setting(
+        "top",
+        "--memwatch-top",
+        "how many tests the terminal summary lists as growing most",
+        lambda v: max(0, int(v)),
+        10,
+        "a whole number, e.g. 10",
+        type_doc="int",
+    ),
+    Setting(
+        "json",
+        "--memwatch-json",
+        "write the results document (JSON) to PATH",
+        _path,
+        None,
+        "a file path, e.g. memwatch.json",
+        env="PYTEST_MEMWATCH_JSON",
+        type_doc="path",
+    ),
+    Setting(
+        "html",
+        "--memwatch-html",
+        "write a self-contained HTML leak report to PATH",
+        _path,
+        None,
+        "a file path, e.g. memwatch.html",
+        env="PYTEST_MEMWATCH_HTML",
+        type_doc="path",
+    ),
+    Setting(
+        "save",
+        "--memwatch-save",
+        "save this run as a baseline named NAME under .memwatch/",
+        _name,
+        None,
+        "a name, e.g. main",
+        type_doc="name",
+    ),
+    Setting(
+        "compare",
+        "--memwatch-compare",
+        "compare with a saved run (NAME, NNNN, or the latest when no value is given)",
+        _optional_name,
+        None,
+        "a saved run's name or number, e.g. main or 0003",
+        kind="optional",
+        const="",
+        type_doc="name|NNNN",
+    ),
+    Setting(
+        "compare_fail",
+        "--memwatch-compare-fail",
+        "fail on regressions beyond METRIC:TOLERANCE, e.g. growth:10% or peak:5MB (repeatable)",
+        _str,
+        None,
+        "METRIC:TOLERANCE, e.g. growth:10% or peak:5MB",
+        kind="append",
+        type_doc="list of METRIC:TOLERANCE",
+    ),
+    Setting(
+        "storage",
+        "--memwatch-storage",
+        "directory for saved runs",
+        _path,
+        ".memwatch",
+        "a directory, e.g. .memwatch",
+        type_doc="path",
+    ),
+    Setting(
+        "soak",
+        "--memwatch-soak",
+        "run soak tests (skipped otherwise)",
+        _bool,
+        False,
+        "true or false",
+        kind="flag",
+        env="PYTEST_MEMWATCH_SOAK",
+        type_doc="bool",
+    ),
+    Setting(
+        "soak_duration",
+        "--memwatch-soak-duration",
+        "cap the duration of every soak test",
+        _duration,
+        None,
+        DURATION_EXAMPLE,
+        env="PYTEST_MEMWATCH_SOAK_DURATION",
+        type_doc="duration",
+    ),
+    Setting(
+        "soak_resume",
+        "--memwatch-soak-resume",
+        "continue interrupted soak runs from their samples",
+        _bool,
+        False,
+        "true or false",
+        kind="flag",
+        type_doc="bool",
+    ),
+    Setting(
+        "resources",
+        "--memwatch-resources",
+        "also fail tests that leave threads or file descriptors behind",
+        _bool,
+        False,
+        "true or false",
+        kind="flag",
+        env="PYTEST_MEMWATCH_RESOURCES",
+        type_doc="bool",
+    ),
+)
+
+BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    enabled: bool = False
+    repeat: Repeat | None = None
+    max_growth: int | None = None
+    trace: int = 10
+    top: int = 10
+    json: str | None = None
+    html: str | None = None
+    save: str | None = None
+    compare: str | None = None
+    compare_fail: tuple[str, ...] = ()
+    storage: str = ".memwatch"
+    soak: bool = False
+    soak_duration: float | None = None
+    soak_resume: bool = False
+    resources: bool = False
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        """Whether every test is measured (not only marked ones)."""
+        return self.enabled or self.repeat is not None or self.max_growth is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            s.name: (
+                str(v)
+                if isinstance((v := getattr(self, s.name)), Repeat)
+                else list(v)
+                if isinstance(v, tuple)
+                else v
+            )
+            for s in SETTINGS
+        }
+
+
+def resolve(
+    cli: Mapping[str, Any],
+    env: Mapping[str, str],
+    ini: Mapping[str, str | list[str] | None],
+) -> Settings:
+    """Resolve every setting, CLI > environment > ini > default.
+
+    ``cli`` maps setting names to raw CLI values (``None`` when not given; flags
+    give ``True``); ``ini`` maps setting names to raw ini strings (or ``None``).
+    """
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for s in SETTINGS:
+        raw: Any = None
+        where = "default"
+        if cli.get(s.name) is not None:
+            raw, where = cli[s.name], f"command line option {s.option}"
+        elif s.env and env.get(s.env) not in (None, ""):
+            raw, where = env[s.env], f"environment variable {s.env}"
+        elif s.ini and ini.get(s.name) not in (None, "", []):
+            raw, where = ini[s.name], f"ini key {s.ini_key}"
+        if raw is None:
+            values[s.name] = tuple(s.default or ()) if s.kind == "append" else s.default
+            continue
+        sources[s.name] = where
+        if s.kind == "flag" and raw is True:
+            values[s.name] = True
+            continue
+        items = raw if isinstance(raw, list) else [raw]
+        if s.kind == "append" and isinstance(raw, str):
+            items = [p for p in raw.replace(",", "\n").splitlines() if p.strip()]
+        parsed = []
+        for item in items:
+            try:
+                parsed.append(s.parse(str(item)))
+            except (ValueError, TypeError) as exc:
+                raise SettingError(
+                    f"memwatch: bad value {item!r} for {s.option} (from {where}): {exc}. "
+                    f"Expected {s.expected}."
+                ) from None
+        values[s.name] = tuple(parsed) if s.kind == "append" else parsed[-1]
+    return Settings(sources=sources, **values)

@@ -1,0 +1,64 @@
+"""The terminal summary: a pure renderer of per-test results (no pytest import).
+
+Follows pytest's verbosity conventions: ``-q`` gives one line plus the failed
+verdicts, the default adds the tests that grew most, ``-v`` lists more of them
+with their per-run deltas, ``-vv`` lists every measured test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pytest_memwatch.units import format_size
+
+
+def _growth(t: dict[str, Any]) -> int:
+    g = t.get("growth") or {}
+    return max(int(g.get("rss") or 0), int(g.get("malloc") or 0))
+
+
+def summary_lines(
+    tests: Sequence[dict[str, Any]], *, verbosity: int = 0, top: int = 10
+) -> list[str]:
+    measured = [t for t in tests if t.get("before") is not None or t.get("runs")]
+    if not measured:
+        return []
+    failed = [t for t in measured if any(not v["passed"] for v in t.get("verdicts", []))]
+    repeated = sum(1 for t in measured if t.get("runs"))
+    total = sum((t.get("growth") or {}).get("rss") or 0 for t in measured)
+    head = (
+        f"memwatch: {len(measured)} tests measured"
+        + (f" ({repeated} repeated)" if repeated else "")
+        + f", {len(failed)} failed memory verdict{'s' if len(failed) != 1 else ''}"
+        + f", total RSS growth {format_size(total, signed=True)}"
+    )
+    lines = [head]
+    for t in failed:
+        for v in t["verdicts"]:
+            if not v["passed"]:
+                lines.append(f"FAILED {t['nodeid']} - {v['message']}")
+    if verbosity < 0:
+        return lines
+    count = len(measured) if verbosity >= 2 else (top * 2 if verbosity == 1 else top)
+    growers = sorted(measured, key=_growth, reverse=True)[:count]
+    growers = [t for t in growers if _growth(t) > 0 or verbosity >= 2]
+    if growers:
+        lines.append("")
+        lines.append(
+            f"{'growth':>11} {'malloc':>11} {'blocks':>8} {'peak':>11}  test"
+            + ("  (tests that grew most)" if verbosity < 2 else "")
+        )
+        for t in growers:
+            g = t.get("growth") or {}
+            blocks = g.get("blocks")
+            lines.append(
+                f"{format_size(g.get('rss'), signed=True):>11} "
+                f"{format_size(g.get('malloc'), signed=True):>11} "
+                f"{'n/a' if blocks is None else f'{blocks:+d}':>8} "
+                f"{format_size(t.get('peak_growth')):>11}  {t['nodeid']}"
+            )
+            if verbosity >= 1 and t.get("runs"):
+                deltas = [r["delta"].get("blocks") for r in t["runs"] if not r.get("warmup")]
+                lines.append(f"{'':>45}  blocks per run: {deltas}")
+    return lines

@@ -1,0 +1,135 @@
+"""Parsing and formatting of sizes, durations and rates.
+
+The user-facing contract (design.md section 3): a bare number is MiB, strings
+carry units (``"512 KiB"``, ``"2MB"``, ``"1.5 GiB"``, ``"64B"``); decimal and
+binary prefixes are both accepted. Durations are ``"90s"``, ``"30m"``, ``"8h"``;
+rates are a size per duration (``"1 MiB/h"``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+MiB = 1024 * 1024
+
+_SIZE_UNITS: dict[str, int] = {
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+    # Single-letter shorthands read as binary, as `ls -h` and `free -h` print them.
+    "k": 1024,
+    "m": 1024**2,
+    "g": 1024**3,
+}
+_DURATION_UNITS: dict[str, float] = {
+    "ms": 0.001,
+    "s": 1.0,
+    "sec": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+}
+
+_NUMBER = r"(?P<num>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+_SIZE_RE = re.compile(rf"^\s*{_NUMBER}\s*(?P<unit>[a-zA-Z]*)\s*$")
+_DURATION_RE = re.compile(rf"^\s*{_NUMBER}\s*(?P<unit>[a-zA-Z]*)\s*$")
+
+SIZE_EXAMPLE = '50 (MiB) or "512 KiB", "2MB", "1.5 GiB", "64B"'
+DURATION_EXAMPLE = '"90s", "30m", "8h" or a number of seconds'
+RATE_EXAMPLE = '"1 MiB/h", "512 KiB/min"'
+
+
+class UnitError(ValueError):
+    """A size, duration or rate that cannot be parsed; the message says why."""
+
+
+def parse_size(value: object) -> int:
+    """Return a size in bytes.
+
+    >>> parse_size(50)
+    52428800
+    >>> parse_size("512 KiB")
+    524288
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise UnitError(
+            f"expected a size, got {type(value).__name__} {value!r}; use {SIZE_EXAMPLE}"
+        )
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value) or value < 0:
+            raise UnitError(f"expected a non-negative size, got {value!r}; use {SIZE_EXAMPLE}")
+        return round(value * MiB)
+    match = _SIZE_RE.match(value)
+    if not match:
+        raise UnitError(f"cannot read {value!r} as a size; use {SIZE_EXAMPLE}")
+    unit = match["unit"].lower() or "mib"
+    if unit not in _SIZE_UNITS:
+        raise UnitError(f"unknown size unit {match['unit']!r} in {value!r}; use {SIZE_EXAMPLE}")
+    return round(float(match["num"]) * _SIZE_UNITS[unit])
+
+
+def parse_duration(value: object) -> float:
+    """Return a duration in seconds; a bare number is seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise UnitError(
+            f"expected a duration, got {type(value).__name__} {value!r}; use {DURATION_EXAMPLE}"
+        )
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION_RE.match(value)
+        if not match:
+            raise UnitError(f"cannot read {value!r} as a duration; use {DURATION_EXAMPLE}")
+        unit = match["unit"].lower() or "s"
+        if unit not in _DURATION_UNITS:
+            raise UnitError(
+                f"unknown duration unit {match['unit']!r} in {value!r}; use {DURATION_EXAMPLE}"
+            )
+        seconds = float(match["num"]) * _DURATION_UNITS[unit]
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise UnitError(f"expected a positive duration, got {value!r}; use {DURATION_EXAMPLE}")
+    return seconds
+
+
+def parse_rate(value: object) -> float:
+    """Return a growth rate in bytes per second from ``"SIZE/DURATION-UNIT"``."""
+    if not isinstance(value, str) or "/" not in value:
+        raise UnitError(f"cannot read {value!r} as a rate; use {RATE_EXAMPLE}")
+    size_part, _, per = value.partition("/")
+    per = per.strip()
+    # "1 MiB/h" means per one hour: allow a bare unit after the slash.
+    if per and per[0].isalpha():
+        per = "1" + per
+    return parse_size(size_part) / parse_duration(per)
+
+
+def format_size(n: float | None, *, signed: bool = False) -> str:
+    """Human-readable binary size: ``format_size(1536) == '1.5 KiB'``."""
+    if n is None:
+        return "n/a"
+    sign = "-" if n < 0 else ("+" if signed and n > 0 else "")
+    v = abs(float(n))
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if v < 1024 or unit == "GiB":
+            if unit == "B":
+                return f"{sign}{v:.0f} B"
+            return f"{sign}{v:.1f} {unit}"
+        v /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"

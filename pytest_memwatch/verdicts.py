@@ -1,0 +1,334 @@
+"""Verdicts: budgets (``max_growth``, ``max_memory``) and the repeated-run leak verdict.
+
+Everything here works on plain :class:`~pytest_memwatch.probes.Sample` readings
+and returns plain data; the plugin, the ``memwatch`` fixture and the library API
+all share it.
+
+The leak rule (explained in docs/explanation.md):
+
+1. Readings are taken at the same point of every run (after teardown and a
+   full collection), and a run's delta is the difference between consecutive
+   readings, as CPython's ``-R`` does. Objects a run creates and frees, and
+   objects a run replaces (the previous run's reports), cancel out.
+2. A metric is *suspect* when every run of the latest window grew by more than
+   its noise floor, or when the Theil-Sen slope of the cumulative readings has
+   a confidence interval wholly above the floor.
+3. Growth that is still ambiguous (suspect, or a positive slope whose interval
+   still includes the floor) earns more runs, up to ``max_runs``; a cache that
+   is filling stops growing within them, a leak does not.
+4. The final verdict judges the latest window: leak if a metric is still suspect.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_memwatch.probes import METRICS, Sample, bytes_metric
+from pytest_memwatch.stats import Trend, cumulative, theil_sen
+from pytest_memwatch.units import format_size
+
+# Per-run growth that counts as "grew" for each metric. Blocks, malloc bytes,
+# fds and threads are exact counters; RSS moves in pages and arenas, so a run
+# must add more than a few pages before it counts.
+DEFAULT_FLOORS: Mapping[str, float] = {
+    "blocks": 0.0,
+    "malloc": 0.0,
+    "rss": 32 * 1024.0,
+    "fds": 0.0,
+    "threads": 0.0,
+}
+# Metrics whose growth is memory (judged always) and resources (judged when asked).
+MEMORY_METRICS = ("blocks", "malloc", "rss")
+RESOURCE_METRICS = ("fds", "threads")
+UNITS = {"blocks": "blocks", "malloc": "bytes", "rss": "bytes", "fds": "fds", "threads": "threads"}
+
+
+@dataclass
+class Verdict:
+    """The outcome of one check on one test. ``to_dict`` is its JSON form."""
+
+    kind: str  # "max_growth" | "max_memory" | "leak"
+    source: str  # "marker" | "option" | "fixture" | "api"
+    passed: bool
+    message: str
+    metric: str | None = None
+    limit: float | None = None
+    measured: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "passed": self.passed,
+            "message": self.message,
+            "metric": self.metric,
+            "limit": self.limit,
+            "measured": self.measured,
+            "details": self.details,
+        }
+
+
+def _fmt(metric: str, value: float) -> str:
+    if UNITS.get(metric) == "bytes":
+        return format_size(value, signed=True)
+    return f"{value:+.1f} {UNITS.get(metric, '')}".rstrip()
+
+
+@dataclass
+class RunRecord:
+    before: Sample
+    after: Sample
+    peak_rss: int | None = None
+    warmup: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.after.minus(self.before)
+        return {
+            "warmup": self.warmup,
+            "delta": d,
+            "after": self.after.to_dict(),
+            "peak_rss": self.peak_rss,
+        }
+
+
+class RepeatPlan:
+    """Drives a repeated measurement: how many runs, and whether to extend.
+
+    Usage: ``while plan.wants_more(): ...; plan.record(before, after)`` then
+    :meth:`leak_verdict` or :meth:`growth_per_call`.
+
+    Readings are stored in arrays preallocated for the largest possible number
+    of runs: keeping a Python object per run would itself grow the heap by a
+    few blocks a run, and the harness must not measure itself.
+    """
+
+    def __init__(
+        self,
+        warmup: int,
+        runs: int,
+        *,
+        max_runs: int | None = None,
+        floors: Mapping[str, float] = DEFAULT_FLOORS,
+        metrics: Sequence[str] = MEMORY_METRICS,
+        extend: bool = True,
+    ) -> None:
+        if warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {warmup}")
+        if runs < 1:
+            raise ValueError(f"runs must be >= 1, got {runs}")
+        self.warmup = warmup
+        self.runs = runs
+        self.max_runs = max_runs if max_runs is not None else (4 * runs if extend else runs)
+        self.floors = dict(floors)
+        self.metrics = tuple(metrics)
+        self._target = warmup + runs
+        cap = warmup + self.max_runs
+        self._cap = cap
+        self._before = {m: array("q", bytes(8 * cap)) for m in METRICS}
+        self._after = {m: array("q", bytes(8 * cap)) for m in METRICS}
+        self._times = array("d", bytes(8 * cap * 2))
+        self._peak = array("q", bytes(8 * cap))
+        self._missing: set[str] = set()
+        self.count = 0
+
+    def record(self, before: Sample, after: Sample, peak_rss: int | None = None) -> None:
+        i = self.count
+        if i >= self._cap:
+            raise RuntimeError("RepeatPlan.record called more often than planned")
+        for m in METRICS:
+            b, a = getattr(before, m), getattr(after, m)
+            if b is None or a is None:
+                self._missing.add(m)
+            else:
+                self._before[m][i] = b
+                self._after[m][i] = a
+        self._times[2 * i] = before.t
+        self._times[2 * i + 1] = after.t
+        self._peak[i] = -1 if peak_rss is None else peak_rss
+        self.count = i + 1
+
+    def _sample(self, store: dict[str, array[int]], i: int, t: float) -> Sample:
+        vals = {m: (None if m in self._missing else int(store[m][i])) for m in METRICS}
+        return Sample(t=t, **vals)
+
+    @property
+    def records(self) -> list[RunRecord]:
+        out = []
+        for i in range(self.count):
+            peak = int(self._peak[i])
+            out.append(
+                RunRecord(
+                    self._sample(self._before, i, self._times[2 * i]),
+                    self._sample(self._after, i, self._times[2 * i + 1]),
+                    None if peak < 0 else peak,
+                    warmup=i < self.warmup,
+                )
+            )
+        return out
+
+    def wants_more(self) -> bool:
+        if self.count < self._target:
+            return True
+        n = self.count - self.warmup
+        if n >= self.max_runs:
+            return False
+        states = self._states()
+        if any(s in ("suspect", "ambiguous") for s, _ in states.values()):
+            self._target = min(self.warmup + self.max_runs, self.count + self.runs)
+            return self.count < self._target
+        return False
+
+    # -- series ---------------------------------------------------------------
+    def deltas(self, metric: str) -> list[float] | None:
+        """Per-run growth of ``metric``: consecutive after-readings, as CPython's -R."""
+        if self.count <= self.warmup or metric in self._missing:
+            return None
+        after = self._after[metric]
+        prev = after[self.warmup - 1] if self.warmup > 0 else self._before[metric][0]
+        out: list[float] = []
+        for i in range(self.warmup, self.count):
+            out.append(float(after[i] - prev))
+            prev = after[i]
+        return out
+
+    @property
+    def measured(self) -> list[RunRecord]:
+        return self.records[self.warmup :]
+
+    def _window(self, deltas: list[float]) -> list[float]:
+        return deltas[-self.runs :] if len(deltas) > self.runs else deltas
+
+    def _trend(self, deltas: list[float]) -> Trend:
+        # Fit over the latest 2*runs readings: long enough to see an every-Nth
+        # leak, short enough that a cache which filled early has dropped out.
+        recent = deltas[-2 * self.runs :]
+        return theil_sen(cumulative(recent))
+
+    def _states(self) -> dict[str, tuple[str, Trend | None]]:
+        out: dict[str, tuple[str, Trend | None]] = {}
+        for metric in self.metrics:
+            d = self.deltas(metric)
+            if not d:
+                continue
+            floor = self.floors.get(metric, 0.0)
+            window = self._window(d)
+            trend = self._trend(d)
+            every = len(window) >= 2 and all(x > floor for x in window)
+            if every or trend.low > floor:
+                out[metric] = ("suspect", trend)
+            elif trend.slope > floor and trend.high > floor and sum(window) > floor:
+                out[metric] = ("ambiguous", trend)
+            else:
+                out[metric] = ("clean", trend)
+        return out
+
+    # -- verdicts -------------------------------------------------------------
+    def leak_verdict(self, source: str = "marker") -> Verdict:
+        states = self._states()
+        leaking = {m: t for m, (s, t) in states.items() if s == "suspect" and t is not None}
+        n = len(self.measured)
+        details: dict[str, Any] = {
+            "warmup": self.warmup,
+            "runs": n,
+            "requested_runs": self.runs,
+            "metrics": {
+                m: {
+                    "state": s,
+                    "deltas": self.deltas(m),
+                    "trend": t.to_dict() if t else None,
+                    "floor": self.floors.get(m, 0.0),
+                }
+                for m, (s, t) in states.items()
+            },
+        }
+        if not leaking:
+            return Verdict("leak", source, True, f"no growth trend over {n} runs", details=details)
+        # Report the most telling metric first: bytes before blocks before resources.
+        order = ["malloc", "rss", "blocks", "fds", "threads"]
+        first = sorted(leaking, key=lambda m: order.index(m) if m in order else 99)[0]
+        parts = []
+        for m in sorted(leaking, key=lambda m: order.index(m) if m in order else 99):
+            t = leaking[m]
+            window = self._window(self.deltas(m) or [])
+            parts.append(
+                f"{m} grows {_fmt(m, t.slope)}/run "
+                f"(95% CI {_fmt(m, t.low)}..{_fmt(m, t.high)}; "
+                f"last runs {', '.join(_fmt(m, x) for x in window)})"
+            )
+        msg = f"leak: {'; '.join(parts)} over {n} runs after {self.warmup} warmup"
+        return Verdict(
+            "leak",
+            source,
+            False,
+            msg,
+            metric=first,
+            measured=leaking[first].slope,
+            details=details,
+        )
+
+    def growth_per_call(self) -> tuple[float | None, dict[str, Any]]:
+        """Bytes left behind per call: the single delta, or the robust slope over runs."""
+        measured = self.measured
+        if not measured:
+            return None, {}
+        if len(measured) == 1:
+            rec = measured[0]
+            delta = rec.after.minus(rec.before)
+            return (
+                None if bytes_metric(delta) is None else float(bytes_metric(delta) or 0),
+                {"delta": delta},
+            )
+        per_metric: dict[str, Any] = {}
+        best: float | None = None
+        for metric in ("rss", "malloc"):
+            d = self.deltas(metric)
+            if not d:
+                continue
+            trend = theil_sen(cumulative(d))
+            per_metric[metric] = {"deltas": d, "trend": trend.to_dict()}
+            best = trend.slope if best is None else max(best, trend.slope)
+        return best, per_metric
+
+
+def growth_verdict(
+    measured: float | None, limit: int, *, source: str, runs: int, details: dict[str, Any]
+) -> Verdict:
+    if measured is None:
+        return Verdict(
+            "max_growth",
+            source,
+            True,
+            "growth could not be measured on this platform (no RSS or malloc probe)",
+            metric="bytes",
+            limit=limit,
+            details=details,
+        )
+    per = "per call" if runs == 1 else f"per call (slope over {runs} runs)"
+    ok = measured <= limit
+    msg = (
+        f"max_growth: {format_size(measured)} left behind {per}, "
+        f"{'within' if ok else 'over'} the limit of {format_size(limit)}"
+    )
+    return Verdict("max_growth", source, ok, msg, "bytes", limit, measured, details)
+
+
+def peak_verdict(peak_growth: float | None, limit: int, *, source: str) -> Verdict:
+    if peak_growth is None:
+        return Verdict(
+            "max_memory",
+            source,
+            True,
+            "peak could not be measured on this platform",
+            metric="peak_rss",
+            limit=limit,
+        )
+    ok = peak_growth <= limit
+    msg = (
+        f"max_memory: peak {format_size(peak_growth)} above the memory at test start, "
+        f"{'within' if ok else 'over'} the limit of {format_size(limit)}"
+    )
+    return Verdict("max_memory", source, ok, msg, "peak_rss", limit, peak_growth)
