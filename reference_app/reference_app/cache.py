@@ -114,7 +114,7 @@ class AdaptiveMemoryCache(Generic[K, V]):
         memory_reader: Callable[[], float] | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_evict: Callable[[K, V, str], None] | None = None,
-        faults_enabled: Iterable[str] | None = None,
+        config_faults: Iterable[str] | None = None,
     ) -> None:
         if not 1 <= min_size <= max_size:
             raise ValueError(f"need 1 <= min_size <= max_size, got {min_size} and {max_size}")
@@ -137,7 +137,7 @@ class AdaptiveMemoryCache(Generic[K, V]):
         self._memory_reader = memory_reader or default_memory_reader
         self._clock = clock
         self._on_evict = on_evict
-        self._unbounded = faults.is_enabled(FAULT_UNBOUNDED, faults_enabled)
+        self._unbounded = faults.is_enabled(FAULT_UNBOUNDED, config_faults)
         self._lock = threading.RLock()
         # Two orders over the same keys: recency (moved on every hit) and age
         # (moved only when a value is stored), so both the LRU candidates and

@@ -87,7 +87,7 @@ class MetricsCollector:
         *,
         clock: Callable[[], float] = time.time,
         probe: Callable[[], dict[str, float]] | None = process_probe,
-        faults_enabled: Iterable[str] | None = None,
+        config_faults: Iterable[str] | None = None,
     ) -> None:
         if retention_seconds <= 0 or max_samples < 1:
             raise ValueError("retention_seconds must be positive and max_samples at least 1")
@@ -95,7 +95,7 @@ class MetricsCollector:
         self.max_samples = int(max_samples)
         self._clock = clock
         self._probe = probe
-        self._no_retention = faults.is_enabled(FAULT_NO_RETENTION, faults_enabled)
+        self._no_retention = faults.is_enabled(FAULT_NO_RETENTION, config_faults)
         self._lock = threading.Lock()
         self._samples: deque[MetricSample] | list[MetricSample]
         self._samples = [] if self._no_retention else deque(maxlen=self.max_samples)

@@ -268,7 +268,7 @@ class SessionManager:
         metrics: Any = None,
         clock: Callable[[], float] = time.time,
         tick_seconds: float | None = None,
-        faults_enabled: Iterable[str] | None = None,
+        config_faults: Iterable[str] | None = None,
     ) -> None:
         if checkpoint_interval_seconds <= 0 or max_session_seconds <= 0:
             raise ValueError("checkpoint interval and maximum session length must be positive")
@@ -292,9 +292,9 @@ class SessionManager:
             if tick_seconds is not None
             else max(0.05, min(30.0, self.checkpoint_interval / 4, self.idle_timeout / 4))
         )
-        self._never_expire = faults.is_enabled(FAULT_NEVER_EXPIRED, faults_enabled)
+        self._never_expire = faults.is_enabled(FAULT_NEVER_EXPIRED, config_faults)
         self._keep_checkpoints_in_memory = faults.is_enabled(
-            FAULT_CHECKPOINTS_IN_MEMORY, faults_enabled
+            FAULT_CHECKPOINTS_IN_MEMORY, config_faults
         )
         self._checkpoint_log: list[dict[str, Any]] = []
         self._lock = threading.RLock()

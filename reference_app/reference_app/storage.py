@@ -52,6 +52,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from reference_app import faults
+from reference_app.vtt import segment_fields
 
 FAULT_CONNECTIONS_KEPT = faults.register(
     "sqlite_connections_kept",
@@ -256,7 +257,7 @@ class SecureStorage:
         max_storage_mb: float = 500.0,
         busy_timeout: float = 10.0,
         clock: Any = time.time,
-        faults_enabled: Iterable[str] | None = None,
+        config_faults: Iterable[str] | None = None,
     ) -> None:
         self.path = Path(path)
         self.enable_compression = enable_compression
@@ -266,7 +267,7 @@ class SecureStorage:
         self.max_storage_bytes = int(max_storage_mb * 1024 * 1024)
         self.busy_timeout = busy_timeout
         self._clock = clock
-        self._keep_connections = faults.is_enabled(FAULT_CONNECTIONS_KEPT, faults_enabled)
+        self._keep_connections = faults.is_enabled(FAULT_CONNECTIONS_KEPT, config_faults)
         self.sessions_cleaned = 0
         existed = self.path.exists() and self.path.stat().st_size > 0
         if existed:
@@ -772,16 +773,6 @@ def _session_row(row: tuple[Any, ...]) -> dict[str, Any]:
 # -- the app's entry point ----------------------------------------------------
 
 
-def _segment_fields(segment: Any) -> tuple[float | None, float | None, str]:
-    """(start, end, text) of a segment given as an object, a mapping or a tuple."""
-    if isinstance(segment, Mapping):
-        return segment.get("start"), segment.get("end"), str(segment["text"])
-    if isinstance(segment, tuple | list):
-        start, end, text = segment
-        return start, end, str(text)
-    return getattr(segment, "start", None), getattr(segment, "end", None), str(segment.text)
-
-
 def store_transcript(
     store: SecureStorage | str | os.PathLike[str],
     segments: Iterable[Any],
@@ -791,8 +782,8 @@ def store_transcript(
 ) -> str:
     """Store a whole transcript as one closed session; returns the session id.
 
-    ``segments`` are objects with ``start``, ``end`` and ``text`` attributes,
-    mappings with those keys, or ``(start, end, text)`` tuples. Used by
+    ``segments`` take any form :func:`reference_app.vtt.segment_fields` accepts (the
+    transcription's chunk results among them). Used by
     ``python -m reference_app transcribe --store DB``.
     """
     storage = store if isinstance(store, SecureStorage) else SecureStorage(store)
@@ -800,7 +791,7 @@ def store_transcript(
     storage.open_session(sid, metadata)
     try:
         for segment in segments:
-            start, end, text = _segment_fields(segment)
+            start, end, text = segment_fields(segment)
             if text.strip():
                 storage.add_transcript(sid, text, start=start, end=end)
     finally:

@@ -27,7 +27,7 @@ import html
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -137,7 +137,7 @@ class VTTReader:
         max_errors: int = 1000,
         max_line_chars: int = 1 << 20,
         max_cue_chars: int = 1 << 16,
-        faults_enabled: Iterable[str] | None = None,
+        config_faults: Iterable[str] | None = None,
     ) -> None:
         self.source = source
         self.strict = strict
@@ -147,7 +147,7 @@ class VTTReader:
         self.errors: list[VTTIssue] = []
         self.error_count = 0
         self.cue_count = 0
-        self._keep = faults.is_enabled(FAULT_KEEPS_CUES, faults_enabled)
+        self._keep = faults.is_enabled(FAULT_KEEPS_CUES, config_faults)
         self._name = os.fspath(source) if isinstance(source, str | os.PathLike) else ""
 
     def __iter__(self) -> Iterator[Cue]:
@@ -333,7 +333,7 @@ def read_cues(
     *,
     strict: bool = False,
     errors: list[VTTIssue] | None = None,
-    faults_enabled: Iterable[str] | None = None,
+    config_faults: Iterable[str] | None = None,
 ) -> Iterator[Cue]:
     """Generator over the cues of ``source``; problems go to ``errors`` when given.
 
@@ -342,7 +342,7 @@ def read_cues(
         problems: list[VTTIssue] = []
         texts = [cue.text for cue in read_cues("talk.vtt", errors=problems)]
     """
-    reader = VTTReader(source, strict=strict, faults_enabled=faults_enabled)
+    reader = VTTReader(source, strict=strict, config_faults=config_faults)
     try:
         yield from reader
     finally:
@@ -471,13 +471,22 @@ class VTTWriter:
             self.abort()
 
 
-def _segment_fields(segment: Any) -> tuple[float, float, str]:
-    if isinstance(segment, dict):
-        return float(segment["start"]), float(segment["end"]), str(segment["text"])
+def segment_fields(segment: Any) -> tuple[float | None, float | None, str]:
+    """(start, end, text) of a transcript segment.
+
+    Accepted forms: a mapping or object with ``start``, ``end`` and ``text``;
+    an object with ``start_seconds``, ``seconds`` and ``text`` (the chunked
+    processor's ``ChunkResult``); or a ``(start, end, text)`` tuple.
+    """
+    if isinstance(segment, Mapping):
+        return segment.get("start"), segment.get("end"), str(segment["text"])
     if isinstance(segment, tuple | list):
         start, end, text = segment
-        return float(start), float(end), str(text)
-    return float(segment.start), float(segment.end), str(segment.text)
+        return start, end, str(text)
+    if hasattr(segment, "start_seconds"):
+        start = float(segment.start_seconds)
+        return start, start + float(segment.seconds), str(segment.text)
+    return getattr(segment, "start", None), getattr(segment, "end", None), str(segment.text)
 
 
 def write_transcript(
@@ -485,16 +494,19 @@ def write_transcript(
 ) -> int:
     """Write transcript segments as WebVTT; returns the number of cues written.
 
-    ``segments`` are objects with ``start``, ``end`` and ``text`` attributes,
-    dicts with those keys, or ``(start, end, text)`` tuples, in start order.
+    ``segments`` take any form :func:`segment_fields`
+    accepts (the transcription's chunk results among them), in start order.
     Empty segments are skipped; a segment whose end is not after its start
     (an engine reporting a zero-length word) is given one millisecond, since
     WebVTT requires ``end > start``. Used by ``transcribe --vtt out.vtt``.
     """
     with VTTWriter(target, header=header) as writer:
         for segment in segments:
-            start, end, text = _segment_fields(segment)
+            start, end, text = segment_fields(segment)
             if not text.strip():
                 continue
-            writer.write_cue(max(start, 0.0), max(end, start + 0.001), text.strip())
+            if start is None or end is None:
+                raise ValueError(f"segment {text[:40]!r} has no start/end time; VTT needs both")
+            start = max(start, 0.0)
+            writer.write_cue(start, max(end, start + 0.001), text.strip())
         return writer.cue_count

@@ -296,7 +296,7 @@ def test_concurrent_use_keeps_the_cache_consistent() -> None:
 
 def test_unbounded_cache_fault_never_evicts() -> None:
     memory = FakeMemory(900.0)
-    cache = make_cache(memory_reader=memory, faults_enabled=["unbounded_cache"])
+    cache = make_cache(memory_reader=memory, config_faults=["unbounded_cache"])
     for i in range(50):
         cache.put(f"k{i}", "v")
     cache.check_memory_pressure()
