@@ -621,7 +621,7 @@ class SecureStorage:
         self._cleanup(conn, target, protect=protect)
         if _used_bytes(conn) + need > self.max_storage_bytes:
             raise StorageFullError(
-                f"storage quota of {self.max_storage_bytes / 1048576:.1f} MiB reached in "
+                f"storage quota of {_human_bytes(self.max_storage_bytes)} reached in "
                 f"{self.path} and only active sessions remain; nothing was written. Close "
                 "old sessions or raise max_storage_mb."
             )
@@ -731,6 +731,13 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
             conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _human_bytes(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.4g} {unit}"
+    return f"{n} B"
 
 
 def _used_bytes(conn: sqlite3.Connection) -> int:
