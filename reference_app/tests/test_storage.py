@@ -16,8 +16,6 @@ from typing import Any
 
 import pytest
 from _part2_helpers import FakeClock, open_fds
-
-from reference_app import storage as storage_module
 from reference_app.storage import (
     KEY_ENV,
     SecureStorage,
@@ -32,6 +30,8 @@ from reference_app.storage import (
     partition_for,
     store_transcript,
 )
+
+from reference_app import storage as storage_module
 
 
 @pytest.fixture(autouse=True)
@@ -293,7 +293,7 @@ def test_a_key_file_readable_by_others_is_refused(store: SecureStorage, db: Path
 def test_an_existing_store_without_its_key_file_is_refused(store: SecureStorage, db: Path) -> None:
     store.add_transcript("s", "x")
     Path(f"{db}.key").unlink()
-    with pytest.raises(StorageKeyError, match="key file .* is missing"):
+    with pytest.raises(StorageKeyError, match=r"key file .* is missing"):
         SecureStorage(db)
     assert not Path(f"{db}.key").exists()  # no new key was minted
 
@@ -332,7 +332,7 @@ def test_a_row_moved_to_another_session_does_not_decrypt(store: SecureStorage, d
 def test_a_file_that_is_not_sqlite_is_reported_and_left_untouched(db: Path) -> None:
     db.write_bytes(os.urandom(8192))
     before = file_digest(db)
-    with pytest.raises(StorageCorruptError, match="not an SQLite database .* left untouched"):
+    with pytest.raises(StorageCorruptError, match=r"not an SQLite database .* left untouched"):
         SecureStorage(db)
     assert file_digest(db) == before
     assert not Path(f"{db}.key").exists()
@@ -409,7 +409,7 @@ def test_the_active_session_is_never_cleaned_up_and_a_full_quota_refuses_the_wri
     store = SecureStorage(db, clock=clock, enable_compression=False, max_storage_mb=0.25)
     store.open_session("live")
     stored: list[int] = []
-    with pytest.raises(StorageFullError, match="quota of 256 KiB reached .* nothing was written"):
+    with pytest.raises(StorageFullError, match=r"quota of 256 KiB reached .* nothing was written"):
         for r in range(500):
             stored.append(store.add_transcript("live", noise(3000, r)))
     assert 10 < len(stored) < 500
@@ -469,7 +469,7 @@ def test_a_full_disk_is_a_clear_error_and_stored_data_is_intact(
     pages = store.used_bytes() // 4096
     disk_full_after(pages + 3)
     with pytest.raises(
-        StorageFullError, match="disk holding .* is full; the write was rolled back"
+        StorageFullError, match=r"disk holding .* is full; the write was rolled back"
     ):
         for i in range(100):
             stored.append(store.add_transcript("s", noise(2000, 100 + i)))
