@@ -647,7 +647,9 @@ class Resampler:
         frac = (positions - idx).astype(np.float32)
         out = buf[idx] * (1 - frac) + buf[idx + 1] * frac
         next_pos = self._pos + count * self._step
-        keep = int(next_pos)
+        # next_pos can lie beyond this buffer (a step is wider than one input
+        # sample when downsampling); never drop samples that have not arrived.
+        keep = min(int(next_pos), len(buf))
         self._tail = buf[keep:]
         self._pos = next_pos - keep
         return out.astype(np.float32)

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import time
@@ -40,6 +41,8 @@ from reference_app.recorders import FileRecorder, StreamingRecorder
 from reference_app.resources import ResourceManager
 from reference_app.ringbuffer import BufferTracker
 from reference_app.transcription import (
+    ENGINES,
+    WHISPER_MODEL_MEMORY_MB,
     Engine,
     StreamingTranscriber,
     create_engine,
@@ -264,3 +267,69 @@ def create_app(config: AppConfig | None = None, **overrides: Any) -> App:
     """Build an :class:`App`; keyword overrides replace fields of ``config``."""
     base = config or AppConfig()
     return App(base.replace(**overrides) if overrides else base)
+
+
+# -- command line ------------------------------------------------------------------
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by the commands that transcribe."""
+    group = parser.add_argument_group("transcription")
+    group.add_argument(
+        "--engine", choices=ENGINES, default="pocketsphinx",
+        help="speech engine (default: pocketsphinx, works offline)",
+    )
+    vocab = group.add_mutually_exclusive_group()
+    vocab.add_argument(
+        "--grammar", type=Path, metavar="FILE",
+        help="JSGF grammar constraining what can be recognised (pocketsphinx)",
+    )
+    vocab.add_argument(
+        "--phrase", action="append", default=[], metavar="TEXT", dest="phrases",
+        help="a phrase to recognise; repeat for several (pocketsphinx, builds a grammar)",
+    )
+    group.add_argument(
+        "--model-path", type=Path, metavar="DIR",
+        help="local faster-whisper model directory (whisper engine; never downloaded)",
+    )
+    group.add_argument(
+        "--model-size", choices=sorted(WHISPER_MODEL_MEMORY_MB), default="base",
+        help="whisper model size, sets the memory budget (default: base)",
+    )
+
+
+def config_from_args(args: argparse.Namespace, **extra: Any) -> AppConfig:
+    """An :class:`AppConfig` from the options of :func:`add_engine_arguments`."""
+    return AppConfig(
+        engine=args.engine,
+        grammar=args.grammar,
+        phrases=tuple(args.phrases),
+        model_path=args.model_path,
+        model_size=args.model_size,
+        **extra,
+    )
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number greater than zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number greater than zero."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
+def device_arg(text: str) -> int | str:
+    """argparse type: a PortAudio device index or name."""
+    return int(text) if text.isdigit() else text
