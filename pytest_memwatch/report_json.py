@@ -1,0 +1,316 @@
+"""The results document on disk: schema, validation, atomic writing and loading.
+
+Every file the reports layer writes (results JSON, HTML reports, saved
+baselines) goes through :func:`atomic_write`, and every results document it
+reads goes through :func:`load_results`, so that "never a truncated file" and
+"a clear error naming the file" each have one implementation.
+
+The published JSON Schema (``schema/results.schema.json``, copied to
+``docs/results.schema.json``) is the single description of the document. At run
+time it is checked by :func:`validate`, a small interpreter of the subset of
+JSON Schema that file uses: ``jsonschema`` is a test dependency, not a runtime
+one, and a pytest plugin should not pull a compiled dependency into every
+user's environment only to read its own files. The test suite checks every
+document with the real ``jsonschema`` too, and checks that the schema uses no
+keyword this interpreter would ignore.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pytest_memwatch.results import SCHEMA_VERSION
+
+TOOL = "pytest-memwatch"
+SUPPORTED_VERSIONS = (SCHEMA_VERSION,)
+
+# Keywords the schema file may use. Annotations are ignored on purpose; any
+# other keyword would be silently skipped by validate(), so a test forbids it.
+VALIDATED_KEYWORDS = frozenset(
+    {
+        "type",
+        "const",
+        "enum",
+        "required",
+        "properties",
+        "additionalProperties",
+        "items",
+        "minimum",
+        "$ref",
+        "anyOf",
+    }
+)
+ANNOTATION_KEYWORDS = frozenset(
+    {"$schema", "$id", "$defs", "$comment", "title", "description", "examples", "default", "format"}
+)
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be read or is not a valid results document.
+
+    The message starts with the file name, e.g.
+    ``results.json: not a pytest-memwatch results document (no schema_version)``.
+    """
+
+
+# -- schema -----------------------------------------------------------------------
+
+
+@cache
+def load_schema() -> dict[str, Any]:
+    """The published JSON Schema of the results document (draft 2020-12)."""
+    text = (
+        resources.files("pytest_memwatch")
+        .joinpath("schema/results.schema.json")
+        .read_text(encoding="utf-8")
+    )
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+_JSON_TYPES: Mapping[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "null": (type(None),),
+}
+
+
+def _is_type(value: object, name: str) -> bool:
+    # bool is an int in Python but not a number in JSON.
+    if isinstance(value, bool) and name in ("integer", "number"):
+        return False
+    if name == "integer" and isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, _JSON_TYPES[name])
+
+
+def _describe(value: object) -> str:
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _resolve(ref: str, root: Mapping[str, Any]) -> Mapping[str, Any]:
+    if not ref.startswith("#/"):
+        raise ValueError(f"only local $ref are supported, got {ref!r}")
+    node: Any = root
+    for part in ref[2:].split("/"):
+        node = node[part]
+    return node  # type: ignore[no-any-return]
+
+
+def _errors(
+    value: object, schema: Mapping[str, Any], root: Mapping[str, Any], path: str
+) -> list[str]:
+    """Schema violations of ``value``, each as ``"where: what"`` (first ones only)."""
+    where = path or "(top level)"
+    if "$ref" in schema:
+        from_ref = _errors(value, _resolve(schema["$ref"], root), root, path)
+        if from_ref:
+            return from_ref
+    if "anyOf" in schema:
+        options = [_errors(value, sub, root, path) for sub in schema["anyOf"]]
+        if all(options):
+            # The shortest explanation is usually the branch that was meant.
+            return min(options, key=len)
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(_is_type(value, t) for t in types):
+            return [f"{where}: {_describe(value)} is not of type {' or '.join(types)}"]
+    if "const" in schema and value != schema["const"]:
+        return [f"{where}: expected {_describe(schema['const'])}, got {_describe(value)}"]
+    if "enum" in schema and value not in schema["enum"]:
+        allowed = ", ".join(_describe(v) for v in schema["enum"])
+        return [f"{where}: {_describe(value)} is not one of {allowed}"]
+    if (
+        "minimum" in schema
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and value < schema["minimum"]
+    ):
+        return [f"{where}: {_describe(value)} is less than {schema['minimum']}"]
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key in schema.get("required", ()):
+            if key not in value:
+                found.append(f"{where}: missing required key {key!r}")
+        props: Mapping[str, Any] = schema.get("properties", {})
+        extra = schema.get("additionalProperties", True)
+        for key, item in value.items():
+            sub_path = f"{path}/{key}" if path else str(key)
+            if key in props:
+                found += _errors(item, props[key], root, sub_path)
+            elif extra is False:
+                found.append(f"{where}: unexpected key {key!r}")
+            elif isinstance(extra, dict):
+                found += _errors(item, extra, root, sub_path)
+            if len(found) >= 5:
+                break
+    elif isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            found += _errors(item, schema["items"], root, f"{path}/{i}" if path else str(i))
+            if len(found) >= 5:
+                break
+    return found
+
+
+def validate(doc: object) -> list[str]:
+    """Return the schema violations of ``doc`` (empty when it is a valid document)."""
+    schema = load_schema()
+    return _errors(doc, schema, schema, "")
+
+
+# -- reading ----------------------------------------------------------------------
+
+
+def document_version(doc: object, name: str) -> object:
+    """The ``schema_version`` of a pytest-memwatch document, before checking it is supported.
+
+    Raises :class:`ResultsError` for anything that is not a memwatch document at all.
+    """
+    foreign = f"{name}: not a pytest-memwatch results document"
+    if not isinstance(doc, dict):
+        raise ResultsError(f"{foreign} (the top level is {_json_kind(doc)}, not an object)")
+    if "schema_version" not in doc:
+        raise ResultsError(f"{foreign} (no schema_version)")
+    if doc.get("tool") != TOOL:
+        raise ResultsError(f"{foreign} (tool is {_describe(doc.get('tool'))})")
+    version: object = doc["schema_version"]
+    # True == 1 in Python; a boolean version is still not a version.
+    return repr(version) if isinstance(version, bool) else version
+
+
+def check_document(doc: object, name: str) -> dict[str, Any]:
+    """Check that ``doc`` is a results document this version can read; return it.
+
+    ``name`` is the file name used in messages. Raises :class:`ResultsError`.
+    """
+    version = document_version(doc, name)
+    if version not in SUPPORTED_VERSIONS:
+        supported = ", ".join(str(v) for v in SUPPORTED_VERSIONS)
+        raise ResultsError(
+            f"{name}: schema_version {_describe(version)} is not supported by this "
+            f"pytest-memwatch (it reads {supported}); use the pytest-memwatch version "
+            "that wrote the file"
+        )
+    assert isinstance(doc, dict)
+    problems = validate(doc)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ResultsError(f"{name}: does not match the results schema: {problems[0]}{more}")
+    return doc
+
+
+def _json_kind(value: object) -> str:
+    for name in ("array", "string", "boolean", "null", "number"):
+        if _is_type(value, name):
+            return "an array" if name == "array" else f"a {name}" if name != "null" else "null"
+    return type(value).__name__
+
+
+def read_json(path: str | os.PathLike[str]) -> object:
+    """Parse a JSON file; raise :class:`ResultsError` naming the file when it can't."""
+    name = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except IsADirectoryError:
+        raise ResultsError(f"{name}: is a directory, not a results file") from None
+    except OSError as exc:
+        raise ResultsError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    if not raw.strip():
+        raise ResultsError(f"{name}: empty file, not a results document")
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise ResultsError(f"{name}: not valid JSON (not UTF-8 text)") from None
+    except json.JSONDecodeError as exc:
+        hint = " (truncated?)" if exc.pos >= len(raw.rstrip()) else ""
+        raise ResultsError(f"{name}: not valid JSON{hint}: {exc}") from None
+    except RecursionError:
+        raise ResultsError(f"{name}: not valid JSON (nested too deeply)") from None
+
+
+def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate a results document; raise :class:`ResultsError` naming the file.
+
+    >>> doc = load_results("memwatch.json")  # doctest: +SKIP
+    >>> doc["totals"]["failed_verdicts"]  # doctest: +SKIP
+    0
+    """
+    return check_document(read_json(path), os.fspath(path))
+
+
+# -- writing ----------------------------------------------------------------------
+
+
+def dumps(doc: Mapping[str, Any]) -> str:
+    """Serialise a results document the way every memwatch file is written."""
+    # allow_nan=False: NaN/Infinity are not JSON, and other tools would choke on them.
+    return json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def default_file_mode() -> int:
+    """The permissions a new file gets from the umask (``mkstemp`` would give 0600)."""
+    # The umask can only be read by setting it; restore it at once.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_temp(directory: str | os.PathLike[str], data: str | bytes, *, prefix: str) -> str:
+    """Write ``data`` to a new, fully flushed temporary file in ``directory``; return its path.
+
+    The caller renames it into place (or links it); on error nothing is left behind.
+    """
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, default_file_mode())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
+
+    The data goes to a temporary file in the target directory (so the final
+    ``os.replace`` is a rename within one file system), is flushed to disk, and
+    replaces the target in one step. Missing parent directories are created.
+    On any error the temporary file is removed and the target is untouched;
+    the ``OSError`` propagates for the caller to report. Returns the path written.
+    """
+    # realpath: replacing a symlink would cut the link instead of updating its target.
+    target = Path(os.path.realpath(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = write_temp(target.parent, data, prefix=f".{target.name}.")
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def write_results(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write a results document atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, dumps(doc))
