@@ -275,6 +275,10 @@ def _passed(reports: list[pytest.TestReport]) -> bool:
 
 def _run(item: pytest.Item, nextitem: Any) -> tuple[list[pytest.TestReport], RunMeasure | None]:
     item.stash[RUNS] = []
+    # pytest appends each run's captured output and recorded properties to the
+    # item; across repetitions that would grow run after run and read as a leak.
+    item._report_sections.clear()
+    item.user_properties.clear()
     reports = runtestprotocol(item, nextitem=nextitem, log=False)
     runs = item.stash[RUNS]
     return reports, (runs[-1] if runs else None)
@@ -436,6 +440,9 @@ def _junit_properties(result: TestResult) -> list[tuple[str, object]]:
         props.append(("memwatch_peak_growth", result.peak_growth))
     failed = [v["kind"] for v in result.verdicts if not v["passed"]]
     props.append(("memwatch_verdict", "failed: " + ",".join(failed) if failed else "passed"))
+    props.append(("memwatch_duration_s", round(result.duration_s, 6)))
+    if result.runs:
+        props.append(("memwatch_runs", len(result.runs)))
     return props
 
 

@@ -40,6 +40,10 @@ DEFAULT_FLOORS: Mapping[str, float] = {
     "fds": 0.0,
     "threads": 0.0,
 }
+# How far the floor of the readings must rise before a sparse staircase counts
+# as a leak: a cache that replaces entries of slightly different sizes moves
+# malloc bytes by a few dozen bytes either way without growing.
+STEP_FLOORS: Mapping[str, float] = {"malloc": 256.0, "rss": 64 * 1024.0}
 # Metrics whose growth is memory (judged always) and resources (judged when asked).
 MEMORY_METRICS = ("blocks", "malloc", "rss")
 RESOURCE_METRICS = ("fds", "threads")
@@ -93,6 +97,36 @@ class RunRecord:
             "after": self.after.to_dict(),
             "peak_rss": self.peak_rss,
         }
+
+
+def _floor_rises(deltas: Sequence[float], floor: float) -> bool:
+    """True for a staircase that is still climbing: a leak that strikes every Nth run.
+
+    Such a leak is too sparse for the slope's interval, but the lowest reading
+    of the last third exceeds the highest of the first. Memory that saws up
+    and down keeps returning to its floor, so it never qualifies. A cache that
+    filled and stopped also rises, so the climb must still be going on: the
+    readings must not have stayed level for more than twice the longest gap
+    between the earlier rises.
+    """
+    n = len(deltas)
+    if n < 9:
+        return False
+    levels = cumulative(deltas)[1:]
+    third = n // 3
+    if min(levels[-third:]) - max(levels[:third]) <= floor:
+        return False
+    rises: list[int] = []
+    high = levels[0]
+    for i, level in enumerate(levels):
+        if level - high > floor:
+            rises.append(i)
+        high = max(high, level)
+    if not rises:
+        return True
+    gaps = [b - a for a, b in zip([-1, *rises], rises, strict=False)]
+    since_last = n - 1 - rises[-1]
+    return not (since_last >= 3 and since_last > 2 * max(gaps))
 
 
 class RepeatPlan:
@@ -218,7 +252,8 @@ class RepeatPlan:
             window = self._window(d)
             trend = self._trend(d)
             every = len(window) >= 2 and all(x > floor for x in window)
-            if every or trend.low > floor:
+            rise = max(floor, STEP_FLOORS.get(metric, 0.0))
+            if every or trend.low > floor or _floor_rises(d, rise):
                 out[metric] = ("suspect", trend)
             elif trend.slope > floor and trend.high > floor and sum(window) > floor:
                 out[metric] = ("ambiguous", trend)
