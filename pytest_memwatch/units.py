@@ -108,7 +108,12 @@ def parse_rate(value: object) -> float:
     # "1 MiB/h" means per one hour: allow a bare unit after the slash.
     if per and per[0].isalpha():
         per = "1" + per
-    return parse_size(size_part) / parse_duration(per)
+    try:
+        return parse_size(size_part) / parse_duration(per)
+    except UnitError as exc:
+        # Quote the whole rate: an error about one half alone ("'1fortnight'")
+        # does not say which value was wrong.
+        raise UnitError(f"cannot read {value!r} as a rate ({exc}); use {RATE_EXAMPLE}") from None
 
 
 def format_size(n: float | None, *, signed: bool = False) -> str:
