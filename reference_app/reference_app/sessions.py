@@ -10,7 +10,9 @@ A checkpoint is written to a temporary file, flushed, fsync'ed and renamed
 over its final name, then the directory is fsync'ed: after a crash a
 checkpoint is either complete or absent. Checkpoints are taken on start,
 pause, resume and stop, and every ``checkpoint_interval_seconds`` (30 minutes
-by default) while a session is active, by a background thread.
+by default) while a session is active, by a background thread that also
+enforces the limits below (``background=False`` leaves calling :meth:`tick`
+to the owner).
 
 Recovery. A checkpoint records the owning process (pid and start time). A
 session found on disk ``active`` or ``paused`` whose owner is gone (killed,
@@ -262,6 +264,7 @@ class SessionManager:
         max_sessions: int = 10,
         idle_timeout_seconds: float = 3600.0,
         auto_save: bool = True,
+        background: bool = True,
         keep_checkpoints: int = 3,
         recent_limit: int = 20,
         storage: Any = None,
@@ -282,6 +285,9 @@ class SessionManager:
         self.max_sessions = int(max_sessions)
         self.idle_timeout = float(idle_timeout_seconds)
         self.auto_save = auto_save
+        # background=False leaves tick() to the caller: tests drive it with a
+        # fake clock, and short CLI calls have no use for a thread.
+        self.background = background
         self.keep_checkpoints = int(keep_checkpoints)
         self.recent_limit = int(recent_limit)
         self.storage = storage
@@ -496,7 +502,7 @@ class SessionManager:
             return [s.id for s in expired]
 
     def _ensure_thread(self) -> None:
-        if not self.auto_save or (self._thread is not None and self._thread.is_alive()):
+        if not self.background or (self._thread is not None and self._thread.is_alive()):
             return
         self._stop_event.clear()
         self._thread = threading.Thread(target=self._run, name="session-checkpointer", daemon=True)
@@ -612,6 +618,10 @@ class SessionManager:
                 self.expire_idle_sessions()
                 if self.live_count() >= self.max_sessions:
                     raise SessionLimitError(f"{self.max_sessions} sessions are already running")
+            # A process killed mid-checkpoint leaves its temporary file behind.
+            for stale in (self.sessions_dir / session_id).glob(".checkpoint-*.tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
             session = stored.session
             now = self._clock()
             if session.state == ACTIVE:

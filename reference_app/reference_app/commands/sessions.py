@@ -86,8 +86,8 @@ def _manager(args: argparse.Namespace, storage: SecureStorage | None = None) -> 
     data_dir: Path = args.data_dir or default_data_dir()
     if not (data_dir / "sessions").is_dir():
         raise UserError(f"no sessions in {data_dir} (pass --data-dir or set ${DATA_DIR_ENV})")
-    # auto_save=False: a CLI call is short, and must not start the checkpoint thread.
-    return SessionManager(data_dir, auto_save=False, storage=storage)
+    # background=False: a CLI call is short and must not start the checkpoint thread.
+    return SessionManager(data_dir, background=False, storage=storage)
 
 
 def _state(stored: StoredSession) -> str:
