@@ -1,0 +1,320 @@
+"""Budgets and the repeated-run leak verdict, on synthetic probe readings.
+
+Each scenario drives a :class:`RepeatPlan` the way the plugin does (``while
+plan.wants_more(): record(before, after)``) with readings made up from a growth
+pattern, so the rule is tested without any real allocator noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from pytest_memwatch.probes import Sample
+from pytest_memwatch.verdicts import (
+    MEMORY_METRICS,
+    RESOURCE_METRICS,
+    RepeatPlan,
+    RunRecord,
+    Verdict,
+    growth_verdict,
+    peak_verdict,
+)
+
+Step = Callable[[int], dict[str, int]]
+START = {
+    "rss": 50_000_000,
+    "malloc": 10_000_000,
+    "blocks": 100_000,
+    "gc_objects": 5_000,
+    "fds": 10,
+    "threads": 1,
+}
+
+
+def drive(plan: RepeatPlan, step: Step, *, missing: tuple[str, ...] = ()) -> RepeatPlan:
+    """Run ``plan`` to completion; run ``i`` changes each metric by ``step(i)``."""
+    values = dict(START)
+    for name in missing:
+        values[name] = None  # type: ignore[assignment]
+    t = 0.0
+    i = 0
+    while plan.wants_more():
+        before = Sample(t=t, **values)
+        for metric, delta in step(i).items():
+            values[metric] += delta
+        t += 1.0
+        plan.record(before, Sample(t=t, **values), peak_rss=values["rss"])
+        i += 1
+        assert i < 1000, "the plan never stopped asking for runs"
+    return plan
+
+
+def leak(step: Step, warmup: int = 2, runs: int = 5, **kw: object) -> tuple[RepeatPlan, Verdict]:
+    plan = drive(RepeatPlan(warmup, runs, **kw), step)  # type: ignore[arg-type]
+    return plan, plan.leak_verdict()
+
+
+def test_constant_leak_of_one_block_per_run_is_flagged() -> None:
+    plan, verdict = leak(lambda i: {"blocks": 1})
+    assert not verdict.passed
+    assert verdict.kind == "leak"
+    assert verdict.source == "marker"
+    assert verdict.metric == "blocks"
+    assert verdict.measured == 1.0
+    n = len(plan.measured)
+    assert n >= 5
+    assert verdict.message == (
+        "leak: blocks grows +1.0 blocks/run (95% CI +1.0 blocks..+1.0 blocks; last runs "
+        "+1.0 blocks, +1.0 blocks, +1.0 blocks, +1.0 blocks, +1.0 blocks) "
+        f"over {n} runs after 2 warmup"
+    )
+    metrics = verdict.details["metrics"]
+    assert metrics["blocks"]["state"] == "suspect"
+    assert metrics["blocks"]["deltas"] == [1.0] * n
+    assert metrics["malloc"]["state"] == "clean"
+
+
+def test_zero_growth_is_clean_without_extra_runs() -> None:
+    plan, verdict = leak(lambda i: {})
+    assert verdict.passed
+    assert verdict.message == "no growth trend over 5 runs"
+    assert plan.count == 7
+    assert len(plan.measured) == 5
+    assert [r.warmup for r in plan.records] == [True, True, False, False, False, False, False]
+
+
+def test_cache_that_fills_then_stops_is_clean_after_extension() -> None:
+    # 100 entries of 80 bytes a run for the first six runs, then the cache is full.
+    plan, verdict = leak(lambda i: {"blocks": 100, "malloc": 8000} if i < 6 else {})
+    assert plan.count > 7, "still-growing readings must earn more runs"
+    assert verdict.passed, verdict.message
+    assert plan.count <= 2 + plan.max_runs
+
+
+def test_slow_cache_with_more_runs_is_clean() -> None:
+    plan, verdict = leak(lambda i: {"blocks": 100, "malloc": 8000} if i < 12 else {}, runs=10)
+    assert plan.count > 12
+    assert verdict.passed, verdict.message
+
+
+def test_one_time_cost_after_warmup_is_not_a_leak() -> None:
+    _, verdict = leak(lambda i: {"blocks": 500, "malloc": 80_000} if i == 3 else {})
+    assert verdict.passed, verdict.message
+
+
+def test_leak_on_every_third_call_is_flagged() -> None:
+    _, verdict = leak(lambda i: {"blocks": 3, "malloc": 300} if i % 3 == 2 else {})
+    assert not verdict.passed
+    assert verdict.metric == "malloc"
+    assert verdict.measured == pytest.approx(100.0, rel=0.3)
+    assert "blocks grows" in verdict.message
+
+
+def test_leak_on_every_seventh_call_is_flagged_with_a_long_enough_window() -> None:
+    _, verdict = leak(lambda i: {"blocks": 7, "malloc": 700} if i % 7 == 6 else {}, runs=10)
+    assert not verdict.passed
+    assert verdict.measured == pytest.approx(100.0, rel=0.3)
+
+
+def test_fluctuation_returning_to_baseline_is_clean() -> None:
+    _, verdict = leak(
+        lambda i: (
+            {"blocks": 50, "malloc": 4000, "rss": 65536}
+            if i % 2 == 0
+            else {"blocks": -50, "malloc": -4000, "rss": -65536}
+        )
+    )
+    assert verdict.passed, verdict.message
+
+
+def test_rss_page_noise_under_the_floor_is_clean() -> None:
+    plan, verdict = leak(lambda i: {"rss": [4096, -4096, 8192, -8192, 0][i % 5]})
+    assert verdict.passed, verdict.message
+    assert plan.count == 7
+
+
+def test_byte_leak_reports_bytes_first() -> None:
+    _, verdict = leak(lambda i: {"rss": 1 << 20, "malloc": 1 << 20, "blocks": 1})
+    assert not verdict.passed
+    assert verdict.metric == "malloc"
+    assert verdict.measured == float(1 << 20)
+    assert verdict.message.startswith("leak: malloc grows +1.0 MiB/run (95% CI +1.0 MiB..+1.0 MiB;")
+    # Most telling first: bytes, then RSS, then blocks.
+    msg = verdict.message
+    assert msg.index("malloc grows") < msg.index("rss grows") < msg.index("blocks grows")
+
+
+def test_resources_are_judged_only_when_asked() -> None:
+    fd_leak: Step = lambda i: {"fds": 1}  # noqa: E731
+    _, ignored = leak(fd_leak)
+    assert ignored.passed
+    _, judged = leak(fd_leak, metrics=(*MEMORY_METRICS, *RESOURCE_METRICS))
+    assert not judged.passed
+    assert judged.metric == "fds"
+    assert "fds grows +1.0 fds/run" in judged.message
+
+
+def test_a_missing_probe_is_left_out_not_read_as_zero() -> None:
+    plan = drive(RepeatPlan(1, 4), lambda i: {"blocks": 2}, missing=("malloc",))
+    assert plan.deltas("malloc") is None
+    assert plan.deltas("blocks") == [2.0] * len(plan.measured)
+    verdict = plan.leak_verdict()
+    assert not verdict.passed
+    assert "malloc" not in verdict.details["metrics"]
+    assert all(r.after.malloc is None for r in plan.records)
+
+
+def test_deltas_are_consecutive_after_readings() -> None:
+    # Run deltas follow CPython's -R: after(i) - after(i-1), so what a run
+    # replaces from the previous run cancels out.
+    growth = [5, 7, 9, 11]
+    plan = drive(RepeatPlan(1, 3, extend=False), lambda i: {"blocks": growth[i]})
+    assert plan.count == 4
+    assert plan.deltas("blocks") == [7.0, 9.0, 11.0]
+    plan0 = drive(RepeatPlan(0, 3, extend=False), lambda i: {"blocks": growth[i]})
+    assert plan0.deltas("blocks") == [5.0, 7.0, 9.0]
+
+
+def test_no_extension_when_extend_is_false() -> None:
+    plan, verdict = leak(lambda i: {"blocks": 1}, warmup=1, runs=3, extend=False)
+    assert plan.count == 4
+    assert not verdict.passed
+
+
+def test_growth_per_call_is_the_slope_of_the_larger_byte_metric() -> None:
+    plan = drive(RepeatPlan(1, 4, extend=False), lambda i: {"rss": 1000, "malloc": 2000})
+    per_call, details = plan.growth_per_call()
+    assert per_call == 2000.0
+    assert details["rss"]["deltas"] == [1000.0] * 4
+    assert details["malloc"]["trend"]["slope"] == 2000.0
+
+
+@pytest.mark.xfail(
+    reason="known bug, reported to the engine owner: Theil-Sen over the cumulative readings "
+    "reads a one-off step in the middle of the runs (a new 256 KiB arena) as growth per call, "
+    "so max_growth('32 KiB', runs=5) fails a clean test",
+    strict=True,
+)
+def test_growth_per_call_ignores_a_one_off_arena() -> None:
+    plan = drive(
+        RepeatPlan(0, 5, extend=False),
+        lambda i: {"rss": 262_144 if i == 2 else 0, "malloc": 0},
+    )
+    per_call, _ = plan.growth_per_call()
+    assert per_call is not None
+    assert per_call < 32 * 1024
+
+
+def test_growth_per_call_of_a_single_run_is_its_delta() -> None:
+    plan = drive(RepeatPlan(0, 1, extend=False), lambda i: {"rss": 4096, "malloc": 100})
+    per_call, details = plan.growth_per_call()
+    assert per_call == 4096.0
+    assert details["delta"]["rss"] == 4096
+    assert details["delta"]["blocks"] == 0
+
+
+def test_growth_per_call_before_any_run() -> None:
+    assert RepeatPlan(2, 5).growth_per_call() == (None, {})
+
+
+def test_plan_argument_checks() -> None:
+    with pytest.raises(ValueError, match=r"^warmup must be >= 0, got -1$"):
+        RepeatPlan(-1, 5)
+    with pytest.raises(ValueError, match=r"^runs must be >= 1, got 0$"):
+        RepeatPlan(2, 0)
+
+
+def test_plan_refuses_more_records_than_it_has_room_for() -> None:
+    plan = RepeatPlan(0, 2, extend=False)
+    s = Sample(t=0.0, **START)
+    plan.record(s, s)
+    plan.record(s, s)
+    assert not plan.wants_more()
+    with pytest.raises(RuntimeError, match="called more often than planned"):
+        plan.record(s, s)
+
+
+def test_run_record_to_dict() -> None:
+    before = Sample(t=0.0, **START)
+    after = Sample(t=1.0, **{**START, "blocks": START["blocks"] + 3, "rss": START["rss"] - 4096})
+    rec = RunRecord(before, after, peak_rss=START["rss"] + 1, warmup=True)
+    d = rec.to_dict()
+    assert d["warmup"] is True
+    assert d["delta"] == {
+        "rss": -4096,
+        "malloc": 0,
+        "blocks": 3,
+        "gc_objects": 0,
+        "fds": 0,
+        "threads": 0,
+    }
+    assert d["after"] == after.to_dict()
+    assert d["peak_rss"] == START["rss"] + 1
+
+
+def test_records_keep_the_peaks() -> None:
+    plan = drive(RepeatPlan(0, 2, extend=False), lambda i: {"rss": 8192})
+    assert [r.peak_rss for r in plan.records] == [START["rss"] + 8192, START["rss"] + 16384]
+
+
+# -- budgets -------------------------------------------------------------------
+
+
+def test_growth_verdict_over_the_limit() -> None:
+    v = growth_verdict(262_144.0, 32_768, source="marker", runs=1, details={"x": 1})
+    assert not v.passed
+    assert v.message == "max_growth: 256.0 KiB left behind per call, over the limit of 32.0 KiB"
+    assert (v.kind, v.source, v.metric, v.limit, v.measured) == (
+        "max_growth",
+        "marker",
+        "bytes",
+        32_768,
+        262_144.0,
+    )
+    assert v.details == {"x": 1}
+
+
+def test_growth_verdict_within_the_limit_over_several_runs() -> None:
+    v = growth_verdict(1024.0, 1024, source="option", runs=5, details={})
+    assert v.passed  # the limit itself is allowed
+    assert v.message == (
+        "max_growth: 1.0 KiB left behind per call (slope over 5 runs), within the limit of 1.0 KiB"
+    )
+    assert v.source == "option"
+
+
+def test_growth_verdict_without_a_byte_probe_passes_and_says_why() -> None:
+    v = growth_verdict(None, 1024, source="marker", runs=1, details={})
+    assert v.passed
+    assert v.message == "growth could not be measured on this platform (no RSS or malloc probe)"
+
+
+def test_peak_verdict() -> None:
+    over = peak_verdict(50.0 * 1024 * 1024, 10 * 1024 * 1024, source="marker")
+    assert not over.passed
+    assert over.message == (
+        "max_memory: peak 50.0 MiB above the memory at test start, over the limit of 10.0 MiB"
+    )
+    assert (over.metric, over.limit, over.measured) == ("peak_rss", 10 * 1024 * 1024, 50 * 2**20)
+    within = peak_verdict(512.0, 1024, source="marker")
+    assert within.passed
+    assert within.message.endswith("within the limit of 1.0 KiB")
+    unknown = peak_verdict(None, 1024, source="marker")
+    assert unknown.passed
+    assert unknown.message == "peak could not be measured on this platform"
+
+
+def test_verdict_to_dict_is_plain_data() -> None:
+    v = growth_verdict(2048.0, 1024, source="marker", runs=1, details={"delta": {"rss": 2048}})
+    assert v.to_dict() == {
+        "kind": "max_growth",
+        "source": "marker",
+        "passed": False,
+        "message": "max_growth: 2.0 KiB left behind per call, over the limit of 1.0 KiB",
+        "metric": "bytes",
+        "limit": 1024,
+        "measured": 2048.0,
+        "details": {"delta": {"rss": 2048}},
+    }
