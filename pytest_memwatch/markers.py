@@ -77,7 +77,9 @@ class MarkerSchema:
             elif p.required:
                 raise MarkerError(f"missing required argument {p.name}")
             else:
-                values[p.name] = p.default
+                # Defaults go through the same conversion as given values, or a
+                # defaulted soak duration would stay the string "10m".
+                values[p.name] = None if p.default is None else _convert(p, p.default)
                 continue
             values[p.name] = _convert(p, raw)
         return values
