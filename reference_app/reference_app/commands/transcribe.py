@@ -32,6 +32,15 @@ def add_parser(subparsers: Any) -> None:
         "--stats", action="store_true",
         help="also print audio length, processing time and real-time factor to stderr",
     )
+    parser.add_argument(
+        "--store", type=Path, metavar="DB",
+        help="also save the transcript, encrypted, as a new session in this SQLite store "
+        "(key: $REFERENCE_APP_STORAGE_KEY or DB.key, created on first use)",
+    )
+    parser.add_argument(
+        "--vtt", type=Path, metavar="OUT",
+        help="also write the transcript as WebVTT subtitles (one cue per chunk) to OUT",
+    )
     parser.set_defaults(func=run)
 
 
@@ -49,4 +58,24 @@ def run(args: argparse.Namespace) -> int:
             f"real-time factor {result.real_time_factor:.3f}, chunks {len(result.chunks)}",
             file=sys.stderr,
         )
+    # Imported here: plain transcription should not pay for cryptography/SQLite.
+    if args.store is not None:
+        from reference_app.storage import StorageError, store_transcript
+
+        try:
+            metadata = {"source": str(args.file), "engine": args.engine}
+            sid = store_transcript(args.store, result.chunks, metadata=metadata)
+        except StorageError as exc:
+            raise UserError(str(exc)) from None
+        except OSError as exc:  # e.g. no permission to create the store or its key file
+            raise UserError(f"cannot use store {args.store}: {exc.strerror or exc}") from None
+        print(f"stored as session {sid} in {args.store}", file=sys.stderr)
+    if args.vtt is not None:
+        from reference_app.vtt import write_transcript
+
+        try:
+            cues = write_transcript(args.vtt, result.chunks)
+        except OSError as exc:
+            raise UserError(f"cannot write {args.vtt}: {exc.strerror or exc}") from None
+        print(f"wrote {cues} cue(s) to {args.vtt}", file=sys.stderr)
     return 0
