@@ -33,6 +33,7 @@ from pytest_memwatch.report_json import (
     default_file_mode,
     dumps,
     load_results,
+    make_dirs,
     write_temp,
 )
 
@@ -100,7 +101,7 @@ def ensure_storage(storage: Path) -> None:
     """
     if storage.is_dir():
         return
-    storage.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(storage.parent)
     tmp = Path(tempfile.mkdtemp(prefix=".memwatch-tmp-", dir=storage.parent))
     try:
         # mkdtemp makes 0700; the storage directory should be as open as any other.

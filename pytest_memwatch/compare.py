@@ -53,12 +53,12 @@ class Metric:
         return f"{value:+,.0f}" if signed and value else f"{value:,.0f}"
 
 
-def test_growth(test: Mapping[str, Any]) -> int | None:
+def growth_bytes(test: Mapping[str, Any]) -> int | None:
     """Bytes a test left behind: the larger of its RSS and malloc growth (as the verdicts judge)."""
     return bytes_metric(dict(test.get("growth") or {}))
 
 
-def test_peak(test: Mapping[str, Any]) -> int | None:
+def peak_bytes(test: Mapping[str, Any]) -> int | None:
     """Peak RSS during the test above what the process held at its start."""
     value = test.get("peak_growth")
     return value if isinstance(value, int) else None
@@ -74,9 +74,9 @@ def _growth_of(metric: str) -> Callable[[Mapping[str, Any]], int | None]:
 
 METRICS: dict[str, Metric] = {
     "growth": Metric(
-        "growth", "bytes", "bytes left behind (larger of RSS and malloc growth)", test_growth
+        "growth", "bytes", "bytes left behind (larger of RSS and malloc growth)", growth_bytes
     ),
-    "peak": Metric("peak", "bytes", "peak RSS during the test above its start", test_peak),
+    "peak": Metric("peak", "bytes", "peak RSS during the test above its start", peak_bytes),
     **{
         m: Metric(
             m,
@@ -208,8 +208,10 @@ class Comparison:
 
     @property
     def regressions(self) -> list[str]:
-        """One line per failed tolerance, then one per bad expression."""
-        return [f for t in self.tests for f in t.failures] + list(self.errors)
+        """One ``REGRESSION ...`` line per failed tolerance, then one per bad expression."""
+        return [f"REGRESSION {f}" for t in self.tests for f in t.failures] + [
+            f"REGRESSION cannot check: {e}" for e in self.errors
+        ]
 
     def count(self, status: str) -> int:
         return sum(1 for t in self.tests if t.status == status)
@@ -224,22 +226,25 @@ class Comparison:
 
     def summary(self) -> str:
         b = self.baseline
-        saved = f", saved {b['started_at']}" if b.get("started_at") else ""
-        commit = f", commit {str(b['commit'])[:12]}" if b.get("commit") else ""
+        when = f"run of {b['started_at']}" if b.get("started_at") else ""
+        commit = f"commit {str(b['commit'])[:12]}" if b.get("commit") else ""
+        about = ", ".join(x for x in (when, commit) if x)
         compared = sum(1 for t in self.tests if t.status not in ("new", "removed"))
         return (
-            f"compared with {b['label']}{saved}{commit}: {compared} tests in both, "
+            f"compared with {b['label']}{f' ({about})' if about else ''}: "
+            f"{compared} in both, "
             f"{self.count('regressed')} regressed, {self.count('new')} new, "
             f"{self.count('removed')} removed"
         )
 
-    def table(self, limit: int | None = 10) -> list[str]:
+    def table(self, limit: int | None = 10, *, regressions: bool = True) -> list[str]:
         """A readable table: every regression, then new/removed and the largest changes.
 
-        ``limit`` caps the rows of each other group (``None``: every test).
+        ``limit`` caps the rows of each other group (``None``: every test);
+        ``regressions`` appends the :attr:`regressions` lines (the plugin
+        prints those itself).
         """
         lines = [self.summary()]
-        lines += [f"  {line}" for line in self.errors]
         groups: list[tuple[str, list[TestChange]]] = [
             ("regressed", [t for t in self.tests if t.status == "regressed"]),
             (
@@ -274,9 +279,10 @@ class Comparison:
         if rows:
             lines.append(f"  {'status':<9} {head}  test")
             lines += rows
-        for t in self.tests:
-            for failure in t.failures:
-                lines.append(f"  REGRESSION {failure}")
+        else:
+            lines.append("  no test changed")
+        if regressions:
+            lines += [f"  {line}" for line in self.regressions]
         return lines
 
 

@@ -18,16 +18,17 @@ keyword this interpreter would ignore.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pytest_memwatch.results import SCHEMA_VERSION
+from pytest_memwatch.results import SCHEMA_VERSION, TestResult, totals
 
 TOOL = "pytest-memwatch"
 SUPPORTED_VERSIONS = (SCHEMA_VERSION,)
@@ -232,11 +233,13 @@ def read_json(path: str | os.PathLike[str]) -> object:
     if not raw.strip():
         raise ResultsError(f"{name}: empty file, not a results document")
     try:
-        return json.loads(raw)
+        # Decode explicitly: json.loads(bytes) would guess UTF-16/32 from the first bytes.
+        return json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise ResultsError(f"{name}: not valid JSON (not UTF-8 text)") from None
     except json.JSONDecodeError as exc:
-        hint = " (truncated?)" if exc.pos >= len(raw.rstrip()) else ""
+        # A document always ends with "}": anything else was cut off mid-write.
+        hint = "" if raw.rstrip().endswith((b"}", b"]")) else " (the file ends early: truncated?)"
         raise ResultsError(f"{name}: not valid JSON{hint}: {exc}") from None
     except RecursionError:
         raise ResultsError(f"{name}: not valid JSON (nested too deeply)") from None
@@ -267,6 +270,16 @@ def default_file_mode() -> int:
     umask = os.umask(0o022)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+def make_dirs(path: Path) -> None:
+    """``mkdir -p``, with a message that names the file in the way when there is one."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        # mkdir says "File exists" when a parent is a regular file: say which one.
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
+        raise NotADirectoryError(errno.ENOTDIR, f"{blocker} is not a directory") from None
 
 
 def write_temp(directory: str | os.PathLike[str], data: str | bytes, *, prefix: str) -> str:
@@ -300,7 +313,7 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:
     """
     # realpath: replacing a symlink would cut the link instead of updating its target.
     target = Path(os.path.realpath(path))
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(target.parent)
     tmp = write_temp(target.parent, data, prefix=f".{target.name}.")
     try:
         os.replace(tmp, target)
@@ -314,3 +327,92 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:
 def write_results(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write a results document atomically (see :func:`atomic_write`)."""
     return atomic_write(path, dumps(doc))
+
+
+# -- merging shards ----------------------------------------------------------------
+
+
+def merge_documents(
+    inputs: Sequence[tuple[str, object]],
+) -> tuple[dict[str, Any], list[str]]:
+    """Merge shard documents (``(file name, parsed JSON)`` pairs) into one; return it and warnings.
+
+    Tests are concatenated in input order, totals recomputed, and each shard's
+    run metadata kept under ``shards`` (a merged input contributes its own
+    shards, so merging is associative). The merged ``run`` spans the shards:
+    earliest start, latest finish, the sum of their workers. Raises
+    :class:`ResultsError` for a foreign or invalid input, mismatched schema
+    versions, or a test id in two shards with different results (identical
+    copies, e.g. the same shard given twice, are merged).
+    """
+    if not inputs:
+        raise ResultsError("nothing to merge: give at least one results file")
+    versions = [(name, document_version(raw, name)) for name, raw in inputs]
+    first_name, first_version = versions[0]
+    for name, version in versions[1:]:
+        if version != first_version:
+            raise ResultsError(
+                f"{name}: schema_version {_describe(version)} differs from schema_version "
+                f"{_describe(first_version)} of {first_name}; merge only results written "
+                "by the same pytest-memwatch version"
+            )
+    docs = [(name, check_document(raw, name)) for name, raw in inputs]
+
+    shards: list[dict[str, Any]] = []
+    tests: list[dict[str, Any]] = []
+    owner: dict[str, tuple[int, str, dict[str, Any]]] = {}
+    conflicts: list[str] = []
+    for position, (name, doc) in enumerate(docs):
+        offset = len(shards)
+        own_shards = doc.get("shards") or [
+            {"file": name, "run": doc["run"], "tests": len(doc["tests"])}
+        ]
+        shards.extend(own_shards)
+        for test in doc["tests"]:
+            test = {**test, "shard": offset + int(test.get("shard", 0))}
+            bare = {k: v for k, v in test.items() if k != "shard"}
+            nodeid = test["nodeid"]
+            # Duplicates within one input are that run's business; across inputs
+            # they mean two shards ran the same test.
+            if nodeid in owner and owner[nodeid][0] != position:
+                if owner[nodeid][2] != bare:
+                    conflicts.append(f"{nodeid} is in both {owner[nodeid][1]} and {name}")
+                continue
+            owner.setdefault(nodeid, (position, name, bare))
+            tests.append(test)
+    if conflicts:
+        more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
+        raise ResultsError(
+            f"{conflicts[0]} with different results{more}: each test must run in one shard "
+            "only (identical copies are merged)"
+        )
+
+    runs = [s["run"] for s in shards]
+    run = dict(runs[0])
+    run["started_at"] = min(str(r["started_at"]) for r in runs)
+    finished = [str(r["finished_at"]) for r in runs if r.get("finished_at")]
+    run["finished_at"] = max(finished) if finished else None
+    run["workers"] = sum(int(r.get("workers") or 1) for r in runs)
+    run["unavailable_probes"] = {
+        k: v for r in runs for k, v in (r.get("unavailable_probes") or {}).items()
+    }
+    warnings: list[str] = []
+    commits = {r.get("commit") for r in runs}
+    if len(commits) > 1:
+        run["commit"] = None
+        listed = ", ".join(str(c)[:12] for c in sorted(commits, key=str))
+        warnings.append(f"the shards come from different commits ({listed})")
+    for key in ("plugin_version", "python", "pytest_version"):
+        values = {str(r.get(key)) for r in runs}
+        if len(values) > 1:
+            warnings.append(f"the shards differ in {key} ({', '.join(sorted(values))})")
+
+    merged = {
+        "schema_version": docs[0][1]["schema_version"],
+        "tool": TOOL,
+        "run": run,
+        "tests": tests,
+        "totals": totals([TestResult.from_dict(t) for t in tests]),
+        "shards": shards,
+    }
+    return merged, warnings
