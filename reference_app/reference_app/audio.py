@@ -505,7 +505,9 @@ class MicrophoneSource:
             stream = self._factory(
                 samplerate=self.sample_rate,
                 channels=self.channels,
-                dtype="float32",
+                # int16 is what microphones deliver natively (and what ALSA's file
+                # device reads); converting here keeps one sample format downstream.
+                dtype="int16",
                 blocksize=self.block_frames,
                 device=self.device,
                 callback=self._on_audio,
@@ -529,7 +531,7 @@ class MicrophoneSource:
         if status and getattr(status, "input_overflow", False):
             with self._lock:
                 self._device_overflows += 1
-        block = indata.copy()
+        block = indata.astype(np.float32) / 32768.0  # also the copy PortAudio needs
         try:
             self._queue.put_nowait(block)
         except queue.Full:

@@ -147,6 +147,7 @@ class StreamingRecorder:
         self._max_frames = None if max_seconds is None else round(max_seconds * source.sample_rate)
         self._leave_thread = faults.is_enabled("capture_thread_not_joined", config_faults)
         self._thread: _CaptureThread | None = None
+        self._frames_done = 0  # frames of the last finished capture
 
     def start(self) -> None:
         if self._thread is not None:
@@ -163,7 +164,7 @@ class StreamingRecorder:
 
     @property
     def frames_captured(self) -> int:
-        return 0 if self._thread is None else self._thread.frames
+        return self._frames_done if self._thread is None else self._thread.frames
 
     def read(self, n: int | None = None) -> np.ndarray:
         """Remove and return up to ``n`` captured frames (all if None)."""
@@ -174,6 +175,7 @@ class StreamingRecorder:
         thread, self._thread = self._thread, None
         if thread is None:
             return Recording(0, self.source.sample_rate, self.source.channels)
+        self._frames_done = thread.frames
         if self._leave_thread:
             # The fault: the thread is forgotten, still reading the source into the buffer.
             return Recording(thread.frames, self.source.sample_rate, self.source.channels)
@@ -224,6 +226,7 @@ class FileRecorder:
         self._max_frames = None if max_seconds is None else round(max_seconds * source.sample_rate)
         self._keep_temp = faults.is_enabled("temp_wav_kept", config_faults)
         self._thread: _CaptureThread | None = None
+        self._frames_done = 0  # frames of the last finished capture
         self._file: BinaryIO | None = None
         self._writer: WavWriter | None = None
         self.temp_path: Path | None = None
@@ -257,7 +260,7 @@ class FileRecorder:
 
     @property
     def frames_captured(self) -> int:
-        return 0 if self._thread is None else self._thread.frames
+        return self._frames_done if self._thread is None else self._thread.frames
 
     def _close_file(self) -> None:
         if self._writer is not None and self._file is not None and not self._file.closed:
@@ -283,6 +286,7 @@ class FileRecorder:
             raise RuntimeError("FileRecorder.stop() called before start()")
         thread.stop_event.set()
         thread.join()
+        self._frames_done = thread.frames
         self.source.close()
         capture = _capture_stats(self.source)
         if thread.error is not None:

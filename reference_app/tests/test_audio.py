@@ -189,7 +189,7 @@ class _Status:
 
 def test_microphone_callback_counts_overflows_never_silent() -> None:
     mic = MicrophoneSource(queue_blocks=3, block_frames=160)
-    block = np.ones((160, 1), dtype=np.float32)
+    block = np.full((160, 1), 16384, dtype=np.int16)
     for _ in range(5):
         mic._on_audio(block, 160, None, _Status(False))
     mic._on_audio(block, 160, None, _Status(True))
@@ -197,7 +197,8 @@ def test_microphone_callback_counts_overflows_never_silent() -> None:
     assert (stats.blocks, stats.overflows, stats.dropped_frames) == (6, 3, 480)
     assert (stats.device_overflows, stats.queued, stats.max_queued) == (1, 3, 3)
     block[:] = 0  # PortAudio reuses its buffer: the queued copy must not change
-    assert mic.read(timeout=0.1).sum() == 160
+    first = mic.read(timeout=0.1)
+    assert first.dtype == np.float32 and first.sum() == 80.0
     mic.close()
     assert mic.read() is not None and mic.read() is not None
     with pytest.raises(EndOfStream):
@@ -236,7 +237,7 @@ def test_microphone_passes_settings_to_stream() -> None:
     mic.start()
     mic.start()  # idempotent
     assert opened["samplerate"] == 44100 and opened["channels"] == 2
-    assert opened["blocksize"] == 441 and opened["device"] == 3 and opened["dtype"] == "float32"
+    assert opened["blocksize"] == 441 and opened["device"] == 3 and opened["dtype"] == "int16"
     assert opened["callback"] == mic._on_audio
     mic.close()
     assert opened["closed"] is True
