@@ -91,10 +91,21 @@ def _duration(value: str) -> float:
 
 
 def _frames(value: str) -> int:
-    n = int(value)
+    try:
+        n = int(value)
+    except ValueError:
+        # int()'s own message ("invalid literal for int() with base 10") says nothing useful.
+        n = -1
     if n < 0 or n > 100:
         raise ValueError("expected a number of frames from 0 (no attribution) to 100, e.g. 10")
     return n
+
+
+def _count(value: str) -> int:
+    try:
+        return max(0, int(value))
+    except ValueError:
+        raise ValueError("expected a whole number, e.g. 10") from None
 
 
 def _path(value: str) -> str:
@@ -186,7 +197,7 @@ SETTINGS: tuple[Setting, ...] = (
         "top",
         "--memwatch-top",
         "how many tests the terminal summary lists as growing most",
-        lambda v: max(0, int(v)),
+        _count,
         10,
         "a whole number, e.g. 10",
         type_doc="int",
@@ -370,9 +381,13 @@ def resolve(
             try:
                 parsed.append(s.parse(str(item)))
             except (ValueError, TypeError) as exc:
+                # Most parsers already end with the expected form and its example;
+                # saying it twice in one line reads as a glitch.
+                detail = str(exc)
+                expected = "" if s.expected in detail else f" Expected {s.expected}."
                 raise SettingError(
-                    f"memwatch: bad value {item!r} for {s.option} (from {where}): {exc}. "
-                    f"Expected {s.expected}."
+                    f"memwatch: bad value {item!r} for {s.option} (from {where}): {detail}."
+                    + expected
                 ) from None
         values[s.name] = tuple(parsed) if s.kind == "append" else parsed[-1]
     return Settings(sources=sources, **values)
