@@ -1,0 +1,101 @@
+"""The terminal summary renderer at -q, default, -v and -vv."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pytest_memwatch.terminal import summary_lines
+
+HEAD = "memwatch: 3 tests measured (1 repeated), 1 failed memory verdict, total RSS growth +2.0 KiB"
+FAILED = (
+    "FAILED t.py::test_b - max_growth: 68.4 KiB left behind per call, over the limit of 1.0 KiB"
+)
+TABLE = "     growth      malloc   blocks        peak  test  (tests that grew most)"
+ROW_B = "        0 B   +68.4 KiB       -3         n/a  t.py::test_b"
+ROW_A = "   +2.0 KiB      +100 B       +5     4.0 KiB  t.py::test_a"
+ROW_C = "        0 B         0 B       +0         0 B  t.py::test_c"
+RUNS_B = " " * 47 + "blocks per run: [1, 2]"
+
+
+def results() -> list[dict[str, Any]]:
+    return [
+        {
+            "nodeid": "t.py::test_a",
+            "before": {"rss": 1},
+            "growth": {"rss": 2048, "malloc": 100, "blocks": 5},
+            "peak_growth": 4096,
+            "verdicts": [{"passed": True, "message": "fine"}],
+        },
+        {
+            "nodeid": "t.py::test_b",
+            "before": {"rss": 1},
+            "growth": {"rss": 0, "malloc": 70_000, "blocks": -3},
+            "peak_growth": None,
+            "verdicts": [
+                {
+                    "passed": False,
+                    "message": "max_growth: 68.4 KiB left behind per call, "
+                    "over the limit of 1.0 KiB",
+                }
+            ],
+            "runs": [
+                {"warmup": True, "delta": {"blocks": 9}},
+                {"warmup": False, "delta": {"blocks": 1}},
+                {"warmup": False, "delta": {"blocks": 2}},
+            ],
+        },
+        {
+            "nodeid": "t.py::test_c",
+            "before": {"rss": 1},
+            "growth": {"rss": 0, "malloc": 0, "blocks": 0},
+            "peak_growth": 0,
+            "verdicts": [],
+        },
+        # Not measured (memwatch_skip, or no flag and no marker): never listed.
+        {"nodeid": "t.py::test_skip", "before": None, "growth": {}, "verdicts": []},
+    ]
+
+
+def test_quiet_gives_one_line_and_the_failed_verdicts() -> None:
+    assert summary_lines(results(), verbosity=-1) == [HEAD, FAILED]
+
+
+def test_default_adds_the_tests_that_grew_most() -> None:
+    # Sorted by the larger of RSS and malloc growth; tests that did not grow are left out.
+    assert summary_lines(results(), verbosity=0) == [HEAD, FAILED, "", TABLE, ROW_B, ROW_A]
+
+
+def test_verbose_adds_per_run_deltas() -> None:
+    assert summary_lines(results(), verbosity=1) == [HEAD, FAILED, "", TABLE, ROW_B, RUNS_B, ROW_A]
+
+
+def test_very_verbose_lists_every_measured_test() -> None:
+    lines = summary_lines(results(), verbosity=2)
+    assert lines == [
+        HEAD,
+        FAILED,
+        "",
+        TABLE.replace("  (tests that grew most)", ""),
+        ROW_B,
+        RUNS_B,
+        ROW_A,
+        ROW_C,
+    ]
+
+
+def test_top_limits_the_table() -> None:
+    assert summary_lines(results(), verbosity=0, top=1) == [HEAD, FAILED, "", TABLE, ROW_B]
+    # -v shows twice as many.
+    assert summary_lines(results(), verbosity=1, top=1)[-3:] == [ROW_B, RUNS_B, ROW_A]
+
+
+def test_nothing_measured_gives_no_section() -> None:
+    assert summary_lines([]) == []
+    assert summary_lines([results()[3]]) == []
+
+
+def test_plural_and_no_failures() -> None:
+    clean = [r for r in results() if r["nodeid"] != "t.py::test_b"]
+    assert summary_lines(clean, verbosity=-1) == [
+        "memwatch: 2 tests measured, 0 failed memory verdicts, total RSS growth +2.0 KiB"
+    ]
