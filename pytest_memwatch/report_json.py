@@ -208,7 +208,8 @@ def check_document(doc: object, name: str) -> dict[str, Any]:
     assert isinstance(doc, dict)
     problems = validate(doc)
     if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        # validate() stops early, so the number of other problems is not known exactly.
+        more = " (and other problems)" if len(problems) > 1 else ""
         raise ResultsError(f"{name}: does not match the results schema: {problems[0]}{more}")
     return doc
 

@@ -162,7 +162,7 @@ def test_load_results_returns_the_document(tmp_path: Path) -> None:
          "(it reads 1); use the pytest-memwatch version that wrote the file"),
         (b'{"schema_version": 1, "tool": "pytest-memwatch"}',
          "results.json: does not match the results schema: (top level): missing required key "
-         "'run' (and 2 more)"),
+         "'run' (and other problems)"),
         (b"\xff\xfe{}", "results.json: not valid JSON (not UTF-8 text)"),
         (b'{"a": 1,}', "results.json: not valid JSON: Expecting property name enclosed in "
                        "double quotes: line 1 column 9 (char 8)"),

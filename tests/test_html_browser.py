@@ -1,0 +1,210 @@
+"""The HTML report in a real browser (headless Chromium through Playwright).
+
+Needs Debian's ``chromium`` (``/usr/bin/chromium``) and the ``playwright``
+package; Playwright's own browser download is never used. Skips with the
+reason when either is missing, unless ``MEMWATCH_REQUIRE_BROWSER`` is set
+(CI sets it), where a missing browser is a failure. Screenshots go to
+``artifacts/`` at the project root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _reports_sample import XSS_ID, KiB, MiB, sample_doc, small_doc
+
+from pytest_memwatch.baselines import SavedRun
+from pytest_memwatch.report_html import render_history, render_report
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = os.environ.get("MEMWATCH_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("MEMWATCH_REQUIRE_BROWSER"):
+        pytest.fail(f"{reason}, and MEMWATCH_REQUIRE_BROWSER is set", pytrace=False)
+    pytest.skip(f"{reason}; install it (apt-get install -y chromium) to run the browser tests")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not os.path.exists(CHROMIUM):
+        _unavailable(f"chromium is not installed at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright package is not installed")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@dataclass
+class Watched:
+    """A page plus everything it reported: console errors, page errors, dialogs, requests."""
+
+    page: Any
+    errors: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+
+def _open(browser: Any, path: Path) -> Iterator[Watched]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    w = Watched(page)
+    page.on("console", lambda m: w.errors.append(m.text) if m.type in ("error", "warning")
+            else None)
+    page.on("pageerror", lambda e: w.errors.append(str(e)))
+
+    def on_dialog(dialog: Any) -> None:
+        w.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    page.on("request", lambda r: w.requests.append(r.url))
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    yield w
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def report_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("browser") / "report.html"
+    path.write_text(render_report(sample_doc()), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def report(browser: Any, report_file: Path) -> Iterator[Watched]:
+    yield from _open(browser, report_file)
+
+
+def _visible_ids(page: Any) -> list[str]:
+    ids: list[str] = page.eval_on_selector_all(
+        "#tests tbody tr", "rows => rows.filter(r => !r.hidden).map(r => r.dataset.nodeid)")
+    return ids
+
+
+def test_report_loads_offline_without_errors(report: Watched, report_file: Path) -> None:
+    page = report.page
+    assert page.title() == "pytest-memwatch report"
+    assert page.locator("#shown").inner_text() == "10 of 10 tests"
+    assert page.locator("#verdict").inner_text() == "4 tests failed a memory verdict"
+    assert page.locator("svg.mw-svg").count() >= 3
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "memwatch-report.png"), full_page=True)
+    assert report.errors == [] and report.dialogs == []
+    # Offline: the page itself is the only thing fetched.
+    assert report.requests == [report_file.as_uri()]
+
+
+def test_script_in_a_test_id_is_shown_as_text(report: Watched) -> None:
+    page = report.page
+    row = page.locator("#tests tbody tr", has_text="test_xss.py")
+    assert row.locator("td.mw-id").inner_text() == XSS_ID
+    # Open its details too: nothing in them may run either.
+    row.locator("a").click()
+    assert page.locator("details.mw-test[open] summary", has_text="test_xss.py").count() == 1
+    assert page.get_by_text("</script><script>alert('verdict')</script>", exact=False).count() == 1
+    assert page.evaluate("document.scripts.length") == 2
+    assert report.dialogs == [] and report.errors == []
+
+
+def test_sorting_by_clicking_headers(report: Watched) -> None:
+    page = report.page
+    growth = page.locator("#tests th", has_text="Growth")
+    growth.locator("button").click()
+    assert growth.get_attribute("aria-sort") == "descending"
+    ids = _visible_ids(page)
+    assert ids[:4] == ["tests/test_vtt.py::test_stream_large_file",
+                       "tests/test_vtt.py::test_parse_small",
+                       "tests/test_cache.py::test_cache_leaks", XSS_ID]
+    # Tests without a figure sort last in both directions.
+    assert ids[-2:] == ["tests/test_recorder.py::test_recorder_soak",
+                        "tests/test_mic.py::test_needs_device"]
+    growth.locator("button").click()
+    assert growth.get_attribute("aria-sort") == "ascending"
+    ids = _visible_ids(page)
+    assert ids[0] == "tests/test_storage.py::test_compress"
+    assert ids[-3] == "tests/test_vtt.py::test_stream_large_file"
+
+    test_col = page.locator("#tests th", has_text="Test")
+    test_col.locator("button").click()
+    assert test_col.get_attribute("aria-sort") == "ascending"
+    assert growth.get_attribute("aria-sort") is None
+    ids = _visible_ids(page)
+    assert ids == sorted(ids) and ids[0] == "tests/test_audio.py::test_decode_large_clip"
+    assert report.errors == []
+
+
+def test_filtering_by_text_and_verdict(report: Watched) -> None:
+    page = report.page
+    page.locator("#filter").fill("VTT")
+    assert _visible_ids(page) == ["tests/test_vtt.py::test_stream_large_file",
+                                  "tests/test_vtt.py::test_parse_small"]
+    assert page.locator("#shown").inner_text() == "2 of 10 tests"
+    page.locator("#filter").fill("")
+    page.locator("#status-filter").select_option("fail")
+    assert len(_visible_ids(page)) == 4
+    page.locator("#filter").fill("cache")
+    assert _visible_ids(page) == ["tests/test_cache.py::test_cache_leaks"]
+    page.locator("#status-filter").select_option("none")
+    page.locator("#filter").fill("")
+    assert _visible_ids(page) == ["tests/test_mic.py::test_needs_device"]
+    page.locator("#filter").fill("<script>")
+    page.locator("#status-filter").select_option("all")
+    assert _visible_ids(page) == [XSS_ID]
+    assert report.errors == [] and report.dialogs == []
+
+
+def test_table_link_opens_the_closed_details(report: Watched) -> None:
+    page = report.page
+    details = page.locator("details.mw-test", has_text="test_parse_small").first
+    assert details.get_attribute("open") is None
+    page.locator("#tests a", has_text="test_parse_small").click()
+    assert details.get_attribute("open") == ""
+    assert page.evaluate("location.hash") == f"#{details.get_attribute('id')}"
+
+
+def test_download_button_saves_the_results_document(report: Watched, tmp_path: Path) -> None:
+    page = report.page
+    with page.expect_download() as info:
+        page.locator("#download").click()
+    download = info.value
+    assert download.suggested_filename == "memwatch-results.json"
+    target = tmp_path / "dl.json"
+    download.save_as(str(target))
+    assert json.loads(target.read_text()) == sample_doc()
+    assert report.errors == []
+
+
+def test_history_page(browser: Any, tmp_path: Path) -> None:
+    runs = []
+    for i in range(5):
+        doc = small_doc(("t.py::steady", 200 * KiB, MiB), ("t.py::creeping", i * MiB, 2 * MiB),
+                        started=f"2025-01-1{i}T10:00:00+00:00")
+        runs.append((SavedRun(Path(f"000{i + 1}_main.json"), i + 1, "main", "M"), doc))
+    path = tmp_path / "trend.html"
+    path.write_text(render_history({"Linux-CPython-3.11-64bit": runs}, source=".memwatch"))
+    for watched in _open(browser, path):
+        page = watched.page
+        assert page.locator("#shown").inner_text() == "2 of 2 tests"
+        page.locator("#filter").fill("creep")
+        assert page.locator(".mw-hist-test:visible").count() == 1
+        page.locator("#filter").fill("")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "memwatch-history.png"), full_page=True)
+        assert watched.errors == [] and watched.dialogs == []
+        assert watched.requests == [path.as_uri()]
