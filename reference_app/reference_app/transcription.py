@@ -371,7 +371,11 @@ class StreamingTranscriber:
         """End of stream: transcribe whatever speech is still buffered."""
         texts: list[str] = []
         if self._ep.in_speech:
-            rest = self._ep.end_stream(self._pending[: self._pending_len].tobytes())
+            # end_stream() fails on an empty buffer (IndexError inside
+            # pocketsphinx) when the stream ended exactly on a frame boundary;
+            # one silent sample stands in for "nothing left".
+            tail = self._pending[: self._pending_len] if self._pending_len else np.zeros(1, np.int16)
+            rest = self._ep.end_stream(tail.tobytes())
             if rest is not None:
                 self._append(np.frombuffer(rest, dtype=np.int16), texts)
         self._pending_len = 0

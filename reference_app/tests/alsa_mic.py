@@ -11,7 +11,8 @@ A regular file is read as fast as the consumer asks (ALSA's ``null`` slave has
 no clock), which suits ``record``. For ``live``, which must see audio arrive
 in real time, :class:`PacedFeeder` makes the raw file a FIFO and writes into
 it at the sample rate, looping the speech; ALSA's blocking reads then pace the
-stream like a real microphone.
+stream like a real microphone (the capture must use 100 ms blocks, the app's
+default, see :meth:`PacedFeeder._run`).
 
 Run as a script for the manual soak run::
 
@@ -97,9 +98,16 @@ class PacedFeeder:
         return self
 
     def _run(self) -> None:
-        step = self.rate // 20 * 2  # 50 ms of audio per write
-        pos = 0
+        # Write exactly one capture block (the app's default 100 ms) at a time.
+        # ALSA's file plugin reads one period per read() and does not retry a
+        # short read from a pipe, so pieces must be whole periods: measured here,
+        # 100 ms pieces gave a bit-exact, contiguous stream at 16 kHz, while 50 ms
+        # or 128 ms pieces gave duplicated and missing stretches.
+        step = self.rate // 10 * 2
         while not self._stop.is_set():
+            # Every reader starts at the beginning: what went into the pipe of a
+            # reader that only probed the device is lost with that pipe.
+            pos = 0
             try:
                 with open(self.fifo, "wb", buffering=0) as f:
                     t0 = time.monotonic()

@@ -213,3 +213,14 @@ def test_streaming_transcriber_bounds_an_endless_utterance(grammar_app: App) -> 
     segmenter.flush()
     assert segmenter.forced_cuts >= 2
     assert segmenter._utt.nbytes == 32000  # the buffer never grew
+
+
+def test_stream_ending_on_a_frame_boundary_mid_speech(grammar_app: App, audio_dir: Path) -> None:
+    """Regression: flush() with an empty partial frame while in speech crashed."""
+    segmenter = grammar_app.streaming_transcriber()
+    pcm = sequence_pcm(grammar_app, audio_dir)
+    frame = segmenter._frame
+    cut = 40000 // frame * frame  # inside the first phrase, on a VAD frame boundary
+    segmenter.feed(pcm[:cut])
+    assert segmenter._ep.in_speech and segmenter._pending_len == 0
+    assert segmenter.flush() != []
