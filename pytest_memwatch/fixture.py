@@ -151,7 +151,18 @@ class MemwatchHandle:
         obj = ref()
         if obj is None:
             return
-        chain = _holder_chain(obj)
+        # gc.get_referrers() skips frozen objects, and under --memwatch the
+        # long-lived heap (modules included) is frozen between tests: thaw it
+        # for the search, or no chain ever reaches a module.
+        frozen = gc.get_freeze_count()
+        if frozen:
+            gc.unfreeze()
+        try:
+            chain = _holder_chain(obj)
+        finally:
+            if frozen:
+                gc.collect()
+                gc.freeze()
         del obj
         raise AssertionError(
             f"memwatch: {what} was not freed" + (f"; held by: {chain}" if chain else "")

@@ -358,7 +358,20 @@ def _attribute(item: pytest.Item, keep: _KeepCollectors, frames: int) -> dict[st
         runtestprotocol(item, nextitem=keep, log=False)  # type: ignore[arg-type]
         item.stash[RUNS] = []
 
-    return attribute(run_once, frames=frames)
+    # gc.get_objects() and gc.get_referrers() skip frozen objects: with the heap
+    # frozen between runs, the census would miss the leaked types and no chain
+    # would reach a module. Thaw it and keep the reruns from freezing it again.
+    state = _state(item.config)
+    measurer = state.measurer if state is not None else None
+    hygiene = measurer.hygiene if measurer is not None else None
+    if measurer is not None and hygiene is not None:
+        hygiene.close()
+        measurer.hygiene = None
+    try:
+        return attribute(run_once, frames=frames)
+    finally:
+        if measurer is not None:
+            measurer.hygiene = hygiene
 
 
 def _result(
