@@ -365,8 +365,9 @@ class TestView:
         return v if isinstance(v, int) else None
 
 
-def make_view(test: dict[str, Any], index: int, change: dict[str, Any] | None = None
-              ) -> TestView:
+def make_view(test: dict[str, Any], index: int, change: dict[str, Any] | None = None,
+              *, id_prefix: str = "c") -> TestView:
+    """The view of one test; ``id_prefix`` keeps its SVG ids unique on the page."""
     return TestView(
         index=index,
         test=test,
@@ -375,8 +376,9 @@ def make_view(test: dict[str, Any], index: int, change: dict[str, Any] | None = 
         peak=peak_bytes(test),
         probe_rows=_probe_rows(test),
         run_rows=_run_rows(test),
-        runs_chart=runs_chart(test, f"c{index}r"),
-        soak_chart=soak_chart(test["soak"], f"c{index}s") if test.get("soak") else None,
+        runs_chart=runs_chart(test, f"{id_prefix}{index}r"),
+        soak_chart=(soak_chart(test["soak"], f"{id_prefix}{index}s") if test.get("soak")
+                    else None),
         change=change,
     )
 
@@ -513,7 +515,9 @@ def html_section(test: dict[str, Any]) -> str:
 
     Static (no script), styled by its own scoped ``<style>``.
     """
-    view = make_view(test, 1)
+    # Several sections share one pytest-html page: derive ids from the test id.
+    digest = hashlib.sha1(str(test.get("nodeid", "")).encode("utf-8")).hexdigest()[:10]
+    view = make_view(test, 1, id_prefix=f"mw{digest}-")
     return environment().get_template("section.html.j2").render(
         view=view, css=_asset("components.css"), probe_rows=PROBE_ROWS
     )

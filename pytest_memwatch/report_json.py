@@ -215,10 +215,15 @@ def check_document(doc: object, name: str) -> dict[str, Any]:
 
 
 def _json_kind(value: object) -> str:
-    for name in ("array", "string", "boolean", "null", "number"):
-        if _is_type(value, name):
-            return "an array" if name == "array" else f"a {name}" if name != "null" else "null"
-    return type(value).__name__
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    return "a number"
 
 
 def read_json(path: str | os.PathLike[str]) -> object:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +228,12 @@ def test_html_section_is_escaped_and_static() -> None:
 def test_html_section_of_repeated_test_has_a_chart() -> None:
     html = outputs.html_section(_test(LEAKY_ID))
     assert "<svg" in html and "memory per run" in html
+
+
+def test_html_sections_of_different_tests_have_distinct_svg_ids() -> None:
+    def clip_ids(html: str) -> set[str]:
+        return set(re.findall(r'<clipPath id="([^"]+)"', html))
+
+    leaky = clip_ids(outputs.html_section(_test(LEAKY_ID)))
+    steady = clip_ids(outputs.html_section(_test("tests/test_cache.py::test_cache_bounded")))
+    assert leaky and steady and not leaky & steady
