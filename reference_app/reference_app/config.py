@@ -274,24 +274,36 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by the commands that transcribe."""
     group = parser.add_argument_group("transcription")
     group.add_argument(
-        "--engine", choices=ENGINES, default="pocketsphinx",
+        "--engine",
+        choices=ENGINES,
+        default="pocketsphinx",
         help="speech engine (default: pocketsphinx, works offline)",
     )
     vocab = group.add_mutually_exclusive_group()
     vocab.add_argument(
-        "--grammar", type=Path, metavar="FILE",
+        "--grammar",
+        type=Path,
+        metavar="FILE",
         help="JSGF grammar constraining what can be recognised (pocketsphinx)",
     )
     vocab.add_argument(
-        "--phrase", action="append", default=[], metavar="TEXT", dest="phrases",
+        "--phrase",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        dest="phrases",
         help="a phrase to recognise; repeat for several (pocketsphinx, builds a grammar)",
     )
     group.add_argument(
-        "--model-path", type=Path, metavar="DIR",
+        "--model-path",
+        type=Path,
+        metavar="DIR",
         help="local faster-whisper model directory (whisper engine; never downloaded)",
     )
     group.add_argument(
-        "--model-size", choices=sorted(WHISPER_MODEL_MEMORY_MB), default="base",
+        "--model-size",
+        choices=sorted(WHISPER_MODEL_MEMORY_MB),
+        default="base",
         help="whisper model size, sets the memory budget (default: base)",
     )
 

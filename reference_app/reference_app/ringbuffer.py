@@ -245,14 +245,14 @@ class RingBuffer:
             room = self.capacity - self._size
             if room == 0:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._cond.wait(remaining):
-                    if self.capacity - self._size == 0:
-                        self._rejected += len(frames) - written
-                        raise BufferFull(
-                            f"ring buffer full: timed out after {self.block_timeout:g} s with "
-                            f"{len(frames) - written} of {len(frames)} frames unwritten",
-                            written=written,
-                        )
+                timed_out = remaining <= 0 or not self._cond.wait(remaining)
+                if timed_out and self.capacity - self._size == 0:
+                    self._rejected += len(frames) - written
+                    raise BufferFull(
+                        f"ring buffer full: timed out after {self.block_timeout:g} s with "
+                        f"{len(frames) - written} of {len(frames)} frames unwritten",
+                        written=written,
+                    )
                 continue
             part = frames[written : written + room]
             self._put(part)

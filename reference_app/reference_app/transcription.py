@@ -374,7 +374,9 @@ class StreamingTranscriber:
             # end_stream() fails on an empty buffer (IndexError inside
             # pocketsphinx) when the stream ended exactly on a frame boundary;
             # one silent sample stands in for "nothing left".
-            tail = self._pending[: self._pending_len] if self._pending_len else np.zeros(1, np.int16)
+            tail = (
+                self._pending[: self._pending_len] if self._pending_len else np.zeros(1, np.int16)
+            )
             rest = self._ep.end_stream(tail.tobytes())
             if rest is not None:
                 self._append(np.frombuffer(rest, dtype=np.int16), texts)

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from reference_app import faults
+from alsa_mic import portaudio_missing
 from reference_app.config import App, AppConfig, create_app
 
-from alsa_mic import portaudio_missing
+from reference_app import faults
 
 FIXTURES_AUDIO = Path(__file__).resolve().parents[2] / "fixtures" / "audio"
 REQUIRE_AUDIO_ENV = "REFERENCE_APP_REQUIRE_AUDIO"
@@ -40,7 +39,11 @@ def audio_dir() -> Path:
 @pytest.fixture(scope="session")
 def phrases(audio_dir: Path) -> list[str]:
     """The phrases spoken in the fixtures; ``phrase.replace(' ', '_') + '.wav'`` is the file."""
-    return [line.strip() for line in (audio_dir / "phrases.txt").read_text().splitlines() if line.strip()]
+    return [
+        line.strip()
+        for line in (audio_dir / "phrases.txt").read_text().splitlines()
+        if line.strip()
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -71,12 +74,18 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., App]]:
         app.close()
 
 
-def _cli(args: list[str], env: dict[str, str] | None, timeout: float, cwd: Path | None) -> subprocess.CompletedProcess[str]:
+def _cli(
+    args: list[str], env: dict[str, str] | None, timeout: float, cwd: Path | None
+) -> subprocess.CompletedProcess[str]:
     base = dict(os.environ if env is None else env)
     base.pop(faults.ENV_VAR, None)
     return subprocess.run(
         [sys.executable, "-m", "reference_app", *args],
-        capture_output=True, text=True, env=base, timeout=timeout, cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=base,
+        timeout=timeout,
+        cwd=cwd,
     )
 
 
@@ -90,7 +99,9 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
         assert result.returncode == 2
     """
 
-    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         return _cli([str(a) for a in args], env, timeout, tmp_path)
 
     return run

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from reference_app.audio import (
     AudioError,
     Converter,
@@ -21,7 +20,6 @@ from reference_app.audio import (
     iter_blocks,
     read_wav_info,
 )
-
 from wavtools import dominant_frequency, tone, wav_bytes, write_wav
 
 
@@ -47,9 +45,16 @@ def test_reads_every_sample_format(
 ) -> None:
     rng = np.random.default_rng(bits * channels)
     original = rng.uniform(-0.9, 0.9, size=(1234, channels))
-    path = write_wav(tmp_path / "x.wav", original, 22050, bits, is_float=is_float, extensible=extensible)
+    path = write_wav(
+        tmp_path / "x.wav", original, 22050, bits, is_float=is_float, extensible=extensible
+    )
     info = read_wav_info(path)
-    assert (info.sample_rate, info.channels, info.bits, info.frames) == (22050, channels, bits, 1234)
+    assert (info.sample_rate, info.channels, info.bits, info.frames) == (
+        22050,
+        channels,
+        bits,
+        1234,
+    )
     got = read_all(path, block_frames=100)
     assert got.shape == (1234, channels) and got.dtype == np.float32
     np.testing.assert_allclose(got, original, atol=tolerance * 1.01)
@@ -88,15 +93,29 @@ GOOD = wav_bytes(tone(0.5, 16000), 16000)
         (GOOD[:30], "truncated or corrupt WAV file (short format chunk)"),
         (GOOD[:40], "truncated or corrupt WAV file (no audio data chunk)"),
         (GOOD[:-1000], "truncated WAV file (header promises 16000 bytes of audio, file has 15000)"),
-        (GOOD[:20] + struct.pack("<H", 85) + GOOD[22:], "unsupported WAV encoding (format code 0x0055)"),
+        (
+            GOOD[:20] + struct.pack("<H", 85) + GOOD[22:],
+            "unsupported WAV encoding (format code 0x0055)",
+        ),
         (GOOD[:34] + struct.pack("<H", 12) + GOOD[36:], "unsupported sample size 12 bits"),
         (GOOD[:24] + struct.pack("<I", 100) + GOOD[28:], "unsupported sample rate 100 Hz"),
         (GOOD[:22] + struct.pack("<H", 0) + GOOD[24:], "corrupt WAV file (zero channels)"),
         (GOOD[:32] + struct.pack("<H", 7) + GOOD[34:], "block align 7 does not match"),
         (wav_bytes(np.zeros((0, 1)), 16000), "WAV file contains no audio frames"),
     ],
-    ids=["empty", "text", "short-fmt", "no-data", "truncated", "mp3-code", "12-bit", "100Hz",
-         "0-channels", "bad-align", "no-frames"],
+    ids=[
+        "empty",
+        "text",
+        "short-fmt",
+        "no-data",
+        "truncated",
+        "mp3-code",
+        "12-bit",
+        "100Hz",
+        "0-channels",
+        "bad-align",
+        "no-frames",
+    ],
 )
 def test_bad_files_give_one_line_reason(tmp_path: Path, data: bytes, message: str) -> None:
     path = corrupt(tmp_path, "bad.wav", data)
@@ -122,7 +141,9 @@ def test_streaming_writer_size_convention(tmp_path: Path) -> None:
     assert read_wav_info(path).frames == 8000
 
 
-@pytest.mark.parametrize(("src", "dst"), [(44100, 16000), (48000, 16000), (8000, 16000), (22050, 16000), (16000, 16000)])
+@pytest.mark.parametrize(
+    ("src", "dst"), [(44100, 16000), (48000, 16000), (8000, 16000), (22050, 16000), (16000, 16000)]
+)
 def test_resampler_keeps_pitch_and_duration(src: int, dst: int) -> None:
     x = tone(1.0, src, freq=1000.0)[:, 0].astype(np.float32)
     whole = Resampler(src, dst)
@@ -146,7 +167,9 @@ def test_downsampling_removes_content_above_new_nyquist() -> None:
 def test_converter_downmixes_and_matches_duration() -> None:
     left = tone(0.5, 44100, 500.0)[:, 0]
     stereo = np.stack([left, -left * 0 + left], axis=1)
-    out = list(convert_blocks([stereo[i : i + 1000] for i in range(0, len(stereo), 1000)], 44100, 2))
+    out = list(
+        convert_blocks([stereo[i : i + 1000] for i in range(0, len(stereo), 1000)], 44100, 2)
+    )
     pcm = np.concatenate(out)
     assert pcm.dtype == np.int16 and len(pcm) == 8000
     assert dominant_frequency(pcm.astype(np.float64), 16000) == pytest.approx(500, abs=3)
@@ -213,7 +236,9 @@ def test_microphone_open_failure_is_one_clear_error() -> None:
     with pytest.raises(AudioError) as info:
         mic.start()
     assert "\n" not in str(info.value)
-    assert str(info.value).startswith(("no audio input device found", "cannot open input device 'nonexistent'"))
+    assert str(info.value).startswith(
+        ("no audio input device found", "cannot open input device 'nonexistent'")
+    )
 
 
 def test_microphone_passes_settings_to_stream() -> None:
@@ -233,7 +258,9 @@ def test_microphone_passes_settings_to_stream() -> None:
         def close(self) -> None:
             opened["closed"] = True
 
-    mic = MicrophoneSource(sample_rate=44100, channels=2, block_frames=441, device=3, stream_factory=Stream)
+    mic = MicrophoneSource(
+        sample_rate=44100, channels=2, block_frames=441, device=3, stream_factory=Stream
+    )
     mic.start()
     mic.start()  # idempotent
     assert opened["samplerate"] == 44100 and opened["channels"] == 2

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-
 from reference_app.chunking import ChunkedProcessor, ChunkPolicy
 from reference_app.monitor import MemoryMonitor, MemoryReading, Tier
 
@@ -29,7 +28,9 @@ class Pressure:
         return self.values.pop(0) if len(self.values) > 1 else self.values[0]
 
 
-def run(policy: ChunkPolicy, pressure: Pressure, seconds: float, **kw: object) -> tuple[ChunkedProcessor, list[int], list[float], np.ndarray]:
+def run(
+    policy: ChunkPolicy, pressure: Pressure, seconds: float, **kw: object
+) -> tuple[ChunkedProcessor, list[int], list[float], np.ndarray]:
     got: list[np.ndarray] = []
     sleeps: list[float] = []
 
@@ -37,14 +38,18 @@ def run(policy: ChunkPolicy, pressure: Pressure, seconds: float, **kw: object) -
         got.append(chunk.copy())
         return f"{len(chunk)}"
 
-    proc = ChunkedProcessor(handler, sample_rate=1000, policy=policy, memory_percent=pressure, sleep=sleeps.append, **kw)  # type: ignore[arg-type]
+    proc = ChunkedProcessor(
+        handler, sample_rate=1000, policy=policy, memory_percent=pressure, sleep=sleeps.append, **kw
+    )  # type: ignore[arg-type]
     results = list(proc.process(pcm_seconds(seconds)))
     assert [r.text for r in results] == [str(len(c)) for c in got]
     return proc, [len(c) for c in got], sleeps, np.concatenate(got)
 
 
 def test_normal_memory_fixed_chunks_no_sample_lost() -> None:
-    proc, sizes, sleeps, data = run(ChunkPolicy(chunk_seconds=2.0, min_chunk_seconds=0.5), Pressure(40.0), 7.3)
+    proc, sizes, sleeps, data = run(
+        ChunkPolicy(chunk_seconds=2.0, min_chunk_seconds=0.5), Pressure(40.0), 7.3
+    )
     assert sizes == [2000, 2000, 2000, 1300]
     np.testing.assert_array_equal(data, np.concatenate(pcm_seconds(7.3)))
     assert proc.stats.cleanups == 0 and sleeps == []
@@ -52,7 +57,9 @@ def test_normal_memory_fixed_chunks_no_sample_lost() -> None:
 
 def test_high_tier_halves_chunks_down_to_minimum_then_recovers() -> None:
     pressure = Pressure(75, 75, 75, 75, 40, 40, 40)
-    proc, sizes, sleeps, data = run(ChunkPolicy(chunk_seconds=4.0, min_chunk_seconds=1.0), pressure, 16.0)
+    proc, sizes, sleeps, data = run(
+        ChunkPolicy(chunk_seconds=4.0, min_chunk_seconds=1.0), pressure, 16.0
+    )
     assert sizes[:6] == [2000, 1000, 1000, 1000, 2000, 4000]
     assert len(data) == 16000
     assert proc.stats.cleanups == 4 and sleeps == []
@@ -64,7 +71,9 @@ def test_critical_tier_pauses_for_cleanup() -> None:
     pressure = Pressure(90, 88, 50)
     proc, sizes, sleeps, _ = run(
         ChunkPolicy(chunk_seconds=2.0, min_chunk_seconds=0.5, pause_seconds=0.25),
-        pressure, 4.0, cleanup_callbacks=[lambda: cleaned.append(1)],
+        pressure,
+        4.0,
+        cleanup_callbacks=[lambda: cleaned.append(1)],
     )
     assert sleeps == [0.25]
     assert sizes[0] == 1000
@@ -73,7 +82,11 @@ def test_critical_tier_pauses_for_cleanup() -> None:
 
 
 def test_thresholds_are_configurable() -> None:
-    _, sizes, _, _ = run(ChunkPolicy(chunk_seconds=2.0, min_chunk_seconds=0.5, high_percent=30, critical_percent=95), Pressure(40), 3.0)
+    _, sizes, _, _ = run(
+        ChunkPolicy(chunk_seconds=2.0, min_chunk_seconds=0.5, high_percent=30, critical_percent=95),
+        Pressure(40),
+        3.0,
+    )
     assert sizes[0] == 1000  # 40 % counts as high with a 30 % threshold
     with pytest.raises(ValueError, match="need 0 < high_percent <= critical_percent"):
         ChunkPolicy(high_percent=90, critical_percent=80)
@@ -92,7 +105,13 @@ def test_monitor_pressure_between_chunks_shrinks_next_chunk() -> None:
             assert monitor.check() is Tier.HIGH  # the monitor thread's view, mid-run
         return ""
 
-    proc = ChunkedProcessor(handler, sample_rate=1000, policy=ChunkPolicy(2.0, 0.5), memory_percent=lambda: 10.0, monitor=monitor)
+    proc = ChunkedProcessor(
+        handler,
+        sample_rate=1000,
+        policy=ChunkPolicy(2.0, 0.5),
+        memory_percent=lambda: 10.0,
+        monitor=monitor,
+    )
     assert monitor.stats().callbacks == 0
     blocks: Iterator[np.ndarray] = iter(pcm_seconds(5.0))
     list(proc.process(blocks))
@@ -104,6 +123,8 @@ def test_monitor_pressure_between_chunks_shrinks_next_chunk() -> None:
 def test_long_input_in_bounded_memory() -> None:
     """Ten minutes of 16 kHz audio through 5 s chunks leaves nothing behind."""
     block = np.zeros(16000, dtype=np.int16)
-    proc = ChunkedProcessor(lambda c: "", policy=ChunkPolicy(chunk_seconds=5.0), memory_percent=lambda: 10.0)
+    proc = ChunkedProcessor(
+        lambda c: "", policy=ChunkPolicy(chunk_seconds=5.0), memory_percent=lambda: 10.0
+    )
     results = list(proc.process(block for _ in range(600)))
     assert len(results) == 120 and proc.stats.frames == 600 * 16000

@@ -18,8 +18,6 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-
-from reference_app import faults
 from reference_app.audio import MicrophoneSource, SyntheticSource
 from reference_app.chunking import ChunkedProcessor, ChunkPolicy
 from reference_app.config import App, AppConfig
@@ -27,7 +25,8 @@ from reference_app.monitor import MemoryMonitor
 from reference_app.recorders import FileRecorder, StreamingRecorder
 from reference_app.resources import ResourceManager
 from reference_app.ringbuffer import BufferTracker, RingBuffer
-from reference_app import transcription
+
+from reference_app import faults, transcription
 
 PART1_FAULTS = {
     "chunks_kept": "chunked processor",
@@ -69,7 +68,9 @@ def clean_class_history() -> Iterator[None]:
 
 def run_chunks(fault: bool, seconds: int = 10) -> None:
     proc = ChunkedProcessor(
-        lambda c: "", policy=ChunkPolicy(chunk_seconds=1.0, min_chunk_seconds=0.5), memory_percent=lambda: 10.0,
+        lambda c: "",
+        policy=ChunkPolicy(chunk_seconds=1.0, min_chunk_seconds=0.5),
+        memory_percent=lambda: 10.0,
         config_faults={"chunks_kept"} if fault else (),
     )
     list(proc.process(np.zeros(16000, np.int16) for _ in range(seconds)))
@@ -108,7 +109,9 @@ def test_temp_wav_kept() -> None:
             fds0 = proc.num_fds()
             for fault in (False, True, True):
                 rec = FileRecorder(
-                    SyntheticSource("tone", seconds=0.1), resources, directory=directory,
+                    SyntheticSource("tone", seconds=0.1),
+                    resources,
+                    directory=directory,
                     config_faults={"temp_wav_kept"} if fault else (),
                 )
                 rec.start()
@@ -132,7 +135,9 @@ def test_capture_thread_not_joined() -> None:
     for fault in (False, True, True):
         src = SyntheticSource("tone", seconds=None, realtime=True)
         sources.append(src)
-        rec = StreamingRecorder(src, capacity_seconds=1.0, config_faults={"capture_thread_not_joined"} if fault else ())
+        rec = StreamingRecorder(
+            src, capacity_seconds=1.0, config_faults={"capture_thread_not_joined"} if fault else ()
+        )
         rec.start()
         time.sleep(0.05)
         rec.stop()
@@ -148,7 +153,12 @@ def test_capture_thread_not_joined() -> None:
 
 def test_monitor_callbacks_kept() -> None:
     monitor = MemoryMonitor(config_faults={"monitor_callbacks_kept"})
-    proc = ChunkedProcessor(lambda c: "", policy=ChunkPolicy(chunk_seconds=2.0), memory_percent=lambda: 10.0, monitor=monitor)
+    proc = ChunkedProcessor(
+        lambda c: "",
+        policy=ChunkPolicy(chunk_seconds=2.0),
+        memory_percent=lambda: 10.0,
+        monitor=monitor,
+    )
     for i in range(1, 4):
         list(proc.process([np.zeros(1000, np.int16)]))
         assert monitor.stats().callbacks == i  # one kept per run, each holding its 64 KB buffer

@@ -17,11 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pytest
-
-from reference_app.audio import WavFileSource, iter_blocks
-
 from alsa_mic import PacedFeeder, mic_env, write_asoundrc
+from reference_app.audio import WavFileSource, iter_blocks
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -38,7 +35,9 @@ def leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name.startswith(".recording-"))
 
 
-def test_record_captures_the_device_exactly(alsa_home: Path, run_cli: Run, tmp_path: Path, audio_dir: Path, grammar: Path) -> None:
+def test_record_captures_the_device_exactly(
+    alsa_home: Path, run_cli: Run, tmp_path: Path, audio_dir: Path, grammar: Path
+) -> None:
     pcm = speech_pcm(audio_dir / "turn_off_the_radio.wav", pad_seconds=1.5)
     # Paced like a real device: a plain file would be read far faster than real
     # time and the writer would (rightly) report dropped blocks.
@@ -46,14 +45,21 @@ def test_record_captures_the_device_exactly(alsa_home: Path, run_cli: Run, tmp_p
     write_asoundrc(alsa_home, feeder.fifo)
     out = tmp_path / "take.wav"
     try:
-        result = run_cli("record", "--seconds", "3", "--out", out, env=mic_env(alsa_home), timeout=30)
+        result = run_cli(
+            "record", "--seconds", "3", "--out", out, env=mic_env(alsa_home), timeout=30
+        )
     finally:
         feeder.stop()
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"recorded 3.00 s (16000 Hz, 1 channel) to {out}\n"
     assert result.stderr == ""
     with WavFileSource(out) as wav:
-        assert (wav.sample_rate, wav.channels, wav.info.bits, wav.info.frames) == (16000, 1, 16, 48000)
+        assert (wav.sample_rate, wav.channels, wav.info.bits, wav.info.frames) == (
+            16000,
+            1,
+            16,
+            48000,
+        )
         got = np.rint(np.concatenate(list(iter_blocks(wav)))[:, 0] * 32768).astype(np.int32)
     # int16 -> float32 -> int16 round trip: equal to within one step.
     assert np.abs(got - pcm[:48000].astype(np.int32)).max() <= 1
@@ -62,40 +68,66 @@ def test_record_captures_the_device_exactly(alsa_home: Path, run_cli: Run, tmp_p
     assert heard.stdout == "turn off the radio\n"
 
 
-def test_record_without_any_input_device_fails_fast(alsa_home: Path, run_cli: Run, tmp_path: Path) -> None:
+def test_record_without_any_input_device_fails_fast(
+    alsa_home: Path, run_cli: Run, tmp_path: Path
+) -> None:
     out = tmp_path / "take.wav"
     started = time.monotonic()
     result = run_cli("record", "--seconds", "2", "--out", out, env=mic_env(alsa_home), timeout=30)
     assert time.monotonic() - started < 15
     assert (result.returncode, result.stdout) == (2, "")
-    assert result.stderr == "error: no audio input device found (PortAudio lists no capture devices)\n"
+    assert (
+        result.stderr == "error: no audio input device found (PortAudio lists no capture devices)\n"
+    )
     assert not out.exists() and leftovers(tmp_path) == []
 
 
 def test_live_without_any_input_device(alsa_home: Path, run_cli: Run) -> None:
     result = run_cli("live", "--minutes", "0.1", env=mic_env(alsa_home), timeout=30)
     assert result.returncode == 2
-    assert result.stderr == "error: no audio input device found (PortAudio lists no capture devices)\n"
+    assert (
+        result.stderr == "error: no audio input device found (PortAudio lists no capture devices)\n"
+    )
 
 
-def test_record_unknown_device_lists_available(alsa_home: Path, run_cli: Run, tmp_path: Path) -> None:
+def test_record_unknown_device_lists_available(
+    alsa_home: Path, run_cli: Run, tmp_path: Path
+) -> None:
     raw = tmp_path / "mic.raw"
     np.zeros(16000, "<i2").tofile(raw)
     write_asoundrc(alsa_home, raw)
-    result = run_cli("record", "--seconds", "1", "--out", tmp_path / "t.wav", "--device", "nonexistent", env=mic_env(alsa_home), timeout=30)
+    result = run_cli(
+        "record",
+        "--seconds",
+        "1",
+        "--out",
+        tmp_path / "t.wav",
+        "--device",
+        "nonexistent",
+        env=mic_env(alsa_home),
+        timeout=30,
+    )
     assert result.returncode == 2
-    assert re.fullmatch(r"error: cannot open input device 'nonexistent': .*\(available: filein, default\)\n", result.stderr)
+    assert re.fullmatch(
+        r"error: cannot open input device 'nonexistent': .*\(available: filein, default\)\n",
+        result.stderr,
+    )
     assert not (tmp_path / "t.wav").exists() and leftovers(tmp_path) == []
 
 
-def test_interrupted_record_leaves_nothing(alsa_home: Path, tmp_path: Path, audio_dir: Path) -> None:
+def test_interrupted_record_leaves_nothing(
+    alsa_home: Path, tmp_path: Path, audio_dir: Path
+) -> None:
     feeder = PacedFeeder(tmp_path / "mic.fifo", speech_pcm(audio_dir / "sequence.wav")).start()
     write_asoundrc(alsa_home, feeder.fifo)
     out = tmp_path / "take.wav"
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "reference_app", "record", "--seconds", "30", "--out", str(out)],
-            env=mic_env(alsa_home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=mic_env(alsa_home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         deadline = time.monotonic() + 20
         while not leftovers(tmp_path) and time.monotonic() < deadline:
@@ -111,14 +143,33 @@ def test_interrupted_record_leaves_nothing(alsa_home: Path, tmp_path: Path, audi
     assert not out.exists() and leftovers(tmp_path) == []
 
 
-def test_live_transcribes_paced_microphone(alsa_home: Path, tmp_path: Path, audio_dir: Path, grammar: Path) -> None:
-    feeder = PacedFeeder(tmp_path / "mic.fifo", speech_pcm(audio_dir / "sequence.wav", pad_seconds=1.0)).start()
+def test_live_transcribes_paced_microphone(
+    alsa_home: Path, tmp_path: Path, audio_dir: Path, grammar: Path
+) -> None:
+    feeder = PacedFeeder(
+        tmp_path / "mic.fifo", speech_pcm(audio_dir / "sequence.wav", pad_seconds=1.0)
+    ).start()
     write_asoundrc(alsa_home, feeder.fifo)
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "reference_app", "live", "--minutes", "0.2", "--status-interval", "3",
-             "--monitor-interval", "1", "--grammar", str(grammar)],
-            env=mic_env(alsa_home), capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "reference_app",
+                "live",
+                "--minutes",
+                "0.2",
+                "--status-interval",
+                "3",
+                "--monitor-interval",
+                "1",
+                "--grammar",
+                str(grammar),
+            ],
+            env=mic_env(alsa_home),
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     finally:
         feeder.stop()
@@ -130,13 +181,13 @@ def test_live_transcribes_paced_microphone(alsa_home: Path, tmp_path: Path, audi
         "close the window please",
         "call my mother tomorrow morning",
     ]
-    status = [l for l in result.stderr.splitlines() if l.startswith("[memory]")]
+    status = [line for line in result.stderr.splitlines() if line.startswith("[memory]")]
     assert len(status) >= 4  # every 3 s of 12, plus the final one
     pattern = (
         r"\[memory\] 0:00:\d\d rss \d+\.\d MiB \(start \d+\.\d, peak \d+\.\d\) "
         r"trend (n/a|[+-]\d+\.\d\d MiB/min) system \d+\.\d % overflows 0"
     )
-    assert all(re.fullmatch(pattern, l) for l in status), status
+    assert all(re.fullmatch(pattern, line) for line in status), status
     summary = result.stderr.splitlines()[-1]
     assert re.fullmatch(
         r"\[live\] 0:00:1[12] done: \d+ utterances, 1[12]\.\d s of audio, "

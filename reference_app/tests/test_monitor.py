@@ -6,7 +6,6 @@ import threading
 import time
 
 import pytest
-
 from reference_app.monitor import MemoryMonitor, MemoryReading, Tier, read_memory
 
 MiB = 2**20
@@ -60,7 +59,7 @@ def test_remove_by_handle_and_failing_callback() -> None:
     assert calls == [1]
     assert monitor.stats().callback_errors == 1
     assert keep.tier is Tier.HIGH
-    with pytest.raises(ValueError, match="use Tier.HIGH or Tier.CRITICAL"):
+    with pytest.raises(ValueError, match=r"use Tier\.HIGH or Tier\.CRITICAL"):
         monitor.add_callback(Tier.NORMAL, print)
 
 

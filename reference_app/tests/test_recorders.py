@@ -9,12 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from reference_app.audio import AudioError, SyntheticSource, WavFileSource, iter_blocks
+from reference_app.audio import AudioError, EndOfStream, SyntheticSource, WavFileSource, iter_blocks
 from reference_app.config import App
 from reference_app.recorders import FileRecorder, StreamingRecorder
 from reference_app.resources import ResourceManager
-
 from wavtools import dominant_frequency
 
 
@@ -61,7 +59,7 @@ def test_streaming_recorder_stop_on_endless_source_joins() -> None:
     rec.start()
     rec.stop()
     assert threading.active_count() == before
-    with pytest.raises(Exception):  # the source was closed
+    with pytest.raises(EndOfStream):  # the source was closed
         src.read()
 
 
@@ -82,7 +80,9 @@ def test_file_recorder_load_then_delete(tmp_path: Path) -> None:
 def test_file_recorder_keep_as_is_atomic_rename(tmp_path: Path) -> None:
     out = tmp_path / "take.wav"
     with ResourceManager() as resources:
-        rec = FileRecorder(SyntheticSource("tone", seconds=2.0), resources, directory=tmp_path, max_seconds=0.75)
+        rec = FileRecorder(
+            SyntheticSource("tone", seconds=2.0), resources, directory=tmp_path, max_seconds=0.75
+        )
         rec.start()
         assert rec.wait(timeout=10)
         recording = rec.stop(keep_as=out)
@@ -110,15 +110,17 @@ def test_file_recorder_deletes_temp_file_on_error(tmp_path: Path) -> None:
 
 
 def test_file_recorder_with_block_error_aborts(tmp_path: Path) -> None:
-    with ResourceManager() as resources:
-        with pytest.raises(KeyboardInterrupt):
-            with FileRecorder(SyntheticSource("tone", seconds=None, realtime=True), resources, directory=tmp_path):
-                assert len(leftovers(tmp_path)) == 1
-                raise KeyboardInterrupt
+    with ResourceManager() as resources, pytest.raises(KeyboardInterrupt), FileRecorder(
+        SyntheticSource("tone", seconds=None, realtime=True), resources, directory=tmp_path
+    ):
+        assert len(leftovers(tmp_path)) == 1
+        raise KeyboardInterrupt
     assert leftovers(tmp_path) == []
 
 
-def test_temp_file_removed_at_exit_even_if_never_stopped(tmp_path: Path, run_cli: Callable[..., object]) -> None:
+def test_temp_file_removed_at_exit_even_if_never_stopped(
+    tmp_path: Path, run_cli: Callable[..., object]
+) -> None:
     import subprocess
     import sys
     import textwrap
@@ -155,6 +157,8 @@ def test_file_recorder_repeated_leaves_no_files_or_fds() -> None:
 @pytest.mark.no_leaks(warmup=1, runs=4)
 def test_streaming_recorder_repeated_leaves_no_threads() -> None:
     for _ in range(3):
-        rec = StreamingRecorder(SyntheticSource("tone", seconds=None, realtime=True), capacity_seconds=1.0)
+        rec = StreamingRecorder(
+            SyntheticSource("tone", seconds=None, realtime=True), capacity_seconds=1.0
+        )
         rec.start()
         rec.stop()

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from reference_app.ringbuffer import BufferFull, BufferTracker, OverflowPolicy, RingBuffer
 
 
@@ -72,7 +71,9 @@ def test_block_waits_for_reader() -> None:
 def test_block_times_out_with_partial_count() -> None:
     ring = RingBuffer(4, dtype=np.int64, policy="block", block_timeout=0.05)
     ring.write(frames(0, 2))
-    with pytest.raises(BufferFull, match="timed out after 0.05 s with 3 of 5 frames unwritten") as info:
+    with pytest.raises(
+        BufferFull, match=r"timed out after 0\.05 s with 3 of 5 frames unwritten"
+    ) as info:
         ring.write(frames(2, 5))
     assert info.value.written == 2
     assert ring.read().ravel().tolist() == [0, 1, 2, 3]

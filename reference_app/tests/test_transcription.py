@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from reference_app.audio import WavFileSource, iter_blocks, read_wav_info
 from reference_app.config import App
 from reference_app.transcription import (
@@ -44,11 +43,15 @@ def grammar_app(grammar: Path) -> Any:
         yield app
 
 
-def test_every_fixture_decodes_exactly_with_grammar(grammar_app: App, audio_dir: Path, phrases: list[str]) -> None:
+def test_every_fixture_decodes_exactly_with_grammar(
+    grammar_app: App, audio_dir: Path, phrases: list[str]
+) -> None:
     for phrase in phrases:
         result = grammar_app.transcribe_file(audio_dir / wav_name(phrase))
         assert result.text == phrase
-        assert result.audio_seconds == pytest.approx(read_wav_info(audio_dir / wav_name(phrase)).duration, abs=0.01)
+        assert result.audio_seconds == pytest.approx(
+            read_wav_info(audio_dir / wav_name(phrase)).duration, abs=0.01
+        )
 
 
 @pytest.mark.parametrize(
@@ -59,11 +62,15 @@ def test_every_fixture_decodes_exactly_with_grammar(grammar_app: App, audio_dir:
         ("start_recording_now.48k_24bit.wav", "start recording now"),
     ],
 )
-def test_resampled_and_downmixed_input(grammar_app: App, audio_dir: Path, file: str, expected: str) -> None:
+def test_resampled_and_downmixed_input(
+    grammar_app: App, audio_dir: Path, file: str, expected: str
+) -> None:
     assert grammar_app.transcribe_file(audio_dir / file).text == expected
 
 
-def test_sequence_across_chunk_boundaries(make_app: Callable[..., App], grammar: Path, audio_dir: Path) -> None:
+def test_sequence_across_chunk_boundaries(
+    make_app: Callable[..., App], grammar: Path, audio_dir: Path
+) -> None:
     """2 s chunks cut every phrase of the 10 s file; segmentation keeps them whole."""
     app = make_app(grammar=grammar, chunk_seconds=2.0, min_chunk_seconds=1.0)
     result = app.transcribe_file(audio_dir / "sequence.wav")
@@ -126,8 +133,14 @@ def test_grammar_errors_are_clear(tmp_path: Path) -> None:
 
 
 def test_memory_budget_table() -> None:
-    assert [memory_budget_mb("whisper", s) for s in ("tiny", "base", "small", "medium", "large")] == [
-        662, 762, 1012, 2012, 3012,
+    assert [
+        memory_budget_mb("whisper", s) for s in ("tiny", "base", "small", "medium", "large")
+    ] == [
+        662,
+        762,
+        1012,
+        2012,
+        3012,
     ]
     assert memory_budget_mb("pocketsphinx") == 612
     with pytest.raises(TranscriptionError, match="unknown whisper model size 'huge'"):
@@ -138,9 +151,13 @@ def test_memory_budget_table() -> None:
 
 def test_whisper_unavailable_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "faster_whisper", None)  # as if not installed
-    with pytest.raises(EngineUnavailable, match=r"needs faster-whisper, which is not installed \(pip install"):
+    with pytest.raises(
+        EngineUnavailable, match=r"needs faster-whisper, which is not installed \(pip install"
+    ):
         create_engine("whisper", model_path=tmp_path)
-    with pytest.raises(TranscriptionError, match="grammars and phrase lists work with pocketsphinx only"):
+    with pytest.raises(
+        TranscriptionError, match="grammars and phrase lists work with pocketsphinx only"
+    ):
         create_engine("whisper", phrases=["a"])
 
 
@@ -160,7 +177,9 @@ def test_whisper_adapter_with_local_model(tmp_path: Path, monkeypatch: pytest.Mo
             seg = types.SimpleNamespace(text=" hello world ")
             return iter([seg, types.SimpleNamespace(text="again")]), None
 
-    monkeypatch.setitem(sys.modules, "faster_whisper", types.SimpleNamespace(WhisperModel=WhisperModel))
+    monkeypatch.setitem(
+        sys.modules, "faster_whisper", types.SimpleNamespace(WhisperModel=WhisperModel)
+    )
     with pytest.raises(EngineUnavailable, match="needs a local model directory"):
         FasterWhisperEngine(model_path=None)
     with pytest.raises(EngineUnavailable, match="whisper model directory not found"):
@@ -174,7 +193,9 @@ def test_whisper_adapter_with_local_model(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_real_whisper_model(audio_dir: Path) -> None:
-    pytest.importorskip("faster_whisper", reason="faster-whisper is not installed (optional extra 'whisper')")
+    pytest.importorskip(
+        "faster_whisper", reason="faster-whisper is not installed (optional extra 'whisper')"
+    )
     import os
 
     model = os.environ.get("REFERENCE_APP_WHISPER_MODEL")

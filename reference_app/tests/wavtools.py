@@ -56,7 +56,9 @@ def write_wav(path: Path, frames: np.ndarray, rate: int, bits: int = 16, **kwarg
     return path
 
 
-def tone(seconds: float, rate: int, freq: float = 440.0, channels: int = 1, amp: float = 0.5) -> np.ndarray:
+def tone(
+    seconds: float, rate: int, freq: float = 440.0, channels: int = 1, amp: float = 0.5
+) -> np.ndarray:
     t = np.arange(round(seconds * rate)) / rate
     mono = amp * np.sin(2 * np.pi * freq * t)
     return np.repeat(mono[:, None], channels, axis=1)

@@ -38,20 +38,34 @@ def add_parser(subparsers: Any) -> None:
         "and a memory status line now and then.",
     )
     parser.add_argument(
-        "--minutes", type=positive_float, required=True, metavar="M",
+        "--minutes",
+        type=positive_float,
+        required=True,
+        metavar="M",
         help="how long to run; fractions allowed (0.2 = 12 s)",
     )
     parser.add_argument(
-        "--status-interval", type=positive_float, default=30.0, metavar="S",
+        "--status-interval",
+        type=positive_float,
+        default=30.0,
+        metavar="S",
         help="seconds between memory status lines (default: 30)",
     )
     parser.add_argument(
-        "--monitor-interval", type=positive_float, default=5.0, metavar="S",
+        "--monitor-interval",
+        type=positive_float,
+        default=5.0,
+        metavar="S",
         help="seconds between memory readings of the monitor thread (default: 5)",
     )
-    parser.add_argument("--device", type=device_arg, default=None, help="input device index or name")
     parser.add_argument(
-        "--rate", type=positive_int, default=16_000, metavar="HZ",
+        "--device", type=device_arg, default=None, help="input device index or name"
+    )
+    parser.add_argument(
+        "--rate",
+        type=positive_int,
+        default=16_000,
+        metavar="HZ",
         help="capture sample rate (default: 16000)",
     )
     add_engine_arguments(parser)

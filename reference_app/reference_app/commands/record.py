@@ -32,7 +32,10 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="WAV file to write")
     parser.add_argument(
-        "--rate", type=positive_int, default=16_000, metavar="HZ",
+        "--rate",
+        type=positive_int,
+        default=16_000,
+        metavar="HZ",
         help="sample rate (default: 16000)",
     )
     parser.add_argument(

@@ -25,20 +25,28 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("file", type=Path, help="WAV file to transcribe")
     add_engine_arguments(parser)
     parser.add_argument(
-        "--chunk-seconds", type=positive_float, default=30.0, metavar="S",
+        "--chunk-seconds",
+        type=positive_float,
+        default=30.0,
+        metavar="S",
         help="longest chunk held in memory (default: 30; halved under memory pressure)",
     )
     parser.add_argument(
-        "--stats", action="store_true",
+        "--stats",
+        action="store_true",
         help="also print audio length, processing time and real-time factor to stderr",
     )
     parser.add_argument(
-        "--store", type=Path, metavar="DB",
+        "--store",
+        type=Path,
+        metavar="DB",
         help="also save the transcript, encrypted, as a new session in this SQLite store "
         "(key: $REFERENCE_APP_STORAGE_KEY or DB.key, created on first use)",
     )
     parser.add_argument(
-        "--vtt", type=Path, metavar="OUT",
+        "--vtt",
+        type=Path,
+        metavar="OUT",
         help="also write the transcript as WebVTT subtitles (one cue per chunk) to OUT",
     )
     parser.set_defaults(func=run)
