@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import Runner
+if TYPE_CHECKING:
+    from conftest import Runner
 
 SUITE = """
     import unittest
