@@ -66,16 +66,23 @@ class GcHygiene:
     so cycles that died among long-lived objects are still reclaimed.
     """
 
-    def __init__(self, refreeze_every: int = 200) -> None:
+    def __init__(self, refreeze_every: int = 1000) -> None:
         self.refreeze_every = refreeze_every
         self._count = 0
         self.active = False
+        # Objects in the permanent generation, kept as a running count because
+        # gc.get_freeze_count() walks the whole frozen list.
+        self.frozen = 0
 
     def before_test(self) -> None:
         self._count += 1
         if self.active and self._count % self.refreeze_every == 0:
             gc.unfreeze()
+            self.frozen = 0
         gc.collect()
+        if not self.active:
+            self.frozen = gc.get_freeze_count()
+        self.frozen += len(gc.get_objects())
         gc.freeze()
         self.active = True
 
@@ -83,6 +90,7 @@ class GcHygiene:
         if self.active:
             gc.unfreeze()
             self.active = False
+            self.frozen = 0
 
 
 @dataclass
@@ -134,6 +142,8 @@ class Measurer:
         if self.hygiene is not None:
             self.hygiene.before_test()
             before = self.prober.sample(collect=False)
+            if before.gc_objects is not None:
+                before = replace(before, gc_objects=before.gc_objects + self.hygiene.frozen)
         else:
             before = self.prober.sample()
         return RunToken(before, self.prober.start_peak())
@@ -144,12 +154,13 @@ class Measurer:
             clear_interpreter_caches()
         after = self.prober.sample()
         ob, om = self._offset or (0, 0)
-        if ob or om:
-            after = replace(
-                after,
-                blocks=None if after.blocks is None else after.blocks - ob,
-                malloc=None if after.malloc is None else after.malloc - om,
-            )
+        frozen = self.hygiene.frozen if self.hygiene is not None else 0
+        after = replace(
+            after,
+            blocks=None if after.blocks is None else after.blocks - ob,
+            malloc=None if after.malloc is None else after.malloc - om,
+            gc_objects=None if after.gc_objects is None else after.gc_objects + frozen,
+        )
         return RunMeasure(token.before, after, peak)
 
     def trimmed(self, measure: RunMeasure) -> RunMeasure:

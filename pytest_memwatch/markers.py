@@ -129,6 +129,13 @@ def _convert(p: Param, raw: Any) -> Any:
         items = [raw] if isinstance(raw, str) else raw
         if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
             raise MarkerError(f"{p.name}={raw!r}: expected 'growth:10%' or a list of them")
+        from pytest_memwatch.compare import parse_tolerance
+
+        for item in items:
+            try:
+                parse_tolerance(item)
+            except ValueError as exc:
+                raise MarkerError(f"{p.name}={item!r}: {exc}") from None
         return tuple(items)
     raise AssertionError(f"unknown parameter kind {p.kind}")
 

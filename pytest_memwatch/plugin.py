@@ -127,13 +127,15 @@ MEASURE = pytest.StashKey[bool]()
 RUNS = pytest.StashKey[list[RunMeasure]]()
 PLAN = pytest.StashKey[RepeatPlan | None]()
 MARKER_ERROR = pytest.StashKey[str]()
+CLEAR_CACHES = pytest.StashKey[bool]()
 
 
 # -- options -------------------------------------------------------------------
 
 
 def _add_option(group: pytest.OptionGroup, s: Setting) -> None:
-    help_text = s.help + (f" [env {s.env}]" if s.env else "")
+    # argparse %-formats help strings: a bare "10%" in one crashes `pytest --help`.
+    help_text = (s.help + (f" [env {s.env}]" if s.env else "")).replace("%", "%%")
     if s.kind == "flag":
         group.addoption(
             s.option, action="store_true", default=None, dest=f"memwatch_{s.name}", help=help_text
@@ -315,6 +317,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     start = time.perf_counter()
     plan = spec.plan()
     item.stash[PLAN] = plan
+    # Emptying interpreter caches costs every later lookup a refill; do it only
+    # where a verdict depends on exact numbers, not for plain measuring.
+    item.stash[CLEAR_CACHES] = spec.has_verdict
     last: RunMeasure | None = None
     keep = _KeepCollectors(item)
     kept = False
@@ -444,18 +449,12 @@ def _apply(
 
 
 def _junit_properties(result: TestResult) -> list[tuple[str, object]]:
-    props: list[tuple[str, object]] = []
-    for metric in ("rss", "malloc", "blocks"):
-        value = result.growth.get(metric)
-        if value is not None:
-            props.append((f"memwatch_growth_{metric}", value))
-    if result.peak_growth is not None:
-        props.append(("memwatch_peak_growth", result.peak_growth))
+    from pytest_memwatch.outputs import junit_properties
+
+    props: list[tuple[str, object]] = list(junit_properties(result.to_dict()))
     failed = [v["kind"] for v in result.verdicts if not v["passed"]]
     props.append(("memwatch_verdict", "failed: " + ",".join(failed) if failed else "passed"))
     props.append(("memwatch_duration_s", round(result.duration_s, 6)))
-    if result.runs:
-        props.append(("memwatch_runs", len(result.runs)))
     return props
 
 
@@ -476,9 +475,10 @@ def _memwatch_probe(request: pytest.FixtureRequest) -> Generator[None]:
         return
     measurer = state.measurer
     plan = item.stash.get(PLAN, None)
-    token = measurer.begin(clear_caches=True)
+    clear = item.stash.get(CLEAR_CACHES, True)
+    token = measurer.begin(clear_caches=clear)
     yield
-    measure = measurer.end(token, clear_caches=True)
+    measure = measurer.end(token, clear_caches=clear)
     if plan is not None:
         plan.record(measure.before, measure.after, measure.peak_rss)
     # Only the latest run is kept: one object per run would itself look like growth.

@@ -18,7 +18,6 @@ warning) and reads as ``None``; the other probes go on.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import os
 import sys
@@ -27,6 +26,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 METRICS = ("rss", "malloc", "blocks", "gc_objects", "fds", "threads")
 
 
@@ -103,7 +103,9 @@ class Prober:
         self._mallinfo2: Any = None
         self._malloc_trim: Any = None
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+            # The process's own symbol table includes the C library's; no
+            # find_library() (which may spawn ldconfig) is needed.
+            libc = ctypes.CDLL(None)
             fn = libc.mallinfo2
             fn.restype = _MallInfo2
             fn()
@@ -113,44 +115,83 @@ class Prober:
             self._malloc_trim.restype = ctypes.c_int
         except (OSError, AttributeError):
             self.unavailable["malloc"] = "the C library has no mallinfo2 (glibc >= 2.33 needed)"
+        self._files: dict[str, Any] = {}
+        self._files_pid = os.getpid()
+        self._clear_refs: Any = None
+        self._clear_pid = 0
         self._fd_dir = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else None
         if self._fd_dir is None and self._proc is None:
             self.unavailable["fds"] = "neither /proc/self/fd nor psutil is available"
         self._peak_mode = self._detect_peak_mode()
 
-    # -- peak RSS -------------------------------------------------------------
-    def _detect_peak_mode(self) -> str:
-        # Linux resets the high-water mark VmHWM when "5" is written to
-        # clear_refs: an exact peak with no sampling thread and no cost during
-        # the test. Elsewhere a sampler thread polls RSS.
+    # -- /proc files, kept open -------------------------------------------------
+    # Reading a /proc file through a descriptor kept open, re-read from offset 0
+    # (the kernel regenerates it), costs a few microseconds; opening it each
+    # time costs several times more. statm gives RSS, stat the thread count.
+    # Descriptors are reopened after a fork, when /proc/self would otherwise
+    # still name the parent.
+    def _proc_read(self, name: str) -> bytes | None:
+        pid = os.getpid()
+        f = self._files.get(name)
+        if f is None or self._files_pid != pid:
+            if self._files_pid != pid:
+                self._files = {}
+                self._files_pid = pid
+            try:
+                f = open(f"/proc/self/{name}", "rb", buffering=0)  # noqa: SIM115
+            except OSError:
+                return None
+            self._files[name] = f
         try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-            if self._read_hwm() is not None:
-                return "hwm"
+            f.seek(0)
+            data: bytes = f.read(4096)
+            return data
         except OSError:
-            pass
-        if self._proc is None:
+            return None
+
+    def _detect_peak_mode(self) -> str:
+        # Linux resets the high-water mark of RSS when "5" is written to
+        # clear_refs, and getrusage() then reports it: an exact peak with no
+        # sampling thread and no cost during the test. Checked here, because
+        # some kernels or sandboxes refuse the write. Elsewhere a sampler
+        # thread polls RSS.
+        rss = self.rss()
+        if rss is not None and self._reset_hwm():
+            peak = self._read_hwm()
+            if peak is not None and peak <= rss + 4 * 1024 * 1024:
+                return "hwm"
+        if self._proc is None and rss is None:
             self.unavailable["peak_rss"] = "no way to read RSS on this platform"
             return "none"
         return "sampler"
 
+    def _reset_hwm(self) -> bool:
+        pid = os.getpid()
+        try:
+            if self._clear_refs is None or self._clear_pid != pid:
+                self._clear_refs = open("/proc/self/clear_refs", "wb", buffering=0)  # noqa: SIM115
+                self._clear_pid = pid
+            self._clear_refs.write(b"5")
+            return True
+        except OSError:
+            return False
+
     @staticmethod
     def _read_hwm() -> int | None:
         try:
-            with open("/proc/self/status", "rb") as f:
-                for line in f:
-                    if line.startswith(b"VmHWM:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
+            import resource
+        except ImportError:
             return None
-        return None
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
     def start_peak(self) -> PeakWatch:
         return PeakWatch(self)
 
     # -- samples --------------------------------------------------------------
     def rss(self) -> int | None:
+        data = self._proc_read("statm")
+        if data is not None:
+            return int(data.split()[1]) * _PAGE
         if self._proc is None:
             return None
         try:
@@ -184,6 +225,11 @@ class Prober:
         return None
 
     def threads(self) -> int:
+        data = self._proc_read("stat")
+        if data is not None:
+            # Field 20 of /proc/self/stat, counted after the ")" that ends the
+            # command name (which may itself contain spaces).
+            return int(data.rpartition(b")")[2].split()[17])
         if self._proc is not None:
             try:
                 return int(self._proc.num_threads())
@@ -215,11 +261,7 @@ class PeakWatch:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if prober._peak_mode == "hwm":
-            try:
-                with open("/proc/self/clear_refs", "w") as f:
-                    f.write("5")
-            except OSError:
-                pass
+            prober._reset_hwm()
         elif prober._peak_mode == "sampler":
             self._thread = threading.Thread(target=self._poll, name="memwatch-peak", daemon=True)
             self._thread.start()

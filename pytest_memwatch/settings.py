@@ -126,8 +126,13 @@ def _optional_name(value: str) -> str:
     return value.strip()
 
 
-def _str(value: str) -> str:
-    return value
+def _tolerance(value: str) -> str:
+    # Parsed by the comparison module itself, so a typo is a usage error before
+    # any test runs; imported here lazily to keep plugin start-up light.
+    from pytest_memwatch.compare import parse_tolerance
+
+    parse_tolerance(value)
+    return value.strip()
 
 
 @dataclass(frozen=True)
@@ -246,7 +251,7 @@ SETTINGS: tuple[Setting, ...] = (
         "compare_fail",
         "--memwatch-compare-fail",
         "fail on regressions beyond METRIC:TOLERANCE, e.g. growth:10% or peak:5MB (repeatable)",
-        _str,
+        _tolerance,
         None,
         "METRIC:TOLERANCE, e.g. growth:10% or peak:5MB",
         kind="append",
