@@ -56,7 +56,8 @@ EVICT_CAPACITY = "capacity"
 EVICT_AGE = "age"
 EVICT_PRESSURE = "pressure"
 EVICT_CLEANUP = "cleanup"
-EVICTION_REASONS = (EVICT_CAPACITY, EVICT_AGE, EVICT_PRESSURE, EVICT_CLEANUP)
+EVICT_RESIZE = "resize"
+EVICTION_REASONS = (EVICT_CAPACITY, EVICT_AGE, EVICT_PRESSURE, EVICT_CLEANUP, EVICT_RESIZE)
 
 
 def estimate_size(obj: object) -> int:
@@ -247,11 +248,15 @@ class AdaptiveMemoryCache(Generic[K, V]):
     def resize(self, capacity: int) -> None:
         """Set the capacity (clamped to [min_size, max_size]) and evict the surplus."""
         with self._lock:
-            new = max(self.min_size, min(self.max_size, int(capacity)))
-            if new != self._capacity:
-                self._resizes += 1
-                self._capacity = new
-            self._shrink_to(new, EVICT_PRESSURE)
+            self._resize(capacity, EVICT_RESIZE)
+
+    def _resize(self, capacity: int, reason: str) -> None:
+        new = max(self.min_size, min(self.max_size, int(capacity)))
+        if new == self._capacity:
+            return
+        self._resizes += 1
+        self._capacity = new
+        self._shrink_to(new, reason)
 
     def check_memory_pressure(self) -> float:
         """Read process memory now and adapt the capacity; returns the reading in MiB."""
@@ -266,10 +271,10 @@ class AdaptiveMemoryCache(Generic[K, V]):
         memory_mb = float(self._memory_reader())
         self._last_memory_mb = memory_mb
         if memory_mb > self.memory_threshold_mb:
-            self.resize(int(self._capacity * 0.75))
+            self._resize(int(self._capacity * 0.75), EVICT_PRESSURE)
         elif memory_mb < 0.8 * self.memory_threshold_mb and len(self._entries) >= self._capacity:
             # Grow only a full cache: a half-empty one would not use the room.
-            self.resize(int(self._capacity * 1.25) + 1)
+            self._resize(int(self._capacity * 1.25) + 1, EVICT_PRESSURE)
         return memory_mb
 
     def force_cleanup(self) -> int:
@@ -391,7 +396,10 @@ class TranscriptCache:
     """
 
     def __init__(self, cache: AdaptiveMemoryCache[str, Any] | None = None) -> None:
-        self.cache: AdaptiveMemoryCache[str, Any] = cache or AdaptiveMemoryCache()
+        # "is None", not "or": an empty cache has length 0 and is falsy.
+        self.cache: AdaptiveMemoryCache[str, Any] = (
+            cache if cache is not None else AdaptiveMemoryCache()
+        )
 
     def get(self, audio: object, *, engine: str = "") -> Any:
         return self.cache.get(audio_key(audio, engine=engine))

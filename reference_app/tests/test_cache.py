@@ -200,10 +200,23 @@ def test_force_cleanup_keeps_min_size_entries() -> None:
 
 def test_resize_is_clamped_to_the_configured_range() -> None:
     cache = make_cache()
+    for key in "abcd":
+        cache.put(key, key)
     cache.resize(1000)
     assert cache.capacity == 8
     cache.resize(0)
-    assert cache.capacity == 2
+    assert cache.capacity == 2 and len(cache) == 2
+    assert cache.get_cache_stats()["evictions_by_reason"]["resize"] == 2
+
+
+def test_growing_at_max_size_does_not_count_pressure_evictions() -> None:
+    memory = FakeMemory(10.0)
+    cache = make_cache(initial_size=8, memory_reader=memory)
+    for i in range(20):
+        cache.put(f"k{i}", "v")
+        cache.check_memory_pressure()  # wants to grow, but 8 is already max_size
+    reasons = cache.get_cache_stats()["evictions_by_reason"]
+    assert reasons["capacity"] == 12 and reasons["pressure"] == 0
 
 
 def test_estimated_bytes_follow_entries() -> None:
@@ -354,6 +367,12 @@ def test_transcript_cache_transcribes_each_chunk_once() -> None:
     assert cache.get(chunk, engine="other") is None
     stats = cache.stats()
     assert stats["hits"] == 2 and stats["misses"] == 2
+
+
+def test_transcript_cache_uses_the_cache_it_is_given_even_when_empty() -> None:
+    inner = make_cache()
+    assert len(inner) == 0  # falsy: an "or" default would have replaced it
+    assert TranscriptCache(inner).cache is inner  # type: ignore[arg-type]
 
 
 def test_transcript_cache_put_returns_the_key() -> None:
