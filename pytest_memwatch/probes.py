@@ -122,6 +122,9 @@ class Prober:
         self._fd_dir = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else None
         if self._fd_dir is None and self._proc is None:
             self.unavailable["fds"] = "neither /proc/self/fd nor psutil is available"
+        if "rss" in self.unavailable and self.rss() is not None:
+            # /proc/self/statm gives RSS without psutil: nothing is missing.
+            del self.unavailable["rss"]
         self._peak_mode = self._detect_peak_mode()
 
     # -- /proc files, kept open -------------------------------------------------
@@ -135,7 +138,9 @@ class Prober:
         f = self._files.get(name)
         if f is None or self._files_pid != pid:
             if self._files_pid != pid:
-                self._files = {}
+                # Close this process's copies of the parent's descriptors; dropping
+                # them to the finalizer would raise ResourceWarning in the child.
+                self._close_files()
                 self._files_pid = pid
             try:
                 f = open(f"/proc/self/{name}", "rb", buffering=0)  # noqa: SIM115
@@ -148,6 +153,23 @@ class Prober:
             return data
         except OSError:
             return None
+
+    def _close_files(self) -> None:
+        files, self._files = getattr(self, "_files", {}), {}
+        for f in files.values():
+            f.close()
+
+    def close(self) -> None:
+        """Close the /proc descriptors this prober keeps open."""
+        self._close_files()
+        clear, self._clear_refs = getattr(self, "_clear_refs", None), None
+        if clear is not None:
+            clear.close()
+
+    def __del__(self) -> None:
+        # A discarded prober (tests build their own) closes its descriptors
+        # rather than leaving them to the files' finalizers, which warn.
+        self.close()
 
     def _detect_peak_mode(self) -> str:
         # Linux resets the high-water mark of RSS when "5" is written to
@@ -169,6 +191,8 @@ class Prober:
         pid = os.getpid()
         try:
             if self._clear_refs is None or self._clear_pid != pid:
+                if self._clear_refs is not None:
+                    self._clear_refs.close()
                 self._clear_refs = open("/proc/self/clear_refs", "wb", buffering=0)  # noqa: SIM115
                 self._clear_pid = pid
             self._clear_refs.write(b"5")
