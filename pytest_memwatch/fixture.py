@@ -58,6 +58,9 @@ class MemwatchHandle:
     # -- baseline and snapshots --------------------------------------------------
     def baseline(self) -> Sample:
         """Take the reading that :meth:`growth` and :meth:`peak` are relative to."""
+        # Free heap pages still count in RSS until trimmed; trim on both sides of
+        # the comparison, or memory freed in the middle of the heap reads as held.
+        self._prober.trim()
         self._baseline = self._prober.sample()
         self._peak = self._prober.start_peak()
         self._peak_value = None
@@ -76,6 +79,8 @@ class MemwatchHandle:
     def growth(self) -> int:
         """Bytes held now beyond the baseline (after a full collection)."""
         base = self._ensure_baseline()
+        gc.collect()
+        self._prober.trim()
         return int(bytes_metric(self._prober.sample().minus(base)) or 0)
 
     def peak(self) -> int:
