@@ -1,0 +1,136 @@
+"""Bad option, ini and environment values: one usage error naming the option and its source.
+
+Nothing is measured when configuration fails, so these run in process.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import Runner
+
+SIZE_USE = 'use 50 (MiB) or "512 KiB", "2MB", "1.5 GiB", "64B"'
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    return pytester
+
+
+def usage_error(result: pytest.RunResult) -> str:
+    assert result.ret == pytest.ExitCode.USAGE_ERROR == 4
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR: ")]
+    assert len(errors) == 1, result.stderr.lines
+    assert "INTERNALERROR" not in result.stderr.str() + result.stdout.str()
+    return errors[0]
+
+
+def test_bad_command_line_value(suite: pytest.Pytester, runner: Runner) -> None:
+    result = runner.inproc("--memwatch-max-growth=lots")
+    assert usage_error(result) == (
+        "ERROR: memwatch: bad value 'lots' for --memwatch-max-growth (from command line option "
+        f"--memwatch-max-growth): cannot read 'lots' as a size; {SIZE_USE}."
+    )
+
+
+def test_bad_repeat_value(suite: pytest.Pytester, runner: Runner) -> None:
+    result = runner.inproc("--memwatch-repeat=2:0")
+    assert usage_error(result) == (
+        "ERROR: memwatch: bad value '2:0' for --memwatch-repeat (from command line option "
+        "--memwatch-repeat): RUNS must be 1 or more, e.g. 2:5. Expected WARMUP:RUNS, e.g. 2:5."
+    )
+
+
+def test_a_path_after_the_optional_repeat_value_is_read_as_its_value(
+    suite: pytest.Pytester, runner: Runner
+) -> None:
+    # argparse gives an optional-value option the next word: the message must make
+    # that visible rather than silently running nothing.
+    result = runner.inproc("--memwatch-repeat", "test_one.py")
+    assert usage_error(result) == (
+        "ERROR: memwatch: bad value 'test_one.py' for --memwatch-repeat (from command line "
+        "option --memwatch-repeat): expected WARMUP:RUNS, e.g. 2:5."
+    )
+
+
+def test_bad_trace_value(suite: pytest.Pytester, runner: Runner) -> None:
+    result = runner.inproc("--memwatch-trace=deep")
+    assert usage_error(result) == (
+        "ERROR: memwatch: bad value 'deep' for --memwatch-trace (from command line option "
+        "--memwatch-trace): expected a number of frames from 0 (no attribution) to 100, e.g. 10. "
+        "Expected a number of frames, e.g. 10."
+    )
+
+
+def test_bad_environment_value(
+    suite: pytest.Pytester, runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTEST_MEMWATCH", "maybe")
+    result = runner.inproc()
+    assert usage_error(result) == (
+        "ERROR: memwatch: bad value 'maybe' for --memwatch (from environment variable "
+        "PYTEST_MEMWATCH): expected true/false (also 1/0, yes/no, on/off). "
+        "Expected true or false."
+    )
+
+
+def test_bad_environment_size(
+    suite: pytest.Pytester, runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTEST_MEMWATCH_MAX_GROWTH", "ten megs")
+    result = runner.inproc()
+    assert usage_error(result) == (
+        "ERROR: memwatch: bad value 'ten megs' for --memwatch-max-growth (from environment "
+        f"variable PYTEST_MEMWATCH_MAX_GROWTH): cannot read 'ten megs' as a size; {SIZE_USE}."
+    )
+
+
+def test_bad_ini_value(suite: pytest.Pytester, runner: Runner) -> None:
+    suite.makeini("[pytest]\nmemwatch_trace = -1\n")
+    result = runner.inproc()
+    assert usage_error(result) == (
+        "ERROR: memwatch: bad value '-1' for --memwatch-trace (from ini key memwatch_trace): "
+        "expected a number of frames from 0 (no attribution) to 100, e.g. 10. "
+        "Expected a number of frames, e.g. 10."
+    )
+
+
+def test_bad_ini_flag(suite: pytest.Pytester, runner: Runner) -> None:
+    suite.makeini("[pytest]\nmemwatch = sometimes\n")
+    result = runner.inproc()
+    assert usage_error(result) == (
+        "ERROR: memwatch: bad value 'sometimes' for --memwatch (from ini key memwatch): "
+        "expected true/false (also 1/0, yes/no, on/off). Expected true or false."
+    )
+
+
+def test_a_good_command_line_value_shadows_a_bad_ini_value(
+    suite: pytest.Pytester, runner: Runner
+) -> None:
+    suite.makeini("[pytest]\nmemwatch_trace = -1\n")
+    result = runner.inproc("--memwatch-trace=5", "--collect-only", "-q")
+    assert result.ret == 0, result.stderr.str()
+
+
+def test_help_lists_every_option_with_its_environment_variable(runner: Runner) -> None:
+    result = runner.inproc("--help")
+    assert result.ret == 0
+    text = result.stdout.str()
+    assert "memory measurement and leak verdicts (pytest-memwatch):" in text
+    for option in (
+        "--memwatch ",
+        "--memwatch-repeat",
+        "--memwatch-max-growth",
+        "--memwatch-trace",
+        "--memwatch-json",
+        "--memwatch-html",
+        "--memwatch-soak",
+    ):
+        assert option in text, option
+    assert "[env PYTEST_MEMWATCH_REPEAT]" in text
+    for key in ("memwatch (string)", "memwatch_max_growth (string)", "memwatch_repeat (string)"):
+        assert key in text, key
