@@ -14,6 +14,7 @@ How a measured test runs (``pytest_runtest_protocol`` below):
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Generator
@@ -478,6 +479,7 @@ def _memwatch_probe(request: pytest.FixtureRequest) -> Generator[None]:
     clear = item.stash.get(CLEAR_CACHES, True)
     token = measurer.begin(clear_caches=clear)
     yield
+    _drop_finished_dependents(item)
     measure = measurer.end(token, clear_caches=clear)
     if plan is not None:
         plan.record(measure.before, measure.after, measure.peak_rss)
@@ -485,6 +487,39 @@ def _memwatch_probe(request: pytest.FixtureRequest) -> Generator[None]:
     runs = item.stash[RUNS]
     runs.clear()
     runs.append(measure)
+
+
+def _drop_finished_dependents(item: pytest.Item) -> None:
+    """Forget pytest's "finish my dependent" callbacks for function fixtures already finished.
+
+    A function-scoped fixture that uses a module- or session-scoped one registers
+    ``partial(finish, request)`` on it, kept until that fixture's own teardown.
+    It holds the test's request, so every test (and every repetition, which keeps
+    the module fixtures alive) would read as ~10 blocks of growth: a clean test
+    using such a fixture failed ``no_leaks``. Once the function fixture has
+    finished, calling its finish again does nothing, so the callback can go.
+    """
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return
+    for defs in info.name2fixturedefs.values():
+        for fixturedef in defs:
+            fins = getattr(fixturedef, "_finalizers", None)
+            if fixturedef.scope == "function" or not fins:
+                continue
+            fins[:] = [f for f in fins if not _finished_dependent(f)]
+
+
+def _finished_dependent(fin: object) -> bool:
+    if not isinstance(fin, functools.partial):
+        return False
+    owner = getattr(fin.func, "__self__", None)
+    return (
+        getattr(fin.func, "__name__", "") == "finish"
+        and isinstance(owner, pytest.FixtureDef)
+        and owner.scope == "function"
+        and owner.cached_result is None
+    )
 
 
 @pytest.fixture
