@@ -1,0 +1,259 @@
+"""--memwatch-repeat, --memwatch-max-growth and --memwatch-trace end to end (subprocess)."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import Runner
+
+SMALL_SUITE = """
+    LEAK = []
+
+    def test_leaky():
+        LEAK.append(bytearray(64 * 1024))
+
+    def test_clean():
+        scratch = [bytearray(64 * 1024) for _ in range(4)]
+        assert len(scratch) == 4
+"""
+
+
+def test_repeat_flags_the_leaky_test_and_passes_the_clean_one(
+    pytester: pytest.Pytester, runner: Runner
+) -> None:
+    pytester.makepyfile(test_small=SMALL_SUITE)
+    # No value: the default 2:5. The option goes last because its value is optional.
+    result = runner.sub("test_small.py", "--memwatch-repeat")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["test_small.py M.*"])
+    leak_lines = [line for line in result.stdout.lines if line.startswith("memwatch leak:")]
+    assert len(leak_lines) == 1
+    assert leak_lines[0].startswith("memwatch leak: malloc grows +64.0 KiB/run (95% CI ")
+    assert leak_lines[0].endswith(" after 2 warmup")
+    attribution = runner.report_section(result, "test_leaky", "memwatch attribution")
+    assert attribution, result.stdout.str()
+    assert attribution[0].startswith("traced growth over 3 runs: ")
+    assert "top allocation sites (most recent call first):" in attribution
+    # Names the line that leaks, with its source.
+    assert any(
+        re.search(r"test_small\.py:4: LEAK\.append\(bytearray\(64 \* 1024\)\)$", line)
+        for line in attribution
+    ), attribution
+    assert runner.report_section(result, "test_clean", "memwatch attribution") == []
+    section = runner.section(result)
+    assert section[0].startswith("memwatch: 2 tests measured (2 repeated), 1 failed memory verdict")
+    assert section[1].startswith("FAILED test_small.py::test_leaky - leak: malloc grows +64.0 KiB")
+
+
+def test_repeat_with_explicit_counts_and_trace_depth(
+    pytester: pytest.Pytester, runner: Runner
+) -> None:
+    pytester.makepyfile(test_small=SMALL_SUITE)
+    result = runner.sub("--memwatch-repeat=1:3", "--memwatch-trace=3")
+    result.assert_outcomes(passed=1, failed=1)
+    [line] = [line for line in result.stdout.lines if line.startswith("memwatch leak:")]
+    assert line.endswith(" after 1 warmup")
+    attribution = runner.report_section(result, "test_leaky", "memwatch attribution")
+    assert attribution[0].endswith("(tracemalloc, 3 frames)")
+
+
+def test_trace_zero_gives_no_attribution(pytester: pytest.Pytester, runner: Runner) -> None:
+    pytester.makepyfile(test_small=SMALL_SUITE)
+    result = runner.sub("--memwatch-repeat=1:3", "--memwatch-trace=0")
+    result.assert_outcomes(passed=1, failed=1)
+    assert any(line.startswith("memwatch leak:") for line in result.stdout.lines)
+    assert "memwatch attribution" not in result.stdout.str()
+
+
+SCOPED = """
+    import os
+
+    import pytest
+
+    LEAK = []
+    LOG = os.path.join(os.path.dirname(__file__), "setups.log")
+
+    def log(what):
+        with open(LOG, "a") as f:
+            f.write(what + "\\n")
+
+    @pytest.fixture(scope="session")
+    def database():
+        log("session-setup")
+        yield
+        log("session-teardown")
+
+    @pytest.fixture(scope="module")
+    def connection(database):
+        log("module-setup")
+        yield
+        log("module-teardown")
+
+    @pytest.fixture
+    def transaction(connection):
+        log("function-setup")
+        yield
+        log("function-teardown")
+
+    def test_clean(transaction):
+        log("call-clean")
+
+    def test_leaky(transaction):
+        log("call-leaky")
+        LEAK.append(bytearray(64 * 1024))
+
+    def test_fails(connection):
+        log("call-fails")
+        assert 1 == 2
+"""
+
+
+def test_repeat_sets_up_module_and_session_fixtures_once(
+    pytester: pytest.Pytester, runner: Runner
+) -> None:
+    pytester.makepyfile(test_scoped=SCOPED)
+    result = runner.sub("--memwatch-repeat=1:3", "--memwatch-trace=0")
+    result.assert_outcomes(passed=1, failed=2)
+    events = (pytester.path / "setups.log").read_text().split()
+    assert events.count("session-setup") == 1
+    assert events.count("session-teardown") == 1
+    assert events.count("module-setup") == 1
+    assert events.count("module-teardown") == 1
+    # Higher-scoped fixtures stay up for the whole module, around every repetition.
+    assert events[0:2] == ["session-setup", "module-setup"]
+    assert events[-2:] == ["module-teardown", "session-teardown"]
+    # The function fixture runs around every repetition of the two tests using it.
+    clean, leaky = events.count("call-clean"), events.count("call-leaky")
+    assert clean >= 4 and leaky >= 4
+    assert events.count("function-setup") == events.count("function-teardown") == clean + leaky
+
+
+def test_a_failing_test_is_an_ordinary_failure_and_is_not_repeated(
+    pytester: pytest.Pytester, runner: Runner
+) -> None:
+    pytester.makepyfile(test_scoped=SCOPED)
+    result = runner.sub("--memwatch-repeat=1:3", "--memwatch-trace=0")
+    result.assert_outcomes(passed=1, failed=2)
+    events = (pytester.path / "setups.log").read_text().split()
+    assert events.count("call-fails") == 1
+    out = result.stdout.str()
+    assert "FAILED test_scoped.py::test_fails - assert 1 == 2" in result.stdout.lines
+    assert "FAILED (memwatch) test_scoped.py::test_fails" not in out
+    assert "FAILED (memwatch) test_scoped.py::test_leaky" in out
+    # Its traceback is pytest's own, not a memwatch verdict.
+    assert ">       assert 1 == 2" in result.stdout.lines
+    section = runner.section(result)
+    assert not any(line.startswith("FAILED test_scoped.py::test_fails") for line in section)
+
+
+def test_a_test_failing_on_a_later_repetition_is_reported_once(
+    pytester: pytest.Pytester, runner: Runner
+) -> None:
+    pytester.makepyfile(
+        test_flaky="""
+        CALLS = []
+
+        def test_fails_on_third_call():
+            CALLS.append(1)
+            assert len(CALLS) < 3, "third call"
+        """
+    )
+    result = runner.sub("--memwatch-repeat=2:5", "--memwatch-trace=0")
+    result.assert_outcomes(failed=1)
+    headers = [line for line in result.stdout.lines if "test_fails_on_third_call _" in line]
+    assert len(headers) == 1, headers
+    assert result.stdout.lines.count("E       AssertionError: third call") == 1
+    assert "memwatch leak" not in result.stdout.str()
+
+
+BUDGET_SUITE = """
+    import pytest
+
+    LEAK = []
+
+    def test_unmarked_leaks_a_mebibyte():
+        LEAK.append(bytearray(b"\\x01") * (1024 * 1024))
+
+    def test_unmarked_clean():
+        assert [0] * 100
+
+    @pytest.mark.max_growth("4 MiB")
+    def test_marker_raises_the_budget():
+        LEAK.append(bytearray(b"\\x01") * (1024 * 1024))
+
+    @pytest.mark.max_growth("64 KiB")
+    def test_marker_lowers_the_budget():
+        LEAK.append(bytearray(b"\\x01") * (128 * 1024))
+"""
+
+
+def test_max_growth_option_is_a_default_budget_a_marker_overrides(
+    pytester: pytest.Pytester, runner: Runner
+) -> None:
+    pytester.makepyfile(test_budget=BUDGET_SUITE)
+    result = runner.sub("--memwatch-max-growth=256 KiB", "--memwatch-trace=0")
+    result.assert_outcomes(passed=2, failed=2)
+    out = result.stdout.str()
+    assert "FAILED (memwatch) test_budget.py::test_unmarked_leaks_a_mebibyte" in out
+    assert "FAILED (memwatch) test_budget.py::test_marker_lowers_the_budget" in out
+    failures = [line for line in result.stdout.lines if line.startswith("memwatch max_growth:")]
+    assert len(failures) == 2
+    assert failures[0] == (
+        "memwatch max_growth: 1.0 MiB left behind per call, over the limit of 256.0 KiB"
+    )
+    assert re.fullmatch(
+        r"memwatch max_growth: 128\.\d KiB left behind per call, over the limit of 64\.0 KiB",
+        failures[1],
+    ), failures[1]
+    # Every test is measured under a default budget, marked or not.
+    assert runner.section(result)[0].startswith("memwatch: 4 tests measured, 2 failed")
+
+
+def test_max_growth_budget_from_the_ini(pytester: pytest.Pytester, runner: Runner) -> None:
+    pytester.makepyfile(test_budget=BUDGET_SUITE)
+    pytester.makeini("[pytest]\nmemwatch_max_growth = 256 KiB\nmemwatch_trace = 0\n")
+    result = runner.sub()
+    result.assert_outcomes(passed=2, failed=2)
+
+
+def test_fixtures_over_higher_scoped_fixtures_are_not_a_leak(
+    pytester: pytest.Pytester, runner: Runner
+) -> None:
+    # pytest keeps a "finish the dependent" callback on the module fixture for every
+    # set-up of a function fixture using it; repetitions must not read it as growth.
+    pytester.makepyfile(
+        test_layers="""
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def engine():
+            yield "engine"
+
+        @pytest.fixture(scope="module")
+        def connection(engine):
+            yield "connection"
+
+        @pytest.fixture(scope="class")
+        def schema(connection):
+            yield "schema"
+
+        @pytest.fixture
+        def transaction(connection, engine):
+            yield "transaction"
+
+        @pytest.mark.no_leaks(warmup=1, runs=4)
+        def test_uses_a_transaction(transaction):
+            assert transaction == "transaction"
+
+        class TestWithSchema:
+            @pytest.mark.no_leaks(warmup=1, runs=4)
+            def test_uses_schema_and_transaction(self, schema, transaction):
+                assert schema == "schema"
+        """
+    )
+    result = runner.sub("--memwatch-trace=0")
+    result.assert_outcomes(passed=2)
