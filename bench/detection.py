@@ -96,8 +96,8 @@ def main() -> int:
     print(f"precision {precision:.3f}  recall {recall:.3f}  "
           f"false positives per round {fp_rounds}")
     big = [n for n, lab in labels.items()
-           if lab["leak"] and (lab.get("kind") == "python" and lab["bytes_per_call"] >= 1024
-                               or lab.get("kind") == "c" and lab["bytes_per_call"] >= 65536)]
+           if lab["leak"] and ((lab.get("kind") == "python" and lab["bytes_per_call"] >= 1024)
+                               or (lab.get("kind") == "c" and lab["bytes_per_call"] >= 65536))]
     missed_big = [n for n in big for r in rounds if not r.get(n, {}).get("flagged")]
     print(f"leaks >= 1 KiB/call (Python) and >= 64 KiB/call (C) flagged every round: "
           f"{'yes' if not missed_big else 'NO: ' + ', '.join(sorted(set(missed_big)))}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import resource
 import statistics
 import subprocess
 import sys
@@ -81,14 +82,18 @@ def make_suite(root: Path, n_tests: int) -> int:
     return total
 
 
-def timed(cmd: list[str], cwd: Path) -> float:
+def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall time and CPU time (user + system) of one pytest process."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     elapsed = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
         raise SystemExit(f"benchmark run failed: {' '.join(cmd)}")
-    return elapsed
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return elapsed, cpu
 
 
 def main() -> int:
@@ -98,27 +103,32 @@ def main() -> int:
     args = ap.parse_args()
     base = [sys.executable, "-m", "pytest", "-q"]
     modes: dict[str, list[str]] = {
-        "plain pytest": base + ["-p", "no:memray"] if _has("pytest_memray") else base,
-        "pytest --memwatch": base + ["--memwatch"],
+        "plain pytest": [*base, "-p", "no:memray"] if _has("pytest_memray") else base,
+        "pytest --memwatch": [*base, "--memwatch"],
     }
     if _has("pytest_memray"):
-        modes["pytest --memray"] = base + ["--memray"]
-        modes["pytest --memray --native"] = base + ["--memray", "--native"]
+        modes["pytest --memray"] = [*base, "--memray"]
+        modes["pytest --memray --native"] = [*base, "--memray", "--native"]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         n = make_suite(root, args.tests)
         for cmd in modes.values():  # warm the file cache and bytecode once
             timed(cmd, root)
-        times: dict[str, list[float]] = {k: [] for k in modes}
+        times: dict[str, list[tuple[float, float]]] = {k: [] for k in modes}
         for _ in range(args.rounds):
             for name, cmd in modes.items():
                 times[name].append(timed(cmd, root))
-    plain = statistics.median(times["plain pytest"])
-    print(f"{n} fast tests, {args.rounds} interleaved rounds, Python {sys.version.split()[0]}\n")
-    print(f"{'mode':<28} {'median s':>9} {'min s':>7} {'ratio':>7}")
+    plain_wall = statistics.median(t[0] for t in times["plain pytest"])
+    plain_cpu = statistics.median(t[1] for t in times["plain pytest"])
+    print(f"{n} fast tests, {args.rounds} interleaved rounds, Python {sys.version.split()[0]}")
+    print("wall: elapsed time; cpu: user+system time of the pytest process (robust to a busy")
+    print("machine); ratios are medians over plain pytest's medians\n")
+    print(f"{'mode':<28} {'wall s':>7} {'ratio':>7} {'cpu s':>7} {'ratio':>7}")
     for name, ts in times.items():
-        med = statistics.median(ts)
-        print(f"{name:<28} {med:>9.2f} {min(ts):>7.2f} {med / plain:>6.2f}x")
+        wall = statistics.median(t[0] for t in ts)
+        cpu = statistics.median(t[1] for t in ts)
+        print(f"{name:<28} {wall:>7.2f} {wall / plain_wall:>6.2f}x {cpu:>7.2f} "
+              f"{cpu / plain_cpu:>6.2f}x")
     if not _has("pytest_memray"):
         print("\npytest-memray is not installed: its rows are skipped")
     return 0
