@@ -349,7 +349,13 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         if final is not None:
             reports.append(final)
     result = _result(item, state, spec, measures, plan, verdicts, attribution, reports, duration)
-    _apply(reports, result, failed, attribution)
+    _apply(
+        reports,
+        result,
+        failed,
+        attribution,
+        html_extras=item.config.pluginmanager.hasplugin("html"),
+    )
     for rep in reports:
         ihook.pytest_runtest_logreport(report=rep)
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
@@ -424,11 +430,22 @@ def _result(
     return result
 
 
+def _add_html_extra(report: pytest.TestReport, data: dict[str, Any]) -> None:
+    """A memwatch section for this test in pytest-html's report (plain data, xdist-safe)."""
+    from pytest_html import extras  # type: ignore[import-not-found,import-untyped,unused-ignore]
+
+    from pytest_memwatch.outputs import html_section
+
+    report.extras = [*getattr(report, "extras", []), extras.html(html_section(data))]  # type: ignore[attr-defined]
+
+
 def _apply(
     reports: list[pytest.TestReport],
     result: TestResult,
     failed: list[Any],
     attribution: dict[str, Any] | None,
+    *,
+    html_extras: bool = False,
 ) -> None:
     call = next((r for r in reports if r.when == "call"), None)
     target = call or (reports[-1] if reports else None)
@@ -443,7 +460,10 @@ def _apply(
             call.sections.append(("memwatch attribution", format_attribution(attribution)))
         call.memwatch_failed = True  # type: ignore[attr-defined]
     # Plain JSON-able data on the report: xdist ships it to the controller.
-    target.memwatch = result.to_dict()  # type: ignore[attr-defined]
+    data = result.to_dict()
+    target.memwatch = data  # type: ignore[attr-defined]
+    if html_extras and call is not None:
+        _add_html_extra(call, data)
     teardown = next((r for r in reversed(reports) if r.when == "teardown"), None)
     if teardown is not None:
         teardown.user_properties.extend(_junit_properties(result))
