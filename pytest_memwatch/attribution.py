@@ -43,12 +43,38 @@ def _type_name(obj: object) -> str:
     return t.__qualname__ if mod == "builtins" else f"{mod}.{t.__qualname__}"
 
 
-def _census() -> dict[str, int]:
+def _census(skip: object = None) -> tuple[dict[str, int], set[int]]:
+    """Count objects by type, and remember their ids.
+
+    ``gc.get_objects()`` lists only containers; a leaked ``bytes`` or ``str`` is
+    not tracked by the collector, so the objects the containers refer to are
+    counted too.
+    """
     counts: dict[str, int] = {}
+    ids: set[int] = set()
     for o in gc.get_objects():
-        name = _type_name(o)
-        counts[name] = counts.get(name, 0) + 1
-    return counts
+        if o is skip:  # the previous census's id set: its ints are ours
+            continue
+        for x in (o, *gc.get_referents(o)):
+            if id(x) in ids:
+                continue
+            ids.add(id(x))
+            name = _type_name(x)
+            counts[name] = counts.get(name, 0) + 1
+    return counts, ids
+
+
+def _new_objects(wanted: set[str], old_ids: set[int]) -> dict[str, object]:
+    """One object of each wanted type that did not exist when ``old_ids`` was taken."""
+    found: dict[str, object] = {}
+    for o in reversed(gc.get_objects()):
+        for x in (o, *gc.get_referents(o)):
+            name = _type_name(x)
+            if name in wanted and name not in found and id(x) not in old_ids:
+                found[name] = x
+        if len(found) == len(wanted):
+            break
+    return found
 
 
 def _via(parent: object, child: object) -> str | None:
@@ -92,11 +118,20 @@ def _chain(obj: object, ignore: list[int]) -> list[dict[str, Any]] | None:
         out.append(
             {
                 "type": _type_name(link),
-                "repr": short_repr(link),
+                "repr": _link_repr(link) if nxt is not None else short_repr(link),
                 "via": _via(link, nxt) if nxt is not None else None,
             }
         )
     return out
+
+
+def _link_repr(obj: object) -> str:
+    """A compact description of an intermediate link: which module, how big."""
+    if isinstance(obj, types.ModuleType):
+        return f"<module {obj.__name__!r}>"
+    if isinstance(obj, (dict, list, tuple, set, frozenset)):
+        return f"({len(obj)} items)"
+    return short_repr(obj)
 
 
 _FRAMEWORK = (f"{os.sep}_pytest{os.sep}", f"{os.sep}pluggy{os.sep}", _HERE)
@@ -114,7 +149,8 @@ def attribute(
     top: int = 10,
     chains: int = 2,
 ) -> dict[str, Any]:
-    """Run ``run_once`` ``1 + runs`` times under tracemalloc and explain the growth.
+    """Run ``run_once`` ``1 + runs`` times under tracemalloc, then ``runs`` times
+    more for a census of object types, and explain the growth.
 
     The first run is a warmup under tracing: tracemalloc started late misses
     the frees of older objects, and a replaced value would look like growth.
@@ -126,13 +162,10 @@ def attribute(
         run_once()
         gc.collect()
         snap0 = tracemalloc.take_snapshot()
-        census0 = _census()
-        ids0 = {id(o) for o in gc.get_objects()}
         for _ in range(runs):
             run_once()
         gc.collect()
         snap1 = tracemalloc.take_snapshot()
-        census1 = _census()
     finally:
         if started:
             tracemalloc.stop()
@@ -142,6 +175,7 @@ def attribute(
         tracemalloc.Filter(False, os.path.join(_HERE, "*")),
     ]
     stats = snap1.filter_traces(filters).compare_to(snap0.filter_traces(filters), "traceback")
+    del snap0, snap1
     sites: list[dict[str, Any]] = []
     traced_growth = 0
     for stat in stats:
@@ -152,39 +186,46 @@ def attribute(
         # A single block is the harness's own per-run state being replaced.
         if len(sites) >= top or (stat.count_diff < runs and stat.size_diff < 4096):
             continue
-        frames_out: list[dict[str, Any]] = []
         tb_frames = list(reversed(stat.traceback))
         own = [fr for fr in tb_frames if not _framework_file(fr.filename)]
         # Most recent call first, as the user reads a leak: where it was made;
         # pytest's and pluggy's own frames only when nothing else is there.
-        for fr in own or tb_frames:
-            frames_out.append(
-                {
-                    "filename": fr.filename,
-                    "lineno": fr.lineno,
-                    "line": linecache.getline(fr.filename, fr.lineno).strip(),
-                }
-            )
-        sites.append({"size": stat.size_diff, "count": stat.count_diff, "traceback": frames_out})
+        sites.append(
+            {
+                "size": stat.size_diff,
+                "count": stat.count_diff,
+                "traceback": [
+                    {
+                        "filename": fr.filename,
+                        "lineno": fr.lineno,
+                        "line": linecache.getline(fr.filename, fr.lineno).strip(),
+                    }
+                    for fr in own or tb_frames
+                ],
+            }
+        )
+    del stats
 
+    # The census runs the code again without tracing, so that the snapshots'
+    # own objects are not counted as growth.
+    gc.collect()
+    census0, ids0 = _census()
+    for _ in range(runs):
+        run_once()
+    gc.collect()
+    census1, _ = _census(skip=ids0)
     grown = sorted(
         ((t, census1[t] - census0.get(t, 0)) for t in census1),
         key=lambda kv: -kv[1],
     )
+    # Like sites: at least one more object per run, or it is the harness's noise.
     type_rows: list[dict[str, Any]] = [
-        {"type": t, "delta": d, "count": census1[t]} for t, d in grown if d > 0
+        {"type": t, "delta": d, "count": census1[t]} for t, d in grown if d >= runs
     ][:top]
 
     chain_rows: list[dict[str, Any]] = []
     if type_rows and chains > 0:
-        wanted = {row["type"] for row in type_rows[: chains * 2]}
-        candidates: dict[str, object] = {}
-        objs = gc.get_objects()
-        for o in reversed(objs):
-            name = _type_name(o)
-            if name in wanted and name not in candidates and id(o) not in ids0:
-                candidates[name] = o
-        del objs
+        candidates = _new_objects({row["type"] for row in type_rows[: chains * 2]}, ids0)
         ignore = [id(candidates), id(ids0)]
         for row in type_rows:
             if len(chain_rows) >= chains:
