@@ -595,14 +595,16 @@ def downmix(frames: np.ndarray) -> np.ndarray:
         return frames.astype(np.float32, copy=False)
     if frames.shape[1] == 1:
         return frames[:, 0].astype(np.float32, copy=False)
-    return frames.mean(axis=1, dtype=np.float32)
+    mono: np.ndarray = frames.mean(axis=1, dtype=np.float32)
+    return mono
 
 
 def _lowpass_taps(cutoff: float, taps: int) -> np.ndarray:
     """Windowed-sinc low-pass FIR; ``cutoff`` as a fraction of the input rate (< 0.5)."""
     n = np.arange(taps) - (taps - 1) / 2
-    h = 2 * cutoff * np.sinc(2 * cutoff * n) * np.blackman(taps)
-    return (h / h.sum()).astype(np.float32)
+    h: np.ndarray = 2 * cutoff * np.sinc(2 * cutoff * n) * np.blackman(taps)
+    taps_out: np.ndarray = (h / h.sum()).astype(np.float32)
+    return taps_out
 
 
 class Resampler:

@@ -80,7 +80,7 @@ class BufferTracker:
     def __init__(self, *, config_faults: Iterable[str] = ()) -> None:
         self._lock = threading.Lock()
         self._sizes: dict[int, int] = {}
-        self._finalizers: dict[int, weakref.finalize[..., None]] = {}
+        self._finalizers: dict[int, weakref.finalize[[int], np.ndarray]] = {}
         self._strong: dict[int, object] = {}
         self._keys = itertools.count(1)
         self._peak = 0

@@ -26,7 +26,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -250,7 +250,7 @@ class FasterWhisperEngine:
         if not path.is_dir():
             raise EngineUnavailable(f"{path}: whisper model directory not found")
         self._per_chunk = faults.is_enabled("decoder_per_chunk", config_faults)
-        self._factory = lambda: faster_whisper.WhisperModel(
+        self._factory: Callable[[], Any] = lambda: faster_whisper.WhisperModel(
             str(path), device="cpu", compute_type=compute_type, local_files_only=True
         )
         self._model: Any = self._factory()

@@ -275,7 +275,9 @@ def test_streaming_and_converting_a_file_leaves_nothing(audio_dir: Path) -> None
     """Source + converter, the path every transcription takes, repeated: no growth."""
     total = 0
     for _ in range(3):
-        with WavFileSource(audio_dir / "turn_off_the_radio.44k1_stereo.wav", block_frames=4410) as src:
+        with WavFileSource(
+            audio_dir / "turn_off_the_radio.44k1_stereo.wav", block_frames=4410
+        ) as src:
             blocks = convert_blocks(iter_blocks(src), src.sample_rate, src.channels)
             total += sum(len(b) for b in blocks)
     assert total == 3 * 33976
