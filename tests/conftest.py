@@ -15,9 +15,15 @@ from collections.abc import Iterator
 
 import pytest
 
-# The inner runs of one suite each start a fresh interpreter; a minute is far
+# The inner runs of one suite each start a fresh interpreter; two minutes are far
 # beyond what any of them needs, and a hung one fails instead of stalling CI.
 SUBPROCESS_TIMEOUT = 120.0
+# Plugins installed in the dev environment that the inner suites do not use.
+# Importing hypothesis alone costs about a second per inner run (two thirds of
+# its start-up), and a bigger heap makes every collection slower. memwatch
+# itself is still loaded through its entry point, as for any user; one test
+# (test_plugin_activation) runs with every installed plugin.
+UNRELATED_PLUGINS = ("hypothesispytest", "memray", "html", "metadata")
 
 
 @pytest.fixture(autouse=True)
@@ -36,8 +42,9 @@ class Runner:
     def __init__(self, pytester: pytest.Pytester) -> None:
         self.pytester = pytester
 
-    def sub(self, *args: str) -> pytest.RunResult:
-        return self.pytester.runpytest_subprocess(*args, timeout=SUBPROCESS_TIMEOUT)
+    def sub(self, *args: str, all_plugins: bool = False) -> pytest.RunResult:
+        blocked = [] if all_plugins else [f"-pno:{name}" for name in UNRELATED_PLUGINS]
+        return self.pytester.runpytest_subprocess(*blocked, *args, timeout=SUBPROCESS_TIMEOUT)
 
     def inproc(self, *args: str) -> pytest.RunResult:
         return self.pytester.runpytest_inprocess(*args)
