@@ -282,6 +282,30 @@ def test_default_memory_reader_reads_this_process() -> None:
     assert 5.0 < rss < 100_000.0
 
 
+@pytest.fixture(scope="module")
+def long_lived_cache() -> TranscriptCache:
+    """One cache for the whole module, as an app keeps it for a whole session."""
+    return TranscriptCache(
+        AdaptiveMemoryCache(
+            initial_size=64, min_size=16, max_size=64, memory_reader=FakeMemory(10.0),
+            pressure_check_seconds=1e12,
+        )
+    )  # fmt: skip
+
+
+_chunk_numbers = iter(range(10**9))
+
+
+@pytest.mark.no_leaks(warmup=2, runs=4)
+def test_a_full_cache_stops_growing(long_lived_cache: TranscriptCache) -> None:
+    """Fresh chunks every run: after the first run the cache is full, and stays bounded."""
+    for _ in range(128):
+        chunk = np.full(256, next(_chunk_numbers), dtype=np.int32)
+        long_lived_cache.get_or_transcribe(chunk, lambda: "text " * 50, engine="e")
+    assert long_lived_cache.stats()["size"] == 64
+
+
+@pytest.mark.max_growth("1 MiB")
 def test_concurrent_use_keeps_the_cache_consistent() -> None:
     cache = make_cache(initial_size=50, min_size=10, max_size=50)
     errors: list[BaseException] = []

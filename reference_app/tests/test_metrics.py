@@ -156,6 +156,18 @@ def test_bad_settings_are_refused() -> None:
         MetricsCollector(max_samples=0)
 
 
+@pytest.fixture(scope="module")
+def long_lived_metrics() -> MetricsCollector:
+    return MetricsCollector(retention_seconds=3600, max_samples=300, probe=None)
+
+
+@pytest.mark.no_leaks(warmup=2, runs=4)
+def test_collecting_for_hours_stays_within_the_window(long_lived_metrics: MetricsCollector) -> None:
+    for i in range(300):
+        long_lived_metrics.record("chunk.seconds", i * 0.01)
+    assert len(long_lived_metrics) == 300
+
+
 def test_metrics_no_retention_fault_keeps_every_sample(clock: FakeClock) -> None:
     metrics = MetricsCollector(
         retention_seconds=10, max_samples=50, clock=clock, probe=None,

@@ -152,6 +152,21 @@ def test_recent_text_is_bounded(make_manager: Callable[..., SessionManager]) -> 
     assert report["audio_seconds"] == 5.0
 
 
+@pytest.fixture(scope="module")
+def long_lived_manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SessionManager]:
+    with SessionManager(tmp_path_factory.mktemp("data"), background=False) as manager:
+        yield manager
+
+
+@pytest.mark.no_leaks(warmup=2, runs=4)
+def test_finished_sessions_leave_nothing_in_memory(long_lived_manager: SessionManager) -> None:
+    for _ in range(2):
+        long_lived_manager.start_session({"engine": "e"})
+        long_lived_manager.record_transcript("some words " * 10, audio_seconds=3.0)
+        long_lived_manager.stop_session()
+    assert long_lived_manager.held_count() == 0
+
+
 def test_several_sessions_run_side_by_side(manager: SessionManager) -> None:
     a = manager.start_session(session_id="a")
     b = manager.start_session(session_id="b")

@@ -383,6 +383,7 @@ def fill_closed_sessions(store: SecureStorage, clock: FakeClock, sessions: int, 
         store.close_session(f"old{s}")
 
 
+@pytest.mark.max_growth("2 MiB")
 def test_rolling_cleanup_removes_the_oldest_closed_sessions_first(
     db: Path, clock: FakeClock
 ) -> None:
@@ -484,6 +485,7 @@ def test_a_full_disk_is_a_clear_error_and_stored_data_is_intact(
 # -- connections -------------------------------------------------------------------
 
 
+@pytest.mark.max_growth("1 MiB")
 def test_no_connection_outlives_an_operation(store: SecureStorage) -> None:
     store.add_transcript("s", "warm up")
     before = open_fds()

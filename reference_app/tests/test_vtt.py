@@ -187,6 +187,37 @@ def test_format_timestamp() -> None:
 # -- writing -----------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def ten_megabytes_of_cues(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("vtt") / "10mb.vtt"
+    block = "".join(
+        f"{i}\n{format_timestamp(i)} --> {format_timestamp(i + 0.5)}\ncue {i}, a line of text\n\n"
+        for i in range(1000)
+    )
+    with path.open("w") as fh:
+        fh.write("WEBVTT\n\n")
+        for _ in range(10 * 2**20 // len(block) + 1):
+            fh.write(block)
+    return path
+
+
+@pytest.mark.max_memory("8 MiB")
+@pytest.mark.max_growth("512 KiB")
+def test_reading_10_mb_needs_no_more_memory_than_one_cue(ten_megabytes_of_cues: Path) -> None:
+    """In-process twin of the 200 MB test: the peak, not only what is left, stays small."""
+    reader = VTTReader(ten_megabytes_of_cues)
+    assert sum(1 for _ in reader) > 150_000
+    assert reader.error_count == 0
+
+
+@pytest.mark.max_memory("8 MiB")
+def test_writing_is_streamed(tmp_path: Path) -> None:
+    with VTTWriter(tmp_path / "big.vtt") as writer:
+        for i in range(50_000):
+            writer.write_cue(i, i + 0.5, f"cue {i} & more")
+    assert (tmp_path / "big.vtt").stat().st_size > 2 * 2**20
+
+
 def test_written_cues_read_back_identically(tmp_path: Path) -> None:
     path = tmp_path / "out.vtt"
     with VTTWriter(path, header="test output") as writer:
