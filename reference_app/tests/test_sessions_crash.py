@@ -132,8 +132,14 @@ def test_cli_lists_recovers_and_exports_a_killed_session(
     ]  # fmt: skip
     assert any(line.split()[:2] == ["victim", "detached"] for line in table.stdout.splitlines())
 
-    final = run_cli("sessions", "--data-dir", data_dir, "recover", "--finalize", sid)
+    store = data_dir / "transcripts.db"
+    assert SecureStorage(store).session_info(sid)["is_active"] is True
+    final = run_cli(
+        "sessions", "--data-dir", data_dir, "recover", "--finalize", sid, "--store", store
+    )  # fmt: skip
     assert final.returncode == 0 and f"finalized {sid}" in final.stdout
+    # Closed in the store too: rolling cleanup may now remove it when space runs out.
+    assert SecureStorage(store).session_info(sid)["is_active"] is False
 
     out = data_dir.parent / "report.json"
     exported = run_cli(

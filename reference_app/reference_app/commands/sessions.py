@@ -12,7 +12,7 @@ Sessions live under a data directory (``--data-dir``, else
   and with ``--text`` its segments too.
 * ``recover [ID ...]``: restore interrupted sessions from their last
   checkpoint; they come back paused (ready to resume), or stopped with
-  ``--finalize``.
+  ``--finalize`` (with ``--store DB``, also closed in the transcript store).
 """
 
 from __future__ import annotations
@@ -78,6 +78,12 @@ def add_parser(subparsers: Any) -> None:
     recover.add_argument("session_ids", nargs="*", help="sessions to recover (default: all)")
     recover.add_argument(
         "--finalize", action="store_true", help="stop the recovered sessions (final reports)"
+    )
+    recover.add_argument(
+        "--store",
+        type=Path,
+        help="the sessions' transcript store: --finalize closes them there too, so rolling "
+        "cleanup may remove them later",
     )
     recover.set_defaults(func=run_recover)
 
@@ -147,17 +153,21 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
+def _storage(path: Path | None) -> SecureStorage | None:
+    if path is None:
+        return None
+    if not path.exists():
+        raise UserError(f"no transcript store at {path}")
+    try:
+        return SecureStorage(path)
+    except StorageError as exc:
+        raise UserError(str(exc)) from None
+
+
 def run_export(args: argparse.Namespace) -> int:
     if args.text and args.store is None:
         raise UserError("--text needs --store DB (the transcript store to read the text from)")
-    storage = None
-    if args.store is not None:
-        if not args.store.exists():
-            raise UserError(f"no transcript store at {args.store}")
-        try:
-            storage = SecureStorage(args.store)
-        except StorageError as exc:
-            raise UserError(str(exc)) from None
+    storage = _storage(args.store)
     with _manager(args, storage) as manager:
         try:
             report = manager.export_session_report(args.session_id)
@@ -182,7 +192,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_recover(args: argparse.Namespace) -> int:
-    with _manager(args) as manager:
+    with _manager(args, _storage(args.store)) as manager:
         targets = args.session_ids or [s.session.id for s in manager.find_interrupted()]
         if not targets:
             print("no interrupted sessions")
@@ -192,7 +202,7 @@ def run_recover(args: argparse.Namespace) -> int:
             try:
                 stored = manager.load_session(sid)
                 session = manager.recover_session(sid)
-            except SessionError as exc:
+            except (SessionError, StorageError) as exc:
                 print(f"{sid}: {exc}", file=sys.stderr)
                 failed += 1
                 continue
