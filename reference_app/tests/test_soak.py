@@ -18,8 +18,11 @@ import gc
 import hashlib
 import sys
 import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _part2_helpers import FakeClock, FakeMemory, open_fds
@@ -62,72 +65,103 @@ def chunk_audio(index: int) -> bytes:
     return hashlib.sha256(str(key).encode()).digest() * 500
 
 
+class Pipeline:
+    """Cache, then session manager (storing and checkpointing), metrics and VTT: one chunk a step.
+
+    A new session (and VTT file) starts every 120 chunks, an hour of audio.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        clock: Callable[[], float],
+        faults: tuple[str, ...],
+        *,
+        background: bool = False,
+        checkpoint_interval: float = 1800.0,
+    ) -> None:
+        self.root = root
+        self.cache = TranscriptCache(
+            AdaptiveMemoryCache(
+                initial_size=50, min_size=20, max_size=100, memory_reader=FakeMemory(50.0),
+                clock=clock, pressure_check_seconds=600, config_faults=faults,
+            )
+        )  # fmt: skip
+        self.metrics = MetricsCollector(
+            retention_seconds=3600, max_samples=500, clock=clock, config_faults=faults
+        )
+        self.store = SecureStorage(root / "t.db", max_storage_mb=0.15, clock=clock)
+        self.manager = SessionManager(
+            root / "data", storage=self.store, metrics=self.metrics, clock=clock,
+            background=background, checkpoint_interval_seconds=checkpoint_interval,
+            recent_limit=10, config_faults=faults,
+        )  # fmt: skip
+        self.vtt_dir = root / "vtt"
+        self.vtt_dir.mkdir()
+        self.writer: VTTWriter | None = None
+
+    def step(self, index: int) -> None:
+        hour, position = divmod(index, 120)
+        if position == 0:
+            self.end_hour()
+            self.manager.start_session({"hour": hour})
+            self.writer = VTTWriter(self.vtt_dir / f"hour{hour}.vtt")
+        assert self.writer is not None
+        text = self.cache.get_or_transcribe(
+            chunk_audio(index), lambda: f"chunk {index} " + "spoken words " * 20, engine="fake"
+        )
+        start = position * CHUNK_SECONDS
+        self.manager.record_transcript(text, start=start, end=start + CHUNK_SECONDS)
+        self.writer.write_cue(start, start + CHUNK_SECONDS, text)
+        if index % 10 == 0:
+            self.metrics.collect(cache=self.cache.cache, sessions=self.manager)
+
+    def end_hour(self) -> None:
+        if self.writer is not None:
+            self.manager.stop_session()
+            self.writer.close()
+            self.writer = None
+
+    def close(self) -> None:
+        try:
+            self.end_hour()
+        finally:
+            self.manager.close()
+
+
 def run_session(tmp_path: Path, faults: tuple[str, ...]) -> SoakResult:
     clock = FakeClock()
-    cache = TranscriptCache(
-        AdaptiveMemoryCache(
-            initial_size=50, min_size=20, max_size=100, memory_reader=FakeMemory(50.0),
-            clock=clock, pressure_check_seconds=600, config_faults=faults,
-        )
-    )  # fmt: skip
-    metrics = MetricsCollector(
-        retention_seconds=3600, max_samples=500, clock=clock, config_faults=faults
-    )
-    store = SecureStorage(tmp_path / "t.db", max_storage_mb=0.15, clock=clock)
-    manager = SessionManager(
-        tmp_path / "data", storage=store, metrics=metrics, clock=clock, background=False,
-        recent_limit=10, config_faults=faults,
-    )  # fmt: skip
-    vtt_dir = tmp_path / "vtt"
-    vtt_dir.mkdir()
-    writer: VTTWriter | None = None
+    pipeline = Pipeline(tmp_path, clock, faults)
     baseline: tuple[int, int, int] | None = None
     reading = (0, 0, 0)
     try:
         for index in range(CHUNKS):
-            if index % 120 == 0:  # a new session every simulated hour
-                if writer is not None:
-                    manager.stop_session()
-                    writer.close()
-                manager.start_session({"hour": index // 120})
-                writer = VTTWriter(vtt_dir / f"hour{index // 120}.vtt")
-            assert writer is not None
-            audio = chunk_audio(index)
-            text = cache.get_or_transcribe(
-                audio, lambda i=index: f"chunk {i} " + "spoken words " * 20, engine="fake"
-            )
-            start = (index % 120) * CHUNK_SECONDS
-            manager.record_transcript(text, start=start, end=start + CHUNK_SECONDS)
-            writer.write_cue(start, start + CHUNK_SECONDS, text)
-            if index % 10 == 0:
-                metrics.collect(cache=cache.cache, sessions=manager)
+            pipeline.step(index)
             clock.advance(CHUNK_SECONDS)
-            manager.tick()
+            pipeline.manager.tick()
             # Both readings at the end of an hour, with one VTT file open.
             if index + 1 in (WARMUP_CHUNKS, CHUNKS):
                 gc.collect()
                 reading = (sys.getallocatedblocks(), open_fds(), threading.active_count())
                 baseline = baseline or reading
-        manager.stop_session()
-        assert writer is not None
-        writer.close()
+        pipeline.end_hour()
         assert baseline is not None
-        result = SoakResult(
+        sessions_dir = tmp_path / "data" / "sessions"
+        return SoakResult(
             block_growth=reading[0] - baseline[0],
             fd_growth=reading[1] - baseline[1],
             thread_growth=reading[2] - baseline[2],
-            cache_stats=cache.stats(),
-            metric_samples=len(metrics),
-            max_checkpoint_files=max(
-                len(list(d.iterdir())) for d in (tmp_path / "data" / "sessions").iterdir()
+            cache_stats=pipeline.cache.stats(),
+            metric_samples=len(pipeline.metrics),
+            max_checkpoint_files=max(len(list(d.iterdir())) for d in sessions_dir.iterdir()),
+            storage_info=pipeline.store.get_storage_info(),
+            vtt_cues=sum(
+                sum(1 for _ in VTTReader(p, strict=True)) for p in pipeline.vtt_dir.iterdir()
             ),
-            storage_info=store.get_storage_info(),
-            vtt_cues=sum(sum(1 for _ in VTTReader(p, strict=True)) for p in vtt_dir.iterdir()),
-            live_sessions=manager.live_count(),
+            live_sessions=pipeline.manager.live_count(),
         )
     finally:
-        manager.close()
-    return result
+        pipeline.close()
 
 
 def test_an_eight_hour_session_stays_flat(tmp_path: Path) -> None:
@@ -155,3 +189,25 @@ def test_the_same_session_with_the_faults_on_breaks_the_bound(
     assert result.block_growth > BLOCK_BOUND
     assert result.cache_stats["size"] == 40 + CHUNKS // 3  # every distinct chunk, never evicted
     assert result.metric_samples > 500
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
+    pipeline = Pipeline(tmp_path, time.time, (), background=True, checkpoint_interval=5.0)
+    yield pipeline
+    pipeline.close()
+
+
+@pytest.mark.soak("10m", interval="10s", max_growth_rate="2 MiB/h", warmup="10%")
+def test_the_pipeline_on_the_real_clock(soak: Any, pipeline: Pipeline) -> None:
+    """The same pipeline in real time, with the checkpoint thread running: a soak run.
+
+    Skipped unless soak runs are asked for (``--memwatch-soak``); the duration
+    can be changed with ``--memwatch-soak-duration``. About 20 chunks a
+    second: a new session every six seconds, a checkpoint every five.
+    """
+    for tick in soak:
+        pipeline.step(tick.index)
+        soak.sleep(0.05)
+    assert pipeline.manager.last_checkpoint_error is None
+    assert len(pipeline.metrics) <= 500
