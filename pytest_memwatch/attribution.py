@@ -43,38 +43,35 @@ def _type_name(obj: object) -> str:
     return t.__qualname__ if mod == "builtins" else f"{mod}.{t.__qualname__}"
 
 
-def _census(skip: object = None) -> tuple[dict[str, int], set[int]]:
-    """Count objects by type, and remember their ids.
+def _reachable() -> list[object]:
+    """Every object the collector tracks, and what those refer to directly.
 
     ``gc.get_objects()`` lists only containers; a leaked ``bytes`` or ``str`` is
-    not tracked by the collector, so the objects the containers refer to are
-    counted too.
+    not tracked, so the objects the containers refer to are included, and
+    CPython's untracked dicts and tuples (holding only atomic values, like a
+    cache of strings) are walked into as well.
     """
-    counts: dict[str, int] = {}
-    ids: set[int] = set()
+    seen: set[int] = set()
+    out: list[object] = []
     for o in gc.get_objects():
-        if o is skip:  # the previous census's id set: its ints are ours
-            continue
-        for x in (o, *gc.get_referents(o)):
-            if id(x) in ids:
+        stack = [o, *gc.get_referents(o)]
+        while stack:
+            x = stack.pop()
+            if id(x) in seen:
                 continue
-            ids.add(id(x))
-            name = _type_name(x)
-            counts[name] = counts.get(name, 0) + 1
-    return counts, ids
+            seen.add(id(x))
+            out.append(x)
+            if x is not o and not gc.is_tracked(x) and isinstance(x, (dict, tuple)):
+                stack.extend(gc.get_referents(x))
+    return out
 
 
-def _new_objects(wanted: set[str], old_ids: set[int]) -> dict[str, object]:
-    """One object of each wanted type that did not exist when ``old_ids`` was taken."""
-    found: dict[str, object] = {}
-    for o in reversed(gc.get_objects()):
-        for x in (o, *gc.get_referents(o)):
-            name = _type_name(x)
-            if name in wanted and name not in found and id(x) not in old_ids:
-                found[name] = x
-        if len(found) == len(wanted):
-            break
-    return found
+def _census() -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for o in gc.get_objects():
+        name = _type_name(o)
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def _via(parent: object, child: object) -> str | None:
@@ -95,8 +92,12 @@ def _via(parent: object, child: object) -> str | None:
                 if v is child:
                     return f"[{i}]"
         d = getattr(parent, "__dict__", None)
-        if isinstance(d, dict) and d is child:
-            return ".__dict__"
+        if isinstance(d, dict):
+            if d is child:
+                return ".__dict__"
+            for k, v in d.items():
+                if v is child:
+                    return f".{k}"
     except Exception:
         return None
     return None
@@ -111,6 +112,8 @@ def _chain(obj: object, ignore: list[int]) -> list[dict[str, Any]] | None:
         obj, objgraph.is_proper_module, max_depth=25, extra_ignore=ignore
     )
     if not chain or not objgraph.is_proper_module(chain[0]):
+        chain = _chain_through_untracked(obj, ignore)
+    if not chain:
         return None
     out: list[dict[str, Any]] = []
     for i, link in enumerate(chain):
@@ -123,6 +126,37 @@ def _chain(obj: object, ignore: list[int]) -> list[dict[str, Any]] | None:
             }
         )
     return out
+
+
+def _chain_through_untracked(obj: object, ignore: list[int], max_depth: int = 25) -> list[Any]:
+    """A module-to-object chain that may pass through untracked containers.
+
+    objgraph walks ``gc.get_referrers``, which only searches objects the
+    collector tracks; a dict holding only strings is untracked, so a string
+    cached in it has no referrer objgraph can see. Here a reverse index is built
+    over every reachable object (costly, but only for a failed verdict).
+    """
+    parents: dict[int, list[object]] = {}
+    for x in _reachable():
+        if isinstance(x, types.FrameType) or id(x) in ignore:
+            continue
+        for r in gc.get_referents(x):
+            parents.setdefault(id(r), []).append(x)
+    ignore = [*ignore, id(parents)]
+    queue: list[tuple[object, list[object]]] = [(obj, [obj])]
+    seen = {id(obj)}
+    while queue:
+        current, path = queue.pop(0)
+        if isinstance(current, types.ModuleType) and current is not obj:
+            return list(reversed(path))
+        if len(path) > max_depth:
+            continue
+        for parent in parents.get(id(current), ()):
+            if id(parent) in seen or id(parent) in ignore:
+                continue
+            seen.add(id(parent))
+            queue.append((parent, [*path, parent]))
+    return []
 
 
 def _link_repr(obj: object) -> str:
@@ -149,11 +183,14 @@ def attribute(
     top: int = 10,
     chains: int = 2,
 ) -> dict[str, Any]:
-    """Run ``run_once`` ``1 + runs`` times under tracemalloc, then ``runs`` times
-    more for a census of object types, and explain the growth.
+    """Run ``run_once`` ``1 + runs`` times under tracemalloc and explain the growth.
 
     The first run is a warmup under tracing: tracemalloc started late misses
     the frees of older objects, and a replaced value would look like growth.
+    Leaked objects are found by their allocation traceback: a new object whose
+    traceback matches a site that grew is what that site leaked, and the chain
+    of references from a module to it is what still holds it. A census of
+    containers (as objgraph's ``growth``) adds types that grew elsewhere.
     """
     started = not tracemalloc.is_tracing()
     if started:
@@ -162,20 +199,72 @@ def attribute(
         run_once()
         gc.collect()
         snap0 = tracemalloc.take_snapshot()
+        census0 = _census()
+        ids0 = {id(o) for o in _reachable()}
         for _ in range(runs):
             run_once()
         gc.collect()
+        census1 = _census()
         snap1 = tracemalloc.take_snapshot()
+        sites, traced_growth = _sites(snap0, snap1, runs=runs, top=top)
+        del snap0, snap1
+        leaked, totals = _leaked_objects(sites[:chains], ids0)
+        for site in sites:
+            del site["_where"]
     finally:
         if started:
             tracemalloc.stop()
 
+    type_rows: list[dict[str, Any]] = []
+    by_type: dict[str, int] = {}
+    for objs in leaked:
+        for obj in objs:
+            by_type[_type_name(obj)] = by_type.get(_type_name(obj), 0) + 1
+    for name, n in sorted(by_type.items(), key=lambda kv: -kv[1]):
+        type_rows.append({"type": name, "delta": n, "count": totals.get(name, n)})
+    for name, count in sorted(census1.items(), key=lambda kv: census0.get(kv[0], 0) - kv[1]):
+        delta = count - census0.get(name, 0)
+        # At least one more object per run, or it is the harness's own noise.
+        if delta >= runs and name not in by_type:
+            type_rows.append({"type": name, "delta": delta, "count": count})
+    type_rows = type_rows[:top]
+
+    chain_rows: list[dict[str, Any]] = []
+    ignore = [id(leaked), id(ids0)]
+    for objs in leaked:
+        if len(chain_rows) >= chains or not objs:
+            continue
+        obj = objs[-1]
+        chain = _chain(obj, ignore)
+        if chain:
+            chain_rows.append({"type": _type_name(obj), "repr": short_repr(obj), "chain": chain})
+    leaked.clear()
+
+    note = None
+    if not sites:
+        note = (
+            "no Python allocation site grew: the growth is outside tracemalloc's view "
+            "(C extension or native malloc), or it did not recur under tracing"
+        )
+    return {
+        "trace_frames": frames,
+        "runs": runs,
+        "traced_growth": traced_growth,
+        "sites": sites,
+        "types": type_rows,
+        "chains": chain_rows,
+        "note": note,
+    }
+
+
+def _sites(
+    snap0: tracemalloc.Snapshot, snap1: tracemalloc.Snapshot, *, runs: int, top: int
+) -> tuple[list[dict[str, Any]], int]:
     filters = [
         tracemalloc.Filter(False, tracemalloc.__file__),
         tracemalloc.Filter(False, os.path.join(_HERE, "*")),
     ]
     stats = snap1.filter_traces(filters).compare_to(snap0.filter_traces(filters), "traceback")
-    del snap0, snap1
     sites: list[dict[str, Any]] = []
     traced_growth = 0
     for stat in stats:
@@ -202,57 +291,35 @@ def attribute(
                     }
                     for fr in own or tb_frames
                 ],
+                "_where": (tb_frames[0].filename, tb_frames[0].lineno) if tb_frames else None,
             }
         )
-    del stats
+    return sites, traced_growth
 
-    # The census runs the code again without tracing, so that the snapshots'
-    # own objects are not counted as growth.
-    gc.collect()
-    census0, ids0 = _census()
-    for _ in range(runs):
-        run_once()
-    gc.collect()
-    census1, _ = _census(skip=ids0)
-    grown = sorted(
-        ((t, census1[t] - census0.get(t, 0)) for t in census1),
-        key=lambda kv: -kv[1],
-    )
-    # Like sites: at least one more object per run, or it is the harness's noise.
-    type_rows: list[dict[str, Any]] = [
-        {"type": t, "delta": d, "count": census1[t]} for t, d in grown if d >= runs
-    ][:top]
 
-    chain_rows: list[dict[str, Any]] = []
-    if type_rows and chains > 0:
-        candidates = _new_objects({row["type"] for row in type_rows[: chains * 2]}, ids0)
-        ignore = [id(candidates), id(ids0)]
-        for row in type_rows:
-            if len(chain_rows) >= chains:
-                break
-            obj = candidates.get(row["type"])
-            if obj is None:
+def _leaked_objects(
+    sites: list[dict[str, Any]], old_ids: set[int]
+) -> tuple[list[list[object]], dict[str, int]]:
+    """Per site, the new objects whose allocation traceback starts at that site,
+    and how many objects of each type are alive in all."""
+    wanted = {site["_where"]: i for i, site in enumerate(sites) if site.get("_where")}
+    found: list[list[object]] = [[] for _ in sites]
+    totals: dict[str, int] = {}
+    if wanted:
+        for obj in _reachable():
+            name = _type_name(obj)
+            totals[name] = totals.get(name, 0) + 1
+            if id(obj) in old_ids:
                 continue
-            chain = _chain(obj, ignore)
-            if chain:
-                chain_rows.append({"type": row["type"], "repr": short_repr(obj), "chain": chain})
-        candidates.clear()
-
-    note = None
-    if not sites:
-        note = (
-            "no Python allocation site grew: the growth is outside tracemalloc's view "
-            "(C extension or native malloc), or it did not recur under tracing"
-        )
-    return {
-        "trace_frames": frames,
-        "runs": runs,
-        "traced_growth": traced_growth,
-        "sites": sites,
-        "types": type_rows,
-        "chains": chain_rows,
-        "note": note,
-    }
+            tb = tracemalloc.get_object_traceback(obj)
+            if tb is None or len(tb) == 0:
+                continue
+            # get_object_traceback lists the most recent frame last.
+            key = (tb[-1].filename, tb[-1].lineno)
+            i = wanted.get(key)
+            if i is not None and len(found[i]) < 1000:
+                found[i].append(obj)
+    return found, totals
 
 
 def format_attribution(attr: dict[str, Any], *, max_sites: int = 5) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from pytest_memwatch import markers
 from pytest_memwatch.probes import PeakWatch, Prober, Sample, get_prober
+from pytest_memwatch.resources import ResourceReport, name_in_leak_verdict, resources_verdict
 from pytest_memwatch.settings import Repeat, Settings
 from pytest_memwatch.verdicts import (
     MEMORY_METRICS,
@@ -161,6 +162,11 @@ class Measurer:
             malloc=None if after.malloc is None else after.malloc - om,
             gc_objects=None if after.gc_objects is None else after.gc_objects + frozen,
         )
+        if peak is not None:
+            # The kernel's RSS counters are per-CPU approximations, so the
+            # high-water mark can read a little below a plain RSS reading taken
+            # around it; the peak is at least what either reading saw.
+            peak = max(peak, token.before.rss or 0, after.rss or 0)
         return RunMeasure(token.before, after, peak)
 
     def trimmed(self, measure: RunMeasure) -> RunMeasure:
@@ -196,6 +202,9 @@ class TestSpec:
     leak_source: str = "marker"
     repeat: Repeat | None = None
     resources: bool = False
+    # Where the resource check was asked for, and the marker's own ignore rules.
+    resources_source: str = "option"
+    resources_ignore: tuple[str, ...] = ()
     soak: dict[str, Any] | None = None
     compare_fail: tuple[str, ...] = ()
     marker_names: list[str] = field(default_factory=list)
@@ -264,6 +273,9 @@ def build_spec(nodeid: str, calls: Sequence[MarkCall], settings: Settings) -> Te
         elif call.name == "no_leaks":
             spec.no_leaks = values
             spec.resources = spec.resources or bool(values["resources"])
+            if values["resources"]:
+                spec.resources_source = "marker"
+            spec.resources_ignore = tuple(values.get("ignore") or ())
         elif call.name == "soak":
             spec.soak = values
         spec.compare_fail += tuple(values.get("compare_fail", ()) or ())
@@ -301,8 +313,14 @@ def judge(
     measures: Sequence[RunMeasure],
     plan: RepeatPlan | None,
     measurer: Measurer,
+    resources: ResourceReport | None = None,
 ) -> list[Verdict]:
-    """All verdicts for one test from its measured runs (the last one is the reported run)."""
+    """All verdicts for one test from its measured runs (the last one is the reported run).
+
+    ``resources`` is what the detailed resource check found (see
+    :mod:`pytest_memwatch.resources`); without it, a resource check falls back
+    to the thread and descriptor counts of the cheap probes.
+    """
     verdicts: list[Verdict] = []
     if not measures:
         return verdicts
@@ -346,10 +364,19 @@ def judge(
                 max(peaks) if peaks else None, int(spec.max_memory["limit"]), source="marker"
             )
         )
+    leftovers = list(resources.leaked) if resources is not None else []
     if plan is not None and spec.wants_leak_verdict:
-        verdicts.append(plan.leak_verdict(source=spec.leak_source))
-    elif spec.resources:
-        verdicts.append(resource_verdict(last.after.minus(last.before), "option"))
+        leak = plan.leak_verdict(source=spec.leak_source)
+        if resources is not None:
+            # A trend that already failed on fds or threads names their survivors
+            # itself: one failure line per problem, not two.
+            leftovers = name_in_leak_verdict(leak, resources)
+        verdicts.append(leak)
+    elif spec.resources and resources is None:
+        verdicts.append(resource_verdict(last.after.minus(last.before), spec.resources_source))
+    if spec.resources and resources is not None and (leftovers or not resources.leaked):
+        report = replace(resources, leaked=leftovers)
+        verdicts.append(resources_verdict(report, spec.resources_source))
     return verdicts
 
 
