@@ -34,6 +34,9 @@ from pytest_memwatch.engine import (
     judge,
 )
 from pytest_memwatch.fixture import MemwatchHandle
+from pytest_memwatch.ledger import Ledger, ledger_lines, merge_ledgers
+from pytest_memwatch.probes import bytes_metric
+from pytest_memwatch.resources import ResourceChecker, ResourceReport, ResourceWatch, parse_rules
 from pytest_memwatch.results import Results, RunMeta, TestResult, now_iso
 from pytest_memwatch.settings import SETTINGS, Setting, SettingError, Settings, resolve
 from pytest_memwatch.terminal import summary_lines
@@ -62,6 +65,18 @@ class SessionState:
         )
         self.output_lines: list[str] = []
         self.warned_probes = False
+        # Resource checks and the session ledger (docs/resources.md). Building
+        # them reads nothing: the first measured test starts the ledger.
+        self.resources = ResourceChecker(
+            settings.resources_ignore,
+            grace=settings.resources_grace,
+            ignore_existing=settings.resources_ignore_existing,
+        )
+        self.ledger = Ledger(self.worker or "main")
+        # Each test-running process's ledger, keyed by worker id ("main" when
+        # serial); xdist workers send theirs to the controller.
+        self.ledger_parts: dict[str, dict[str, Any]] = {}
+        self.ledger_doc: dict[str, Any] | None = None
 
     @property
     def measurer(self) -> Measurer:
@@ -90,14 +105,16 @@ class SessionState:
         if not self.is_controller:
             return
         self.meta.finished_at = now_iso()
-        self.meta.workers = _worker_count(session.config)
+        # The processes that really ran tests when known (xdist reports its
+        # workers; --tx specs set no -n), else what the options asked for.
+        self.meta.workers = len(self.meta.worker_info) or _worker_count(session.config)
         settings = self.settings
         if not (settings.json or settings.html or settings.save or settings.compare is not None):
             return
         from pytest_memwatch.outputs import finish_run
 
         self.meta.commit = _git_commit(str(session.config.rootpath))
-        doc = Results(self.meta, self.results).to_dict()
+        doc = Results(self.meta, self.results, ledger=self.ledger_doc).to_dict()
         outcome = finish_run(doc, settings, str(session.config.rootpath))
         self.output_lines.extend(outcome.lines)
         for w in outcome.warnings:
@@ -129,6 +146,12 @@ RUNS = pytest.StashKey[list[RunMeasure]]()
 PLAN = pytest.StashKey[RepeatPlan | None]()
 MARKER_ERROR = pytest.StashKey[str]()
 CLEAR_CACHES = pytest.StashKey[bool]()
+# Resource checks: whether this test's are checked, and the watch open on it.
+CHECK_RESOURCES = pytest.StashKey[bool]()
+RESOURCE_WATCH = pytest.StashKey[ResourceWatch]()
+# The node id memwatch reports, when it differs from item.nodeid: xdist's
+# --dist loadgroup appends "@group" to the ids on its workers (see xdist.py).
+NODEID = pytest.StashKey[str]()
 
 
 # -- options -------------------------------------------------------------------
@@ -195,6 +218,12 @@ def pytest_configure(config: pytest.Config) -> None:
     state = SessionState(config, settings)
     config.stash[STATE] = state
     config.pluginmanager.register(state, "memwatch-session")
+    pm = config.pluginmanager
+    if pm.hasplugin("xdist") or pm.hasplugin("xdist.plugin"):
+        # Imported only here: with -p no:xdist (or without xdist) nothing of it loads.
+        from pytest_memwatch import xdist as memwatch_xdist
+
+        pm.register(memwatch_xdist, "memwatch-xdist")
 
 
 def _state(config: pytest.Config) -> SessionState | None:
@@ -308,7 +337,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     if state is None or not item.stash.get(MEASURE, False):
         return None
     try:
-        spec = build_spec(item.nodeid, _mark_calls(item), state.settings)
+        spec = build_spec(_nodeid(item), _mark_calls(item), state.settings)
     except markers.MarkerError as exc:
         # Reported by pytest_runtest_setup, so this one test errors at setup.
         item.stash[MARKER_ERROR] = str(exc)
@@ -321,6 +350,10 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     # Emptying interpreter caches costs every later lookup a refill; do it only
     # where a verdict depends on exact numbers, not for plain measuring.
     item.stash[CLEAR_CACHES] = spec.has_verdict
+    if not state.ledger.started:
+        # Before the first measured test, outside any measured window.
+        state.ledger.start(state.measurer.prober.sample())
+    item.stash[CHECK_RESOURCES] = spec.resources
     last: RunMeasure | None = None
     keep = _KeepCollectors(item)
     kept = False
@@ -336,12 +369,14 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
                 break
     measures = [last] if last is not None else []
     item.stash[PLAN] = None
+    found = _finish_resources(item, state, spec)
     duration = time.perf_counter() - start
     ok = _passed(reports) and bool(measures)
-    verdicts = judge(spec, measures, plan, state.measurer) if ok else []
+    verdicts = judge(spec, measures, plan, state.measurer, found) if ok else []
     failed = [v for v in verdicts if not v.passed]
     attribution = None
-    if failed and state.settings.trace > 0:
+    # Attribution explains growth; a peak over its limit leaves nothing behind.
+    if state.settings.trace > 0 and any(v.kind in ("max_growth", "leak") for v in failed):
         kept = True
         attribution = _attribute(item, keep, state.settings.trace)
     if kept:
@@ -349,6 +384,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         if final is not None:
             reports.append(final)
     result = _result(item, state, spec, measures, plan, verdicts, attribution, reports, duration)
+    state.ledger.record_growth(result.nodeid, bytes_metric(result.growth))
+    if found is not None:
+        state.ledger.add(result.nodeid, "test", found.leaked)
     _apply(
         reports,
         result,
@@ -405,7 +443,7 @@ def _result(
         if rep.skipped:
             outcome = "skipped"
     result = TestResult(
-        nodeid=item.nodeid,
+        nodeid=_nodeid(item),
         outcome=outcome,
         worker=state.worker,
         duration_s=duration,
@@ -497,7 +535,11 @@ def _memwatch_probe(request: pytest.FixtureRequest) -> Generator[None]:
     measurer = state.measurer
     plan = item.stash.get(PLAN, None)
     clear = item.stash.get(CLEAR_CACHES, True)
+    _open_resource_watch(item, state, plan)
     token = measurer.begin(clear_caches=clear)
+    state.ledger.checkpoint(
+        _nodeid(item), "fixtures", token.before, functools.partial(_scoped_fixtures, item)
+    )
     yield
     _drop_finished_dependents(item)
     measure = measurer.end(token, clear_caches=clear)
@@ -507,6 +549,51 @@ def _memwatch_probe(request: pytest.FixtureRequest) -> Generator[None]:
     runs = item.stash[RUNS]
     runs.clear()
     runs.append(measure)
+    state.ledger.checkpoint(_nodeid(item), "test", measure.after)
+
+
+def _open_resource_watch(item: pytest.Item, state: SessionState, plan: RepeatPlan | None) -> None:
+    """Start the detailed resource snapshot of a checked test, before its memory reading.
+
+    Taken before the first reading, so the snapshot is alive in both readings
+    and adds nothing to the test's growth. A repeated test is watched from its
+    first measured run to the end of its last: what the warmup runs leave (a
+    lazily started pool) is a one-time cost, not a leak.
+    """
+    if not item.stash.get(CHECK_RESOURCES, False) or RESOURCE_WATCH in item.stash:
+        return
+    if plan is not None and plan.count != plan.warmup:
+        return
+    item.stash[RESOURCE_WATCH] = state.resources.begin()
+
+
+def _finish_resources(
+    item: pytest.Item, state: SessionState, spec: TestSpec
+) -> ResourceReport | None:
+    """What the checked test left behind (waiting out the grace period), or ``None``."""
+    # Cleared first: the attribution re-runs that may follow must open no watch.
+    item.stash[CHECK_RESOURCES] = False
+    watch = item.stash.get(RESOURCE_WATCH, None)
+    if watch is None:
+        return None
+    del item.stash[RESOURCE_WATCH]
+    return state.resources.finish(watch, parse_rules(spec.resources_ignore))
+
+
+def _scoped_fixtures(item: pytest.Item) -> list[str]:
+    """The test's module-, class-, package- and session-scoped fixtures, for the ledger."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return []
+    return [
+        f"{name} ({defs[-1].scope})"
+        for name, defs in info.name2fixturedefs.items()
+        if defs and defs[-1].scope != "function" and not name.startswith("_memwatch")
+    ]
+
+
+def _nodeid(item: pytest.Item) -> str:
+    return item.stash.get(NODEID, item.nodeid)
 
 
 def _drop_finished_dependents(item: pytest.Item) -> None:
@@ -557,6 +644,46 @@ def memwatch(request: pytest.FixtureRequest) -> Generator[MemwatchHandle]:
     handle = MemwatchHandle(request.node.nodeid)
     yield handle
     handle.finish()
+
+
+# -- resources and the session ledger -------------------------------------------
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    state = _state(session.config)
+    if state is None or not state.settings.resources_ignore_existing:
+        return
+    if session.config.pluginmanager.hasplugin("dsession"):
+        return  # an xdist controller runs no tests; each worker records its own
+    state.resources.remember_existing()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Close this process's ledger; on the controller, merge every process's into the results.
+
+    Runs after every fixture's teardown and before the results are written
+    (and, on an xdist worker, before the worker sends its output).
+    """
+    state = _state(session.config)
+    if state is None:
+        return
+    if state.ledger.started:
+        # Thawed first, so the final reading collects the whole heap.
+        state.hygiene.close()
+        prober = state.measurer.prober
+        key = state.worker or "main"
+        state.ledger_parts[key] = state.ledger.finish(
+            prober.sample(), state.settings.resources_grace
+        )
+        state.meta.worker_info[key] = {
+            "pid": os.getpid(),
+            "measured": state.ledger.measured,
+            "unavailable_probes": dict(prober.unavailable),
+        }
+    if state.is_controller and state.ledger_parts:
+        state.ledger_doc = merge_ledgers(state.ledger_parts)
+        state.output_lines.extend(ledger_lines(state.ledger_doc, session.config.get_verbosity()))
 
 
 # -- results -------------------------------------------------------------------
