@@ -257,3 +257,41 @@ def test_fixtures_over_higher_scoped_fixtures_are_not_a_leak(
     )
     result = runner.sub("--memwatch-trace=0")
     result.assert_outcomes(passed=2)
+
+
+def test_repeat_covers_unittest_test_cases(pytester: pytest.Pytester, runner: Runner) -> None:
+    # TestCase tests never go through pytest_pyfunc_call; they must be repeated
+    # and judged all the same, with setUpClass run once.
+    pytester.makepyfile(
+        test_cases="""
+        import os
+        import unittest
+
+        LEAK = []
+        LOG = os.path.join(os.path.dirname(__file__), "calls.log")
+
+        def log(what):
+            with open(LOG, "a") as f:
+                f.write(what + "\\n")
+
+        class TestStore(unittest.TestCase):
+            @classmethod
+            def setUpClass(cls):
+                log("setUpClass")
+
+            def setUp(self):
+                log("setUp")
+
+            def test_clean(self):
+                self.assertEqual(sum([1, 2]), 3)
+
+            def test_leaky(self):
+                LEAK.append(bytearray(64 * 1024))
+        """
+    )
+    result = runner.sub("--memwatch-repeat=1:3", "--memwatch-trace=0")
+    result.assert_outcomes(passed=1, failed=1)
+    assert "FAILED (memwatch) test_cases.py::TestStore::test_leaky" in result.stdout.str()
+    calls = (pytester.path / "calls.log").read_text().split()
+    assert calls.count("setUpClass") == 1
+    assert calls.count("setUp") >= 8  # 1 + 3 runs of each test at least
