@@ -47,7 +47,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from reference_app import faults
 
@@ -69,6 +69,30 @@ ACTIVE, PAUSED, STOPPED, EXPIRED = "active", "paused", "stopped", "expired"
 LIVE_STATES = (ACTIVE, PAUSED)
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d{8})\.json$")
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class TranscriptStore(Protocol):
+    """What the manager needs from a store (``reference_app.storage.SecureStorage``)."""
+
+    def open_session(self, session_id: str, metadata: Mapping[str, Any] | None = None) -> None: ...
+
+    def close_session(self, session_id: str) -> None: ...
+
+    def add_transcript(
+        self, session_id: str, text: str, *, start: float | None = None, end: float | None = None
+    ) -> int: ...
+
+    def session_info(self, session_id: str) -> dict[str, Any]: ...
+
+
+class MetricsSink(Protocol):
+    """What the manager needs from a collector (``reference_app.metrics.MetricsCollector``)."""
+
+    def record(self, name: str, value: float, timestamp: float | None = None) -> None: ...
+
+    def latest(self, name: str) -> Any: ...
+
+    def summary(self) -> dict[str, dict[str, float]]: ...
 
 
 class SessionError(Exception):
@@ -267,8 +291,8 @@ class SessionManager:
         background: bool = True,
         keep_checkpoints: int = 3,
         recent_limit: int = 20,
-        storage: Any = None,
-        metrics: Any = None,
+        storage: TranscriptStore | None = None,
+        metrics: MetricsSink | None = None,
         clock: Callable[[], float] = time.time,
         tick_seconds: float | None = None,
         config_faults: Iterable[str] | None = None,
@@ -735,8 +759,10 @@ class SessionManager:
             "recent_text": list(session.recent),
         }
         if self.storage is not None:
-            with contextlib.suppress(Exception):
+            try:
                 report["storage"] = self.storage.session_info(session.id)
+            except Exception as exc:  # a report is still worth having without the store
+                report["storage_error"] = f"{type(exc).__name__}: {exc}"
         if self.metrics is not None:
             report["metrics"] = self.metrics.summary()
         return report
@@ -763,8 +789,13 @@ class SessionManager:
             self._checkpoint_locked(session)
         finally:
             if self.storage is not None:
-                with contextlib.suppress(Exception):
+                try:
                     self.storage.close_session(session.id)
+                except Exception as exc:
+                    # The session is over in memory and on disk; a store that
+                    # cannot record it must not keep it alive. It stays active
+                    # there, so cleanup keeps its text: nothing is lost.
+                    log.warning("could not close session %s in the store: %s", session.id, exc)
             if not self._never_expire:
                 del self._sessions[session.id]
                 self._seq.pop(session.id, None)

@@ -43,7 +43,7 @@ import stat
 import time
 import uuid
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -256,7 +256,7 @@ class SecureStorage:
         compression_threshold: int = 1024,
         max_storage_mb: float = 500.0,
         busy_timeout: float = 10.0,
-        clock: Any = time.time,
+        clock: Callable[[], float] = time.time,
         config_faults: Iterable[str] | None = None,
     ) -> None:
         self.path = Path(path)
