@@ -28,7 +28,7 @@ def make_cache(**overrides: object) -> AdaptiveMemoryCache[str, str]:
         "pressure_check_seconds": 1e9,  # only explicit checks, unless a test says otherwise
     }
     options.update(overrides)
-    return AdaptiveMemoryCache(**options)  # type: ignore[arg-type]
+    return AdaptiveMemoryCache(**options)
 
 
 def test_hit_and_miss_are_counted() -> None:
@@ -377,7 +377,7 @@ def test_audio_key_accepts_non_contiguous_arrays() -> None:
 
 def test_transcript_cache_transcribes_each_chunk_once() -> None:
     calls: list[int] = []
-    cache = TranscriptCache(make_cache())  # type: ignore[arg-type]
+    cache = TranscriptCache(make_cache())
     chunk = np.ones(800, dtype=np.float32)
 
     def transcribe() -> str:
@@ -396,11 +396,11 @@ def test_transcript_cache_transcribes_each_chunk_once() -> None:
 def test_transcript_cache_uses_the_cache_it_is_given_even_when_empty() -> None:
     inner = make_cache()
     assert len(inner) == 0  # falsy: an "or" default would have replaced it
-    assert TranscriptCache(inner).cache is inner  # type: ignore[arg-type]
+    assert TranscriptCache(inner).cache is inner
 
 
 def test_transcript_cache_put_returns_the_key() -> None:
-    cache = TranscriptCache(make_cache())  # type: ignore[arg-type]
+    cache = TranscriptCache(make_cache())
     key = cache.put(b"\x00\x01", "text", engine="e")
     assert key == audio_key(b"\x00\x01", engine="e")
     assert key in cache.cache

@@ -379,7 +379,7 @@ def test_metrics_see_checkpoints_and_status_reports_memory(
     assert status["memory_status"]["rss_mb"] > 1
     assert status["transcriptions"] == 0 and status["checkpoints"] == 1
     assert metrics.latest("checkpoint.bytes") is not None
-    assert metrics.latest("sessions.active").value == 1.0  # type: ignore[union-attr]
+    assert metrics.latest("sessions.active").value == 1.0
 
 
 def test_seed_configuration_keys(tmp_path: Path) -> None:
@@ -473,7 +473,7 @@ def test_recover_all_respects_the_limit(make_manager: Callable[..., SessionManag
 def test_owner_alive() -> None:
     import psutil
 
-    me = {
+    me: dict[str, Any] = {
         "pid": os.getpid(),
         "started": psutil.Process().create_time(),
         "host": socket.gethostname(),

@@ -449,7 +449,7 @@ def disk_full_after(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     limit: dict[str, int] = {}
 
     def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        conn = real_connect(*args, **kwargs)
+        conn: sqlite3.Connection = real_connect(*args, **kwargs)
         if "pages" in limit:
             conn.execute(f"PRAGMA max_page_count = {limit['pages']}")
         return conn
