@@ -87,11 +87,14 @@ class GcHygiene:
         gc.freeze()
         self.active = True
 
-    def close(self) -> None:
+    def thaw(self) -> None:
+        """Give the frozen heap back to the collector (until the next before_test)."""
         if self.active:
             gc.unfreeze()
             self.active = False
             self.frozen = 0
+
+    close = thaw
 
 
 @dataclass
@@ -135,18 +138,30 @@ class Measurer:
         self._offset = (blocks[2], malloc[2])
         return self._offset
 
-    def begin(self, *, clear_caches: bool = False) -> RunToken:
+    def begin(self, *, clear_caches: bool = False, freeze: bool = True) -> RunToken:
+        """Read the probes before a run.
+
+        ``freeze=False`` for repeated runs, whose verdict depends on every
+        cycle being collected: with part of the heap frozen, garbage that
+        involves a frozen object is never reclaimed, and a test that starts and
+        joins a thread read as +10 blocks every few runs. Those runs pay for
+        full collections of the whole heap instead.
+        """
         if self._offset is None:
             self._calibrate()
         if clear_caches:
             clear_interpreter_caches()
-        if self.hygiene is not None:
+        if self.hygiene is not None and not freeze:
+            self.hygiene.thaw()
+        if self.hygiene is not None and freeze:
             self.hygiene.before_test()
             before = self.prober.sample(collect=False)
             if before.gc_objects is not None:
                 before = replace(before, gc_objects=before.gc_objects + self.hygiene.frozen)
         else:
             before = self.prober.sample()
+            if self.hygiene is not None and before.gc_objects is not None:
+                before = replace(before, gc_objects=before.gc_objects + self.hygiene.frozen)
         return RunToken(before, self.prober.start_peak())
 
     def end(self, token: RunToken, *, clear_caches: bool = False) -> RunMeasure:

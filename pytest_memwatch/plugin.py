@@ -463,6 +463,11 @@ def _result(
         result.runs = [r.to_dict() for r in plan.records]
     if spec.compare_fail:
         result.compare_fail = list(spec.compare_fail)
+    soak = item.stash.get(SOAK_OUTCOME, None)
+    if soak is not None:
+        del item.stash[SOAK_OUTCOME]  # pop: the series is the result's now
+        result.soak = soak.data
+        result.verdicts.append(soak.verdict.to_dict())
     if any(v.passed is False for v in verdicts):
         result.outcome = "failed"
     return result
@@ -536,7 +541,7 @@ def _memwatch_probe(request: pytest.FixtureRequest) -> Generator[None]:
     plan = item.stash.get(PLAN, None)
     clear = item.stash.get(CLEAR_CACHES, True)
     _open_resource_watch(item, state, plan)
-    token = measurer.begin(clear_caches=clear)
+    token = measurer.begin(clear_caches=clear, freeze=plan is None)
     state.ledger.checkpoint(
         _nodeid(item), "fixtures", token.before, functools.partial(_scoped_fixtures, item)
     )
@@ -725,3 +730,152 @@ def _warn_unavailable_probes(config: pytest.Config, state: SessionState) -> None
             # collection hook: an INTERNALERROR for the whole session. A missing
             # probe degrades; it must not stop the run, so say it in the summary.
             state.output_lines.append(f"WARNING: {message}")
+
+
+# -- soak tests ---------------------------------------------------------------------
+# The ``soak`` fixture, and the call hook that ends a soak run with the test body
+# so that its verdict becomes the test's outcome. Sampling, the samples file,
+# signals, resuming and the verdict live in pytest_memwatch.soak; docs/soak.md.
+
+from pytest_memwatch import soak as soak_engine  # noqa: E402  (this section stands alone)
+
+SOAK_RUN = pytest.StashKey[soak_engine.SoakRun]()
+SOAK_OUTCOME = pytest.StashKey[soak_engine.SoakOutcome]()
+
+
+@pytest.fixture
+def soak(request: pytest.FixtureRequest) -> Generator[soak_engine.SoakHandle]:
+    """Drive a soak test: iterate it, or hand it a step function.
+
+    The test needs ``@pytest.mark.soak(duration, interval=..., max_growth_rate=...,
+    warmup=...)``; it runs only with ``--memwatch-soak`` or ``-m soak``. The loop
+    ends when the duration (capped by ``--memwatch-soak-duration``) is up, or
+    early on SIGTERM/SIGINT; then the growth rate after warmup is judged.
+
+    Example::
+
+        @pytest.mark.soak("8h", interval="30s", max_growth_rate="1 MiB/h")
+        def test_transcription_session(soak, app):
+            for tick in soak:
+                app.transcribe(next_chunk())
+
+        @pytest.mark.soak("30m")
+        def test_cache_churn(soak, cache):
+            soak.run(lambda: cache.get(random_key()))
+    """
+    item = request.node
+    item.stash[SOAK_RUN] = _soak_prepare(item)
+    yield soak_engine.SoakHandle(item.stash[SOAK_RUN])
+    _soak_finish(item)
+
+
+def _soak_prepare(item: pytest.Item) -> soak_engine.SoakRun:
+    """The run for this test; a bad marker or samples file fails the test at setup."""
+    state = _state(item.config)
+    settings = state.settings if state is not None else Settings()
+    marker = item.get_closest_marker("soak")
+    if marker is None:
+        pytest.fail(
+            f"memwatch: {item.nodeid}: the soak fixture needs a soak marker on the test, "
+            f"e.g. {markers.SOAK.example}",
+            pytrace=False,
+        )
+    try:
+        values = markers.SOAK.parse(marker.args, marker.kwargs)
+        plan = soak_engine.make_plan(item.nodeid, values, cap=settings.soak_duration)
+    except (markers.MarkerError, soak_engine.SoakError) as exc:
+        message = markers.error_message(item.nodeid, "soak", marker.args, marker.kwargs, str(exc))
+        pytest.fail(message, pytrace=False)
+    progress = None if hasattr(item.config, "workerinput") else _SoakProgressLine(item.config)
+    try:
+        return soak_engine.SoakRun.prepare(
+            plan,
+            item.config.rootpath / settings.storage / "soak",
+            resume=settings.soak_resume,
+            progress=progress,
+            # A terminal gets a live line; a log gets a line a minute, not a flood.
+            progress_every=1.0 if progress and progress.tty else max(plan.interval_s, 60.0),
+            meta={"pytest_version": pytest.__version__},
+        )
+    except soak_engine.SoakError as exc:
+        pytest.fail(f"memwatch: {item.nodeid}: {exc}", pytrace=False)
+
+
+def _soak_finish(item: pytest.Item) -> soak_engine.SoakOutcome | None:
+    """Finish the test's soak run once; keep its outcome for ``_result``."""
+    run = item.stash.get(SOAK_RUN, None)
+    if run is None:
+        return item.stash.get(SOAK_OUTCOME, None)
+    # Pop, not get: the run holds its samples and the test's step closures.
+    del item.stash[SOAK_RUN]
+    outcome = run.finish()
+    if outcome is None:
+        return None
+    item.stash[SOAK_OUTCOME] = outcome
+    state = _state(item.config)
+    if run.write_error and state is not None:
+        state.output_lines.append(f"WARNING: memwatch: {item.nodeid}: {run.write_error}")
+    if outcome.stop_reason is not None:
+        # The signal was meant for the whole run: this test reports its partial
+        # verdict, then pytest stops (exit status 2) and still writes its reports.
+        item.session.shouldstop = f"memwatch: soak run stopped by {outcome.stop_reason}"
+    return outcome
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None]:
+    """End a soak run with the test body; a failed soak verdict fails the call."""
+    if SOAK_RUN not in item.stash:
+        return (yield)
+    try:
+        yield
+    except BaseException:
+        # The test's own failure (or skip) is what it reports; the samples are kept.
+        _soak_finish(item)
+        raise
+    outcome = _soak_finish(item)
+    if outcome is not None and not outcome.verdict.passed:
+        pytest.fail(f"memwatch {outcome.verdict.message}", pytrace=False)
+    return None
+
+
+class _SoakProgressLine:
+    """Shows soak progress: one line rewritten in place on a terminal, plain lines in a log.
+
+    Called from the sampler thread while the test runs, so it suspends output
+    capture around each write, as pytest's live logging does.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._tr = config.pluginmanager.get_plugin("terminalreporter")
+        self._capman = config.pluginmanager.get_plugin("capturemanager")
+        self.tty = bool(self._tr is not None and self._tr.isatty())
+        self._width = 0
+
+    def __call__(self, progress: soak_engine.SoakProgress) -> None:
+        import contextlib
+        import shutil
+
+        tr = self._tr
+        if tr is None:
+            return
+        suspended = (
+            self._capman.global_and_fixture_disabled()
+            if self._capman is not None
+            else contextlib.nullcontext()
+        )
+        with suspended:
+            if not self.tty:
+                if not progress.final:
+                    tr.write_line(soak_engine.format_progress(progress))
+                return
+            if progress.final:
+                if self._width:
+                    tr.write("\r" + " " * self._width + "\r", flush=True)
+                self._width = 0
+                return
+            text = soak_engine.format_progress(progress)[: shutil.get_terminal_size().columns - 1]
+            if not self._width:
+                tr.write("\n")  # below the test's name, as live logging does
+            tr.write("\r" + text.ljust(self._width), flush=True)
+            self._width = len(text)
