@@ -27,7 +27,7 @@ class MarkerError(ValueError):
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str  # size | int | bool | str | duration | rate | fraction | exprs
+    kind: str  # size | int | bool | str | duration | rate | fraction | exprs | rules
     default: Any = None
     positional: bool = False
     required: bool = False
@@ -137,6 +137,22 @@ def _convert(p: Param, raw: Any) -> Any:
             except ValueError as exc:
                 raise MarkerError(f"{p.name}={item!r}: {exc}") from None
         return tuple(items)
+    if p.kind == "rules":
+        items = [raw] if isinstance(raw, str) else raw
+        if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
+            raise MarkerError(
+                f"{p.name}={raw!r}: expected 'KIND:GLOB' or a list of them, "
+                f"e.g. {p.name}=['thread:worker-*']"
+            )
+        from pytest_memwatch.resources import parse_rule
+
+        rules = []
+        for item in items:
+            try:
+                rules.append(str(parse_rule(item)))
+            except ValueError as exc:
+                raise MarkerError(f"{p.name}={item!r}: {exc}") from None
+        return tuple(rules)
     raise AssertionError(f"unknown parameter kind {p.kind}")
 
 
@@ -170,7 +186,13 @@ NO_LEAKS = MarkerSchema(
     (
         Param("warmup", "int", 2, minimum=0, doc=_WARMUP_DOC),
         Param("runs", "int", 5, minimum=2, doc=_RUNS_DOC),
-        Param("resources", "bool", True, doc="also fail on threads/fds left behind"),
+        Param(
+            "resources",
+            "bool",
+            True,
+            doc="also fail on threads, files, sockets, processes, temp files or tasks left behind",
+        ),
+        Param("ignore", "rules", (), doc="this test's own KIND:GLOB resource ignore rules"),
         _COMPARE,
     ),
     "re-run the test and fail it when memory or resources grow run after run.",

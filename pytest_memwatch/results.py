@@ -12,7 +12,8 @@ Document layout (``schema_version`` 1)::
       "tool": "pytest-memwatch",
       "run": RunMeta,
       "tests": [TestResult, ...],
-      "totals": Totals
+      "totals": Totals,
+      "ledger": Ledger            (optional: docs/resources.md)
     }
 """
 
@@ -142,6 +143,10 @@ class RunMeta:
     args: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     unavailable_probes: dict[str, str] = field(default_factory=dict)
+    # Per process that ran tests ("main", or the xdist worker id): its pid, how
+    # many tests it measured and which probes it lacked. Workers send theirs to
+    # the controller at session end (docs/parallel.md).
+    worker_info: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -156,6 +161,7 @@ class RunMeta:
             "args": self.args,
             "settings": self.settings,
             "unavailable_probes": self.unavailable_probes,
+            "worker_info": self.worker_info,
         }
 
 
@@ -185,6 +191,8 @@ def totals(tests: list[TestResult]) -> dict[str, Any]:
 class Results:
     run: RunMeta
     tests: list[TestResult] = field(default_factory=list)
+    # The session ledger (pytest_memwatch.ledger.merge_ledgers), when tests ran.
+    ledger: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -193,4 +201,5 @@ class Results:
             "run": self.run.to_dict(),
             "tests": [t.to_dict() for t in self.tests],
             "totals": totals(self.tests),
+            **({"ledger": self.ledger} if self.ledger is not None else {}),
         }

@@ -135,6 +135,24 @@ def _tolerance(value: str) -> str:
     return value.strip()
 
 
+def _ignore_rule(value: str) -> str:
+    # Checked here, so a typo in the ini file is a usage error before any test
+    # runs; the engine parses the validated text again when it needs the rule.
+    from pytest_memwatch.resources import parse_rule
+
+    return str(parse_rule(value))
+
+
+def _grace(value: str) -> float:
+    stripped = value.strip()
+    if _is_number(stripped) and float(stripped) == 0:
+        return 0.0
+    try:
+        return _duration(stripped)
+    except ValueError:
+        raise ValueError('expected "1s", "250ms" or 0 for no wait') from None
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str  # attribute on Settings
@@ -300,12 +318,48 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "resources",
         "--memwatch-resources",
-        "also fail tests that leave threads or file descriptors behind",
+        "also fail tests that leave threads, open files or fds, sockets, child processes, "
+        "temp files or pending asyncio tasks behind",
         _bool,
         False,
         "true or false",
         kind="flag",
         env="PYTEST_MEMWATCH_RESOURCES",
+        type_doc="bool",
+    ),
+    Setting(
+        "resources_ignore",
+        "--memwatch-resources-ignore",
+        "do not count resources matching KIND:GLOB, e.g. thread:ThreadPoolExecutor-* "
+        "(kinds: thread, origin, fd, socket, process, tempfile, task; repeatable)",
+        _ignore_rule,
+        None,
+        "KIND:GLOB, e.g. thread:ThreadPoolExecutor-* or origin:grpc.*",
+        kind="append",
+        env="PYTEST_MEMWATCH_RESOURCES_IGNORE",
+        type_doc="list of KIND:GLOB",
+    ),
+    Setting(
+        "resources_grace",
+        "--memwatch-resources-grace",
+        "how long to wait for threads, processes and files that are still shutting down "
+        "before calling them leaked (0: no wait)",
+        _grace,
+        1.0,
+        '"1s", "250ms" or 0 for no wait',
+        env="PYTEST_MEMWATCH_RESOURCES_GRACE",
+        type_doc="duration",
+    ),
+    Setting(
+        "resources_ignore_existing",
+        "--memwatch-resources-ignore-existing",
+        "do not count resources that look like ones the process had at session start "
+        "(to adopt resource checks on a large suite)",
+        _bool,
+        False,
+        "true or false",
+        kind="flag",
+        env="PYTEST_MEMWATCH_RESOURCES_IGNORE_EXISTING",
         type_doc="bool",
     ),
 )
@@ -330,6 +384,9 @@ class Settings:
     soak_duration: float | None = None
     soak_resume: bool = False
     resources: bool = False
+    resources_ignore: tuple[str, ...] = ()
+    resources_grace: float = 1.0
+    resources_ignore_existing: bool = False
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property

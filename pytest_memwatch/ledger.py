@@ -1,0 +1,235 @@
+"""The session ledger: who left resources or memory behind that was still there at session end.
+
+A leak that grows over a whole session (a thread per test module, a file a
+fixture never closes) may be too small to fail any one test. The ledger keeps,
+per process that runs tests:
+
+- the threads and descriptors each test or fixture set-up created and did not
+  release. It costs nothing per test: the cheap probes already count threads
+  and descriptors before and after every test, and only when a count went up
+  are they listed and the new ones described. Tests whose resources are
+  checked in detail add everything their check found (processes, temp files,
+  tasks too).
+- the tests that left the most memory behind (a fixed-size top list, so the
+  ledger does not grow with the suite).
+
+At session end, after every fixture is torn down, it re-checks which recorded
+resources are still alive (with the same grace period as a test's check) and
+reports those with their culprit, and the process's growth over the session.
+Workers' ledgers are merged on the controller (:func:`merge_ledgers`).
+Nothing here imports pytest.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_memwatch.probes import Sample
+from pytest_memwatch.resources import Liveness, Resource, known_keys, new_resources
+from pytest_memwatch.units import format_size
+
+TOP_GROWTH = 10
+# A pathological suite (a thread per test, never stopped) must not make the
+# ledger itself a leak: past this many entries only a count is kept.
+MAX_ENTRIES = 1000
+
+
+@dataclass(frozen=True)
+class Entry:
+    resource: Resource
+    owner: str  # node id of the test, or of the test whose fixtures were being set up
+    phase: str  # "test" | "fixtures"
+    fixtures: tuple[str, ...] = ()
+
+    def to_dict(self, worker: str) -> dict[str, Any]:
+        return {
+            **self.resource.to_dict(),
+            "owner": self.owner,
+            "phase": self.phase,
+            "fixtures": list(self.fixtures),
+            "worker": worker,
+        }
+
+
+class Ledger:
+    """One per process that runs tests; see the module docstring.
+
+    Usage: :meth:`start` once before the first measured test,
+    :meth:`checkpoint` at each reading of the cheap probes, :meth:`add` for
+    what a detailed check found, :meth:`record_growth` per test, and
+    :meth:`finish` at session end.
+    """
+
+    def __init__(
+        self,
+        worker: str = "main",
+        *,
+        top: int = TOP_GROWTH,
+        max_entries: int = MAX_ENTRIES,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.worker = worker
+        self.top = top
+        self.max_entries = max_entries
+        self.started = False
+        self.measured = 0
+        self._sleep = sleep
+        self._start: Sample | None = None
+        self._last: tuple[int | None, int | None] = (None, None)
+        self._known_threads: set[tuple[Any, ...]] = set()
+        self._known_fds: set[int] = set()
+        self._entries: dict[tuple[Any, ...], Entry] = {}
+        self._dropped = 0
+        # A min-heap of (bytes, sequence, node id): the smallest of the top is evicted.
+        self._growth: list[tuple[int, int, str]] = []
+        self._seq = 0
+
+    def start(self, sample: Sample) -> None:
+        """Record what the process has before its first measured test."""
+        self.started = True
+        self._start = sample
+        self._last = (sample.fds, sample.threads)
+        self._known_threads, self._known_fds = known_keys()
+
+    def checkpoint(
+        self,
+        owner: str,
+        phase: str,
+        sample: Sample,
+        fixtures: Callable[[], Sequence[str]] | None = None,
+    ) -> None:
+        """Compare the thread and descriptor counts with the previous reading.
+
+        Only when one went up are the threads and descriptors listed; the new
+        ones are charged to ``owner`` (``phase`` "fixtures" for what appeared
+        while its higher-scoped fixtures were set up, "test" for the test).
+        """
+        counts = (sample.fds, sample.threads)
+        grew = any(
+            now is not None and before is not None and now > before
+            for now, before in zip(counts, self._last, strict=True)
+        )
+        self._last = counts
+        if not grew or not self.started:
+            return
+        new, self._known_threads, self._known_fds = new_resources(
+            self._known_threads, self._known_fds
+        )
+        if new:
+            self.add(owner, phase, new, fixtures() if fixtures is not None else ())
+
+    def add(
+        self, owner: str, phase: str, found: Iterable[Resource], fixtures: Sequence[str] = ()
+    ) -> None:
+        for res in found:
+            if res.key in self._entries:
+                continue
+            if len(self._entries) >= self.max_entries:
+                self._dropped += 1
+                continue
+            self._entries[res.key] = Entry(res, owner, phase, tuple(fixtures))
+
+    def record_growth(self, nodeid: str, grown: float | None) -> None:
+        """Bytes one test left behind; only the largest ``top`` are kept."""
+        self.measured += 1
+        if grown is None or grown <= 0 or self.top <= 0:
+            return
+        self._seq += 1
+        item = (int(grown), self._seq, nodeid)
+        if len(self._growth) < self.top:
+            heapq.heappush(self._growth, item)
+        elif item > self._growth[0]:
+            heapq.heapreplace(self._growth, item)
+
+    def finish(self, end: Sample | None, grace: float = 0.0) -> dict[str, Any]:
+        """Re-check what is still alive and return this process's ledger (plain data)."""
+        entries = list(self._entries.values())
+        alive = [e for e in entries if Liveness()(e.resource)] if entries else []
+        waited, pause = 0.0, 0.01
+        # Threads told to stop at session teardown may still be finishing.
+        while alive and waited < grace:
+            step = min(pause, grace - waited)
+            self._sleep(step)
+            waited += step
+            pause *= 2
+            check = Liveness()
+            alive = [e for e in alive if check(e.resource)]
+        start = self._start
+        session = None
+        if start is not None and end is not None:
+            session = {"start": start.to_dict(), "end": end.to_dict(), "growth": end.minus(start)}
+        return {
+            "session": session,
+            "measured": self.measured,
+            "resources": [e.to_dict(self.worker) for e in alive],
+            "recorded": len(entries) + self._dropped,
+            "released": len(entries) - len(alive),
+            "growth": [
+                {"nodeid": nodeid, "worker": self.worker, "bytes": grown}
+                for grown, _, nodeid in sorted(self._growth, reverse=True)
+            ],
+        }
+
+
+def merge_ledgers(parts: Mapping[str, Mapping[str, Any]], top: int = TOP_GROWTH) -> dict[str, Any]:
+    """One ledger for the results document from each process's (keyed by worker id)."""
+    growth = sorted(
+        (g for p in parts.values() for g in p.get("growth") or []),
+        key=lambda g: -int(g["bytes"]),
+    )
+    return {
+        "sessions": {w: p.get("session") for w, p in sorted(parts.items())},
+        "resources": [r for _, p in sorted(parts.items()) for r in p.get("resources") or []],
+        "recorded": sum(int(p.get("recorded") or 0) for p in parts.values()),
+        "released": sum(int(p.get("released") or 0) for p in parts.values()),
+        "growth": growth[:top],
+    }
+
+
+def _culprit(r: Mapping[str, Any]) -> str:
+    owner = str(r.get("owner", "?"))
+    if r.get("phase") == "fixtures":
+        names = ", ".join(r.get("fixtures") or [])
+        owner = f"the fixtures set up for {owner}" + (f" ({names})" if names else "")
+    worker = r.get("worker")
+    return owner + (f" [{worker}]" if worker and worker != "main" else "")
+
+
+def ledger_lines(ledger: Mapping[str, Any] | None, verbosity: int = 0) -> list[str]:
+    """Terminal summary lines: survivors and their culprits; session growth when asked (-v)."""
+    if not ledger:
+        return []
+    lines: list[str] = []
+    alive = ledger.get("resources") or []
+    if alive:
+        lines.append(
+            f"ledger: {len(alive)} resource{'s' if len(alive) != 1 else ''} left behind by "
+            "tests or fixtures still there at session end:"
+        )
+        lines += [f"  {r['description']} - left by {_culprit(r)}" for r in alive]
+    if verbosity >= 1 or alive:
+        sessions = ledger.get("sessions") or {}
+        for worker, s in sessions.items():
+            if not s:
+                continue
+            g = s.get("growth") or {}
+            blocks = g.get("blocks")
+            label = f" ({worker})" if len(sessions) > 1 or worker != "main" else ""
+            lines.append(
+                f"session growth{label}: RSS {format_size(g.get('rss'), signed=True)}, "
+                f"malloc {format_size(g.get('malloc'), signed=True)}, "
+                f"{'n/a' if blocks is None else f'{blocks:+d}'} blocks"
+            )
+        growth = ledger.get("growth") or []
+        if growth:
+            lines.append(
+                "left the most memory behind: "
+                + ", ".join(
+                    f"{g['nodeid']} ({format_size(g['bytes'], signed=True)})" for g in growth[:3]
+                )
+            )
+    return lines

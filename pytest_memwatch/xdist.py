@@ -1,0 +1,118 @@
+"""pytest-xdist support: workers measure, the controller merges and writes.
+
+Registered by :func:`pytest_memwatch.plugin.pytest_configure` only when the
+xdist plugin is loaded, in the controller and in every worker.
+
+- Per test, the plain-data payload rides on the test report
+  (``report.memwatch``), which xdist ships to the controller; the controller's
+  session state collects it as in a serial run.
+- Per worker, what no single report carries (its pid, how many tests it
+  measured, which probes it lacked, its session ledger) travels once, at the
+  worker's session end, through ``config.workeroutput``; the controller merges
+  it into the run metadata (``run.worker_info``, ``run.workers``) and the ledger.
+- Only the controller writes files: the session state checks ``is_controller``.
+- With ``--dist loadgroup`` xdist appends ``@group`` to node ids on the
+  workers; memwatch reports the ids a serial run has, so results and baselines
+  of serial and parallel runs compare test by test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_memwatch.plugin import NODEID, STATE, SessionState
+from pytest_memwatch.results import totals
+from pytest_memwatch.units import format_size
+
+OUTPUT_KEY = "memwatch"
+
+
+def _state(config: pytest.Config) -> SessionState | None:
+    return config.stash.get(STATE, None)
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+# -- on a worker -----------------------------------------------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # tryfirst: before xdist's own hook renames the items for loadgroup.
+    if _is_worker(config) and config.getvalue("loadgroup"):
+        for item in items:
+            item.stash[NODEID] = item.nodeid
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Worker: hand this process's totals to xdist. Controller: add the per-worker line.
+
+    On a worker this runs after memwatch's own session-end hook closed the
+    ledger, and before xdist sends ``workeroutput`` (its wrapper sends last).
+    """
+    config = session.config
+    state = _state(config)
+    if state is None:
+        return
+    if _is_worker(config):
+        key = state.worker or "main"
+        output: dict[str, Any] = config.workeroutput  # type: ignore[attr-defined]
+        output[OUTPUT_KEY] = {
+            "info": state.meta.worker_info.get(key),
+            "ledger": state.ledger_parts.get(key),
+            "unavailable_probes": dict(state.meta.unavailable_probes),
+        }
+        return
+    line = worker_totals_line(totals(state.results)["by_worker"])
+    if line:
+        state.output_lines.insert(0, line)
+
+
+# -- on the controller -------------------------------------------------------------------
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodeready(node: Any) -> None:
+    state = _state(node.config)
+    if state is not None:
+        # Counted when it comes up, so a worker that crashes still counts as one
+        # that ran tests; its details arrive when it finishes.
+        state.meta.worker_info.setdefault(
+            _worker_id(node), {"pid": None, "measured": 0, "unavailable_probes": {}}
+        )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    state = _state(node.config)
+    output = getattr(node, "workeroutput", None) or {}
+    data = output.get(OUTPUT_KEY)
+    if state is None or not isinstance(data, dict):
+        return
+    wid = _worker_id(node)
+    if isinstance(data.get("info"), dict):
+        state.meta.worker_info[wid] = dict(data["info"])
+    if isinstance(data.get("ledger"), dict):
+        state.ledger_parts[wid] = data["ledger"]
+    state.meta.unavailable_probes.update(data.get("unavailable_probes") or {})
+
+
+def _worker_id(node: Any) -> str:
+    workerinput = getattr(node, "workerinput", None) or {}
+    return str(workerinput.get("workerid") or node.gateway.id)
+
+
+def worker_totals_line(by_worker: dict[str, dict[str, Any]]) -> str | None:
+    """``per worker: gw0 3 measured, 0 failed, RSS +1.0 MiB; gw1 ...`` (None when serial)."""
+    if not by_worker or set(by_worker) == {"main"}:
+        return None
+    parts = [
+        f"{w} {t['measured']} measured, {t['failed_verdicts']} failed, "
+        f"RSS {format_size(t['growth_rss'], signed=True)}"
+        for w, t in sorted(by_worker.items())
+    ]
+    return "per worker: " + "; ".join(parts)
