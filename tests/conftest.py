@@ -23,7 +23,7 @@ SUBPROCESS_TIMEOUT = 120.0
 # its start-up), and a bigger heap makes every collection slower. memwatch
 # itself is still loaded through its entry point, as for any user; one test
 # (test_plugin_activation) runs with every installed plugin.
-UNRELATED_PLUGINS = ("hypothesispytest", "memray", "html", "metadata")
+UNRELATED_PLUGINS = ("hypothesispytest", "memray", "html", "html_fixtures", "metadata")
 
 
 @pytest.fixture(autouse=True)

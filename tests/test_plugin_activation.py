@@ -97,8 +97,6 @@ def test_flag_measures_every_test_including_unittest(
     # With every installed plugin loaded, as in a user's environment.
     result = runner.sub("--memwatch", all_plugins=True)
     assert_every_test_measured(runner, result)
-    # The heap is frozen between measured tests (and thawed after the session).
-    assert recorded(suite)["frozen"] > 0
 
 
 def test_ini_switches_it_on(suite: pytest.Pytester, runner: Runner) -> None:
