@@ -200,13 +200,18 @@ class Prober:
         except OSError:
             return False
 
-    @staticmethod
-    def _read_hwm() -> int | None:
-        try:
-            import resource
-        except ImportError:
+    def _read_hwm(self) -> int | None:
+        # VmHWM, not getrusage(): ru_maxrss survives execve, so a process that a
+        # big parent spawned (vfork/posix_spawn: pytester, tox, CI runners)
+        # reports the parent's peak, which clear_refs cannot reset; detection
+        # then fell back to the sampler, which misses bursts shorter than 5 ms.
+        data = self._proc_read("status")
+        if data is None:
             return None
-        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+        for line in data.split(b"\n"):
+            if line.startswith(b"VmHWM:"):
+                return int(line.split()[1]) * 1024
+        return None
 
     def start_peak(self) -> PeakWatch:
         return PeakWatch(self)
@@ -298,7 +303,7 @@ class PeakWatch:
     def stop(self) -> int | None:
         mode = self._prober._peak_mode
         if mode == "hwm":
-            return Prober._read_hwm()
+            return self._prober._read_hwm()
         if mode == "sampler" and self._thread is not None:
             self._stop.set()
             self._thread.join()
