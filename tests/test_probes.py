@@ -245,3 +245,29 @@ def test_sample_without_collection_does_not_collect(monkeypatch: pytest.MonkeyPa
     assert calls == []
     prober.sample()
     assert calls == [1]
+
+
+def test_peak_is_exact_in_a_process_spawned_by_a_big_parent() -> None:
+    # getrusage()'s ru_maxrss survives execve: a child spawned while this process
+    # is big would report our peak and lose the exact, resettable high-water mark.
+    import subprocess
+    import sys
+
+    child = (
+        "from pytest_memwatch.probes import get_prober\n"
+        "p = get_prober()\n"
+        "start = p.rss()\n"
+        "w = p.start_peak()\n"
+        "b = bytearray(b'\\x01') * (40 * 1024 * 1024); del b\n"  # a burst far under 5 ms
+        "print(p._peak_mode, (w.stop() - start) // (1024 * 1024))\n"
+    )
+    ballast = touched(200 * MiB)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", child], capture_output=True, text=True, timeout=60, check=True
+        )
+    finally:
+        del ballast
+    mode, peak_mib = done.stdout.split()
+    assert mode == "hwm"
+    assert 38 <= int(peak_mib) <= 60
