@@ -86,7 +86,7 @@ def test_fixture_end_to_end(pytester: pytest.Pytester, runner: Runner, flag: lis
     assert any(
         re.fullmatch(
             r"E +AssertionError: memwatch: 4\.0 MiB held beyond the baseline, over the limit "
-            r"of 1\.0 MiB \(snapshots: loaded: \+4\.\d MiB\)",
+            r"of 1\.0 MiB \(snapshots: loaded: \+\d+\.\d MiB\)",
             line,
         )
         for line in out
