@@ -138,7 +138,9 @@ class Measurer:
         self._offset = (blocks[2], malloc[2])
         return self._offset
 
-    def begin(self, *, clear_caches: bool = False, freeze: bool = True) -> RunToken:
+    def begin(
+        self, *, clear_caches: bool = False, freeze: bool = True, collect: bool = True
+    ) -> RunToken:
         """Read the probes before a run.
 
         ``freeze=False`` for repeated runs, whose verdict depends on every
@@ -146,6 +148,11 @@ class Measurer:
         involves a frozen object is never reclaimed, and a test that starts and
         joins a thread read as +10 blocks every few runs. Those runs pay for
         full collections of the whole heap instead.
+
+        ``collect=False`` skips the collection before the reading: repeated
+        runs are judged on their same-point after-readings, each of which
+        follows a full collection, so the one before each run would be spent
+        twice on the same heap.
         """
         if self._offset is None:
             self._calibrate()
@@ -159,7 +166,7 @@ class Measurer:
             if before.gc_objects is not None:
                 before = replace(before, gc_objects=before.gc_objects + self.hygiene.frozen)
         else:
-            before = self.prober.sample()
+            before = self.prober.sample(collect=collect)
             if self.hygiene is not None and before.gc_objects is not None:
                 before = replace(before, gc_objects=before.gc_objects + self.hygiene.frozen)
         return RunToken(before, self.prober.start_peak())
