@@ -63,13 +63,22 @@ def test_max_memory_valid() -> None:
 
 
 def test_no_leaks_valid() -> None:
-    assert parse("no_leaks") == {"warmup": 2, "runs": 5, "resources": True, "compare_fail": ()}
+    assert parse("no_leaks") == {
+        "warmup": 2,
+        "runs": 5,
+        "resources": True,
+        "ignore": (),
+        "compare_fail": (),
+    }
     assert parse("no_leaks", warmup=0, runs=2, resources=False) == {
         "warmup": 0,
         "runs": 2,
         "resources": False,
+        "ignore": (),
         "compare_fail": (),
     }
+    assert parse("no_leaks", ignore="thread:worker-*")["ignore"] == ("thread:worker-*",)
+    assert parse("no_leaks", ignore=["thread:worker-*"])["ignore"] == ("thread:worker-*",)
     assert parse("no_leaks", compare_fail=["growth:10%", "peak:5MB"])["compare_fail"] == (
         "growth:10%",
         "peak:5MB",
@@ -148,6 +157,19 @@ def test_soak_valid() -> None:
             {"compare_fail": 5},
             "compare_fail=5: expected 'growth:10%' or a list of them",
         ),
+        (
+            "no_leaks",
+            (),
+            {"ignore": 5},
+            "ignore=5: expected 'KIND:GLOB' or a list of them, e.g. ignore=['thread:worker-*']",
+        ),
+        (
+            "no_leaks",
+            (),
+            {"ignore": "bogus"},
+            "ignore='bogus': no KIND: prefix; expected KIND:GLOB, "
+            "e.g. thread:ThreadPoolExecutor-* or origin:grpc.*",
+        ),
         ("memwatch_skip", (5,), {}, "reason=5: expected a string"),
         (
             "soak",
@@ -217,7 +239,7 @@ def test_build_spec_raises_the_full_message() -> None:
     assert str(info.value) == (
         "memwatch: t.py::test_a: bad marker @pytest.mark.no_leaks(runs=0): "
         "runs=0: must be 2 or more, e.g. runs=3. "
-        "Expected no_leaks(*, warmup=2, runs=5, resources=True, compare_fail=()), "
+        "Expected no_leaks(*, warmup=2, runs=5, resources=True, ignore=(), compare_fail=()), "
         "e.g. @pytest.mark.no_leaks(warmup=2, runs=8). " + OPT_OUT
     )
 
@@ -243,8 +265,8 @@ def test_build_spec_raises_the_full_message() -> None:
         ),
         (
             "no_leaks",
-            "no_leaks(*, warmup=2, runs=5, resources=True, compare_fail=()): re-run the test "
-            "and fail it when memory or resources grow run after run. "
+            "no_leaks(*, warmup=2, runs=5, resources=True, ignore=(), compare_fail=()): re-run "
+            "the test and fail it when memory or resources grow run after run. "
             "Example: @pytest.mark.no_leaks(warmup=2, runs=8)",
         ),
         (

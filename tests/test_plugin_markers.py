@@ -23,7 +23,7 @@ MAX_GROWTH_EXPECTED = (
     'e.g. @pytest.mark.max_growth("512 KiB", warmup=1, runs=3). ' + OPT_OUT
 )
 NO_LEAKS_EXPECTED = (
-    "Expected no_leaks(*, warmup=2, runs=5, resources=True, compare_fail=()), "
+    "Expected no_leaks(*, warmup=2, runs=5, resources=True, ignore=(), compare_fail=()), "
     "e.g. @pytest.mark.no_leaks(warmup=2, runs=8). " + OPT_OUT
 )
 
