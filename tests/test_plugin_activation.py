@@ -181,7 +181,7 @@ def test_junit_xml_carries_the_measurements(pytester: pytest.Pytester, runner: R
             LEAK.append(bytearray(b"\\x01") * (1024 * 1024))
         """
     )
-    result = runner.sub("--memwatch", "--junit-xml=out.xml")
+    result = runner.sub("--memwatch", "--memwatch-trace=0", "--junit-xml=out.xml")
     result.assert_outcomes(passed=1, failed=1)
     root = ET.parse(pytester.path / "out.xml").getroot()
     cases = {case.get("name"): case for case in root.iter("testcase")}
@@ -243,7 +243,7 @@ def test_a_missing_probe_warns_and_the_others_go_on(
 ) -> None:
     pytester.makeconftest(UNAVAILABLE)
     pytester.makepyfile(test_suite=PROBE_SUITE)
-    result = runner.sub("--memwatch")
+    result = runner.sub("--memwatch", "--memwatch-trace=0")
     # RSS alone still catches the 4 MiB leak; the clean test is unaffected.
     result.assert_outcomes(passed=1, failed=1)
     out = result.stdout.str()
@@ -260,7 +260,7 @@ def test_a_missing_probe_under_filterwarnings_error_does_not_stop_the_run(
     pytester.makeconftest(UNAVAILABLE)
     pytester.makepyfile(test_suite=PROBE_SUITE)
     pytester.makeini("[pytest]\nfilterwarnings = error\n")
-    result = runner.sub("--memwatch")
+    result = runner.sub("--memwatch", "--memwatch-trace=0")
     assert "INTERNALERROR" not in result.stdout.str()
     result.assert_outcomes(passed=1, failed=1)
     assert f"WARNING: {PROBE_WARNING}" in runner.section(result)

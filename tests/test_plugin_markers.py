@@ -49,7 +49,7 @@ def test_max_growth(pytester: pytest.Pytester, runner: Runner, flag: list[str]) 
             LEAK.append(bytearray(b"\\x01") * (1024 * 1024))
         """
     )
-    result = runner.sub(*flag)
+    result = runner.sub(*flag, "--memwatch-trace=0")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["test_growth.py .M*"])
     assert failure_lines(result) == [
@@ -81,7 +81,7 @@ def test_max_growth_with_repetitions_judges_the_slope(
                 CACHE["table"] = bytearray(b"\\x01") * (4 * 1024 * 1024)
         """
     )
-    result = runner.sub()
+    result = runner.sub("--memwatch-trace=0")
     result.assert_outcomes(passed=1, failed=1)
     [line] = failure_lines(result)
     assert re.fullmatch(
@@ -109,7 +109,7 @@ def test_max_memory(pytester: pytest.Pytester, runner: Runner) -> None:
             assert burst(40)
         """
     )
-    result = runner.sub()
+    result = runner.sub("--memwatch-trace=0")
     result.assert_outcomes(passed=1, failed=1)
     [line] = failure_lines(result)
     match = re.fullmatch(
@@ -237,7 +237,7 @@ def test_memwatch_skip(pytester: pytest.Pytester, runner: Runner) -> None:
             LEAK.append(bytearray(b"\\x01") * (1024 * 1024))
         """
     )
-    result = runner.sub("--memwatch", "--memwatch-max-growth=64 KiB", "-vv")
+    result = runner.sub("--memwatch", "--memwatch-max-growth=64 KiB", "-vv", "--memwatch-trace=0")
     result.assert_outcomes(passed=2, failed=1)
     section = runner.section(result)
     assert section[0].startswith("memwatch: 1 tests measured, 1 failed memory verdict, ")
