@@ -29,7 +29,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_memwatch.probes import Sample
-from pytest_memwatch.resources import Liveness, Resource, known_keys, new_resources
+from pytest_memwatch.resources import (
+    MESSAGE_ITEMS,
+    Liveness,
+    Resource,
+    known_keys,
+    new_resources,
+)
 from pytest_memwatch.units import format_size
 
 TOP_GROWTH = 10
@@ -58,10 +64,10 @@ class Entry:
 class Ledger:
     """One per process that runs tests; see the module docstring.
 
-    Usage: :meth:`start` once before the first measured test,
-    :meth:`checkpoint` at each reading of the cheap probes, :meth:`add` for
-    what a detailed check found, :meth:`record_growth` per test, and
-    :meth:`finish` at session end.
+    Usage: :meth:`start` once before the first measured test, :meth:`note`
+    at each reading of the cheap probes, :meth:`settle` after each test,
+    :meth:`add` for what a detailed check found, :meth:`record_growth` per
+    test, and :meth:`finish` at session end.
     """
 
     def __init__(
@@ -70,16 +76,25 @@ class Ledger:
         *,
         top: int = TOP_GROWTH,
         max_entries: int = MAX_ENTRIES,
+        keep: Callable[[list[Resource]], list[Resource]] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.worker = worker
+        # Drops what the session's ignore rules excuse, so the ledger blames
+        # nothing a test's own check would not.
+        self._keep = keep
         self.top = top
         self.max_entries = max_entries
         self.started = False
         self.measured = 0
         self._sleep = sleep
         self._start: Sample | None = None
-        self._last: tuple[int | None, int | None] = (None, None)
+        # Counts of the previous reading and the phases they went up in; plain
+        # attributes, so that note() allocates nothing inside a measured window.
+        self._last_fds: int | None = None
+        self._last_threads: int | None = None
+        self._fds_in_fixtures = self._fds_in_test = False
+        self._threads_in_fixtures = self._threads_in_test = False
         self._known_threads: set[tuple[Any, ...]] = set()
         self._known_fds: set[int] = set()
         self._entries: dict[tuple[Any, ...], Entry] = {}
@@ -92,35 +107,61 @@ class Ledger:
         """Record what the process has before its first measured test."""
         self.started = True
         self._start = sample
-        self._last = (sample.fds, sample.threads)
+        self._last_fds, self._last_threads = sample.fds, sample.threads
         self._known_threads, self._known_fds = known_keys()
 
-    def checkpoint(
-        self,
-        owner: str,
-        phase: str,
-        sample: Sample,
-        fixtures: Callable[[], Sequence[str]] | None = None,
-    ) -> None:
-        """Compare the thread and descriptor counts with the previous reading.
+    def note(self, phase: str, sample: Sample) -> None:
+        """Compare a reading's thread and descriptor counts with the previous one.
 
-        Only when one went up are the threads and descriptors listed; the new
-        ones are charged to ``owner`` (``phase`` "fixtures" for what appeared
-        while its higher-scoped fixtures were set up, "test" for the test).
+        Called inside measured windows (and between repeated runs), so it
+        allocates nothing: it only flags which phase a count went up in
+        ("fixtures": while the test's higher-scoped fixtures were set up,
+        "test": the test itself) for :meth:`settle` to look at.
         """
-        counts = (sample.fds, sample.threads)
-        grew = any(
-            now is not None and before is not None and now > before
-            for now, before in zip(counts, self._last, strict=True)
+        fds, threads = sample.fds, sample.threads
+        if fds is not None and self._last_fds is not None and fds > self._last_fds:
+            if phase == "fixtures":
+                self._fds_in_fixtures = True
+            else:
+                self._fds_in_test = True
+        if threads is not None and self._last_threads is not None and threads > self._last_threads:
+            if phase == "fixtures":
+                self._threads_in_fixtures = True
+            else:
+                self._threads_in_test = True
+        self._last_fds, self._last_threads = fds, threads
+
+    def settle(self, owner: str, fixtures: Callable[[], Sequence[str]] | None = None) -> None:
+        """After a test: when a count went up, list threads and descriptors and charge the new.
+
+        A kind that grew only while fixtures were set up is charged to them;
+        anything else to the test.
+        """
+        flags = (
+            self._fds_in_fixtures,
+            self._fds_in_test,
+            self._threads_in_fixtures,
+            self._threads_in_test,
         )
-        self._last = counts
-        if not grew or not self.started:
+        self._fds_in_fixtures = self._fds_in_test = False
+        self._threads_in_fixtures = self._threads_in_test = False
+        if not any(flags) or not self.started:
             return
+        fds_fixtures, fds_test, threads_fixtures, threads_test = flags
         new, self._known_threads, self._known_fds = new_resources(
             self._known_threads, self._known_fds
         )
-        if new:
-            self.add(owner, phase, new, fixtures() if fixtures is not None else ())
+        if self._keep is not None:
+            new = self._keep(new)
+        by_fixtures = [
+            r
+            for r in new
+            if (r.kind == "thread" and threads_fixtures and not threads_test)
+            or (r.kind in ("fd", "socket") and fds_fixtures and not fds_test)
+        ]
+        if by_fixtures:
+            self.add(owner, "fixtures", by_fixtures, fixtures() if fixtures is not None else ())
+        self.add(owner, "test", [r for r in new if r not in by_fixtures])
 
     def add(
         self, owner: str, phase: str, found: Iterable[Resource], fixtures: Sequence[str] = ()
@@ -210,7 +251,14 @@ def ledger_lines(ledger: Mapping[str, Any] | None, verbosity: int = 0) -> list[s
             f"ledger: {len(alive)} resource{'s' if len(alive) != 1 else ''} left behind by "
             "tests or fixtures still there at session end:"
         )
-        lines += [f"  {r['description']} - left by {_culprit(r)}" for r in alive]
+        # One line per culprit: a test that leaks a descriptor per call is one line.
+        by_culprit: dict[str, list[str]] = {}
+        for r in alive:
+            by_culprit.setdefault(_culprit(r), []).append(str(r["description"]))
+        for culprit, what in by_culprit.items():
+            more = len(what) - MESSAGE_ITEMS
+            shown = "; ".join(what[:MESSAGE_ITEMS]) + (f"; and {more} more" if more > 0 else "")
+            lines.append(f"  {culprit}: {shown}")
     if verbosity >= 1 or alive:
         sessions = ledger.get("sessions") or {}
         for worker, s in sessions.items():

@@ -72,11 +72,14 @@ class SessionState:
             grace=settings.resources_grace,
             ignore_existing=settings.resources_ignore_existing,
         )
-        self.ledger = Ledger(self.worker or "main")
+        self.ledger = Ledger(self.worker or "main", keep=self._not_ignored)
         # Each test-running process's ledger, keyed by worker id ("main" when
         # serial); xdist workers send theirs to the controller.
         self.ledger_parts: dict[str, dict[str, Any]] = {}
         self.ledger_doc: dict[str, Any] | None = None
+
+    def _not_ignored(self, found: list[Any]) -> list[Any]:
+        return self.resources.split(found)[0]
 
     @property
     def measurer(self) -> Measurer:
@@ -385,6 +388,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
             reports.append(final)
     result = _result(item, state, spec, measures, plan, verdicts, attribution, reports, duration)
     state.ledger.record_growth(result.nodeid, bytes_metric(result.growth))
+    state.ledger.settle(result.nodeid, functools.partial(_scoped_fixtures, item))
     if found is not None:
         state.ledger.add(result.nodeid, "test", found.leaked)
     _apply(
@@ -542,9 +546,7 @@ def _memwatch_probe(request: pytest.FixtureRequest) -> Generator[None]:
     clear = item.stash.get(CLEAR_CACHES, True)
     _open_resource_watch(item, state, plan)
     token = measurer.begin(clear_caches=clear, freeze=plan is None)
-    state.ledger.checkpoint(
-        _nodeid(item), "fixtures", token.before, functools.partial(_scoped_fixtures, item)
-    )
+    state.ledger.note("fixtures", token.before)
     yield
     _drop_finished_dependents(item)
     measure = measurer.end(token, clear_caches=clear)
@@ -554,7 +556,7 @@ def _memwatch_probe(request: pytest.FixtureRequest) -> Generator[None]:
     runs = item.stash[RUNS]
     runs.clear()
     runs.append(measure)
-    state.ledger.checkpoint(_nodeid(item), "test", measure.after)
+    state.ledger.note("test", measure.after)
 
 
 def _open_resource_watch(item: pytest.Item, state: SessionState, plan: RepeatPlan | None) -> None:

@@ -699,9 +699,7 @@ class ResourceWatch:
     def survivors(self) -> list[Resource]:
         """What exists now and did not when the watch started, described."""
         out = [_describe_thread_entry(v) for k, v in thread_keys().items() if k not in self.threads]
-        out += [
-            _describe_fd(fd, t) for fd, t in fd_targets().items() if fd not in self.fds
-        ]
+        out += [_describe_fd(fd, t) for fd, t in fd_targets().items() if fd not in self.fds]
         out += [
             _describe_process(pid, k)
             for k, pid in process_keys().items()
