@@ -739,7 +739,10 @@ def _warn_unavailable_probes(config: pytest.Config, state: SessionState) -> None
 # so that its verdict becomes the test's outcome. Sampling, the samples file,
 # signals, resuming and the verdict live in pytest_memwatch.soak; docs/soak.md.
 
-from pytest_memwatch import soak as soak_engine  # noqa: E402  (this section stands alone)
+import contextlib  # noqa: E402  (this section stands alone)
+from pathlib import Path  # noqa: E402
+
+from pytest_memwatch import soak as soak_engine  # noqa: E402
 
 SOAK_RUN = pytest.StashKey[soak_engine.SoakRun]()
 SOAK_OUTCOME = pytest.StashKey[soak_engine.SoakOutcome]()
@@ -782,12 +785,16 @@ def _soak_prepare(item: pytest.Item) -> soak_engine.SoakRun:
             f"e.g. {markers.SOAK.example}",
             pytrace=False,
         )
+    # pytest.fail outside the except blocks: inside, the report would show the
+    # engine's exception too, as "During handling of the above exception".
+    problem = None
     try:
         values = markers.SOAK.parse(marker.args, marker.kwargs)
         plan = soak_engine.make_plan(item.nodeid, values, cap=settings.soak_duration)
     except (markers.MarkerError, soak_engine.SoakError) as exc:
-        message = markers.error_message(item.nodeid, "soak", marker.args, marker.kwargs, str(exc))
-        pytest.fail(message, pytrace=False)
+        problem = markers.error_message(item.nodeid, "soak", marker.args, marker.kwargs, str(exc))
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
     progress = None if hasattr(item.config, "workerinput") else _SoakProgressLine(item.config)
     try:
         return soak_engine.SoakRun.prepare(
@@ -800,7 +807,8 @@ def _soak_prepare(item: pytest.Item) -> soak_engine.SoakRun:
             meta={"pytest_version": pytest.__version__},
         )
     except soak_engine.SoakError as exc:
-        pytest.fail(f"memwatch: {item.nodeid}: {exc}", pytrace=False)
+        problem = f"memwatch: {item.nodeid}: {exc}"
+    pytest.fail(problem, pytrace=False)
 
 
 def _soak_finish(item: pytest.Item) -> soak_engine.SoakOutcome | None:
@@ -814,6 +822,11 @@ def _soak_finish(item: pytest.Item) -> soak_engine.SoakOutcome | None:
     if outcome is None:
         return None
     item.stash[SOAK_OUTCOME] = outcome
+    path = outcome.data.get("samples_path")
+    if path:
+        # Relative to the rootdir, as the reports show other paths.
+        with contextlib.suppress(ValueError):
+            outcome.data["samples_path"] = Path(path).relative_to(item.config.rootpath).as_posix()
     state = _state(item.config)
     if run.write_error and state is not None:
         state.output_lines.append(f"WARNING: memwatch: {item.nodeid}: {run.write_error}")
@@ -855,7 +868,6 @@ class _SoakProgressLine:
         self._width = 0
 
     def __call__(self, progress: soak_engine.SoakProgress) -> None:
-        import contextlib
         import shutil
 
         tr = self._tr
@@ -869,7 +881,10 @@ class _SoakProgressLine:
         with suspended:
             if not self.tty:
                 if not progress.final:
-                    tr.write_line(soak_engine.format_progress(progress))
+                    # The first line starts below the test's progress characters.
+                    tr.write(("" if self._width else "\n") + soak_engine.format_progress(progress))
+                    tr.write("\n", flush=True)
+                    self._width = 1
                 return
             if progress.final:
                 if self._width:
