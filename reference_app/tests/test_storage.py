@@ -508,18 +508,23 @@ def test_connections_are_closed_even_when_an_operation_fails(store: SecureStorag
 
 
 def test_sqlite_connections_kept_fault_leaks_a_descriptor_per_operation(db: Path) -> None:
-    leaky = SecureStorage(db, config_faults=["sqlite_connections_kept"])
-    before = open_fds()
+    # Counted before the store exists: opening it already parks one connection.
+    # All must be closed afterwards, because SQLite defers closing a file's
+    # descriptors while any other connection of the process holds that file.
     kept_before = len(storage_module._KEPT_CONNECTIONS)
+    initial = open_fds()
     try:
+        leaky = SecureStorage(db, config_faults=["sqlite_connections_kept"])
+        before = open_fds()
         for i in range(20):
             leaky.add_transcript("s", f"t{i}")
-        assert len(storage_module._KEPT_CONNECTIONS) - kept_before == 20
+        assert len(storage_module._KEPT_CONNECTIONS) - kept_before == 21
         assert open_fds() - before >= 20
     finally:
         for conn in storage_module._KEPT_CONNECTIONS[kept_before:]:
             conn.close()
         del storage_module._KEPT_CONNECTIONS[kept_before:]
+    assert open_fds() == initial  # all given back once the last connection closed
 
 
 # -- the transcribe command's helper ------------------------------------------------
