@@ -6,6 +6,7 @@ Commands::
     merge A.json B.json ... -o merged.json      one document from CI shards
     compare OLD.json NEW.json [--fail EXPR]     per-test changes; exit 1 on regression
     history .memwatch/ -o trend.html            each test's memory across saved runs
+    soak-report SAMPLES.jsonl -o soak.html      one soak run from its samples file
 
 Exit status: 0 success, 1 regression (``compare``), 2 bad input or an output
 that cannot be written. On an error nothing is written: every output is
@@ -138,6 +139,19 @@ def cmd_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return OK
 
 
+def cmd_soak_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from pytest_memwatch.report_html import render_report
+    from pytest_memwatch.soak import SoakError, report_document
+
+    try:
+        doc = report_document(args.samples)
+    except SoakError as exc:
+        raise CliError(str(exc)) from None
+    title = args.title or f"soak: {doc['tests'][0]['nodeid']}"
+    _write(args.output, render_report(doc, title=title), "soak report", out)
+    return OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -174,6 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="TREND.html")
     p.add_argument("--machine", help="only this machine id, e.g. Linux-CPython-3.11-64bit")
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("soak-report", help="render one soak run's samples file (JSONL) as HTML")
+    p.add_argument("samples", metavar="SAMPLES.jsonl",
+                   help="a file from .memwatch/soak/, complete or interrupted")
+    p.add_argument("-o", "--output", required=True, metavar="SOAK.html")
+    p.add_argument("--title", default=None, help="page title (default: soak: NODEID)")
+    p.set_defaults(func=cmd_soak_report)
     return parser
 
 
