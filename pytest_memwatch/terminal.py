@@ -59,6 +59,26 @@ def summary_lines(
                 f"{format_size(t.get('peak_growth')):>11}  {t['nodeid']}"
             )
             if verbosity >= 1 and t.get("runs"):
-                deltas = [r["delta"].get("blocks") for r in t["runs"] if not r.get("warmup")]
+                deltas = _run_deltas(t["runs"], "blocks")
                 lines.append(f"{'':>45}  blocks per run: {deltas}")
     return lines
+
+
+def _run_deltas(runs: Sequence[dict[str, Any]], metric: str) -> list[int | None]:
+    """What each measured run added: consecutive after-readings, as the verdict judges.
+
+    A run's own after-minus-before also counts what it replaces from the run
+    before (pytest's reports, say), so a test leaking one block a run showed
+    "-24" per run while its verdict said "+1 blocks/run".
+    """
+    out: list[int | None] = []
+    prev: int | None = None
+    for i, run in enumerate(runs):
+        after = (run.get("after") or {}).get(metric)
+        if i == 0:
+            own = (run.get("delta") or {}).get(metric)
+            prev = None if after is None or own is None else after - own
+        if not run.get("warmup"):
+            out.append(None if after is None or prev is None else after - prev)
+        prev = after
+    return out
