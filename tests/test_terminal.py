@@ -38,10 +38,13 @@ def results() -> list[dict[str, Any]]:
                     "over the limit of 1.0 KiB",
                 }
             ],
+            # A run's own after-minus-before (-24) also counts what it replaced
+            # from the run before; per run, the summary shows what the verdict
+            # judges: consecutive after-readings (+1, +2).
             "runs": [
-                {"warmup": True, "delta": {"blocks": 9}},
-                {"warmup": False, "delta": {"blocks": 1}},
-                {"warmup": False, "delta": {"blocks": 2}},
+                {"warmup": True, "delta": {"blocks": 9}, "after": {"blocks": 1000}},
+                {"warmup": False, "delta": {"blocks": -24}, "after": {"blocks": 1001}},
+                {"warmup": False, "delta": {"blocks": -24}, "after": {"blocks": 1003}},
             ],
         },
         {
@@ -87,6 +90,17 @@ def test_top_limits_the_table() -> None:
     assert summary_lines(results(), verbosity=0, top=1) == [HEAD, FAILED, "", TABLE, ROW_B]
     # -v shows twice as many.
     assert summary_lines(results(), verbosity=1, top=1)[-3:] == [ROW_B, RUNS_B, ROW_A]
+
+
+def test_per_run_deltas_without_warmup_start_from_the_first_reading() -> None:
+    test = results()[1]
+    test["runs"] = [
+        {"warmup": False, "delta": {"blocks": 5}, "after": {"blocks": 105}},
+        {"warmup": False, "delta": {"blocks": -3}, "after": {"blocks": 106}},
+        {"warmup": False, "delta": {"blocks": None}, "after": {"blocks": None}},
+    ]
+    lines = summary_lines([test], verbosity=1)
+    assert lines[-1] == " " * 47 + "blocks per run: [5, 1, None]"
 
 
 def test_nothing_measured_gives_no_section() -> None:
