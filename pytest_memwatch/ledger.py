@@ -189,7 +189,8 @@ class Ledger:
     def finish(self, end: Sample | None, grace: float = 0.0) -> dict[str, Any]:
         """Re-check what is still alive and return this process's ledger (plain data)."""
         entries = list(self._entries.values())
-        alive = [e for e in entries if Liveness()(e.resource)] if entries else []
+        check = Liveness()
+        alive = [e for e in entries if check(e.resource)]
         waited, pause = 0.0, 0.01
         # Threads told to stop at session teardown may still be finishing.
         while alive and waited < grace:

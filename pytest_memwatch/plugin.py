@@ -656,13 +656,14 @@ def memwatch(request: pytest.FixtureRequest) -> Generator[MemwatchHandle]:
 # -- resources and the session ledger -------------------------------------------
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # "What exists at session start" is taken once the test modules are
+    # imported (their import-time threads and files count as existing) and
+    # before the first test. An xdist controller collects nothing and runs no
+    # tests, so this runs on each worker only.
     state = _state(session.config)
-    if state is None or not state.settings.resources_ignore_existing:
-        return
-    if session.config.pluginmanager.hasplugin("dsession"):
-        return  # an xdist controller runs no tests; each worker records its own
-    state.resources.remember_existing()
+    if state is not None and state.settings.resources_ignore_existing:
+        state.resources.remember_existing()
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -392,7 +392,10 @@ class Settings:
     @property
     def active(self) -> bool:
         """Whether every test is measured (not only marked ones)."""
-        return self.enabled or self.repeat is not None or self.max_growth is not None
+        # --memwatch-resources alone checks every test: it needs no --memwatch.
+        return (
+            self.enabled or self.repeat is not None or self.max_growth is not None or self.resources
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
