@@ -23,6 +23,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -119,6 +120,8 @@ class Prober:
         self._files_pid = os.getpid()
         self._clear_refs: Any = None
         self._clear_pid = 0
+        # Watches relying on the process's one high-water mark (see PeakWatch).
+        self._hwm_watches: weakref.WeakSet[PeakWatch] = weakref.WeakSet()
         self._fd_dir = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else None
         if self._fd_dir is None and self._proc is None:
             self.unavailable["fds"] = "neither /proc/self/fd nor psutil is available"
@@ -290,7 +293,15 @@ class PeakWatch:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if prober._peak_mode == "hwm":
+            # The high-water mark is one per process: hand it to the watches
+            # already running before resetting it, or a nested watch (memory_limit,
+            # the memwatch fixture) would erase the peak the plugin is watching.
+            if prober._hwm_watches:
+                hwm = prober._read_hwm() or 0
+                for watch in prober._hwm_watches:
+                    watch._peak = max(watch._peak, hwm)
             prober._reset_hwm()
+            prober._hwm_watches.add(self)
         elif prober._peak_mode == "sampler":
             self._thread = threading.Thread(target=self._poll, name="memwatch-peak", daemon=True)
             self._thread.start()
@@ -303,7 +314,9 @@ class PeakWatch:
     def stop(self) -> int | None:
         mode = self._prober._peak_mode
         if mode == "hwm":
-            return self._prober._read_hwm()
+            self._prober._hwm_watches.discard(self)
+            hwm = self._prober._read_hwm()
+            return None if hwm is None else max(self._peak, hwm)
         if mode == "sampler" and self._thread is not None:
             self._stop.set()
             self._thread.join()
