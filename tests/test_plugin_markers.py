@@ -122,6 +122,41 @@ def test_max_memory(pytester: pytest.Pytester, runner: Runner) -> None:
     assert "FAILED (memwatch) test_peak.py::test_over" in result.stdout.str()
 
 
+def test_max_memory_keeps_its_peak_across_nested_watches(
+    pytester: pytest.Pytester, runner: Runner
+) -> None:
+    # memory_limit and the memwatch fixture watch peaks too; starting one inside
+    # a measured test must not erase the peak the marker is judged on.
+    pytester.makepyfile(
+        test_nested="""
+        import pytest
+
+        from pytest_memwatch import memory_limit
+
+        @memory_limit(500)
+        def small_step():
+            return 1
+
+        @pytest.mark.max_memory("20 MiB")
+        def test_burst_then_a_limited_call():
+            burst = bytearray(b"\\x01") * (40 * 1024 * 1024)
+            del burst
+            assert small_step() == 1
+
+        @pytest.mark.max_memory("20 MiB")
+        def test_burst_then_a_fixture_baseline(memwatch):
+            burst = bytearray(b"\\x01") * (40 * 1024 * 1024)
+            del burst
+            memwatch.baseline()
+        """
+    )
+    result = runner.sub("--memwatch-trace=0")
+    result.assert_outcomes(failed=2)
+    lines = failure_lines(result)
+    assert len(lines) == 2
+    assert all(line.startswith("memwatch max_memory: peak ") for line in lines), lines
+
+
 def test_no_leaks(pytester: pytest.Pytester, runner: Runner) -> None:
     pytester.makepyfile(
         test_leaks="""

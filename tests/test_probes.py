@@ -271,3 +271,21 @@ def test_peak_is_exact_in_a_process_spawned_by_a_big_parent() -> None:
     mode, peak_mib = done.stdout.split()
     assert mode == "hwm"
     assert 38 <= int(peak_mib) <= 60
+
+
+def test_a_nested_watch_does_not_erase_the_outer_peak() -> None:
+    # The kernel keeps one high-water mark per process; memory_limit or the
+    # memwatch fixture starting a watch inside a measured test resets it.
+    prober = get_prober()
+    if prober._peak_mode != "hwm":
+        pytest.skip("needs the resettable high-water mark of Linux")
+    start = prober.rss() or 0
+    outer = prober.start_peak()
+    burst = touched(48 * MiB)
+    del burst
+    inner = prober.start_peak()
+    inner_peak = inner.stop()
+    outer_peak = outer.stop()
+    assert inner_peak is not None and outer_peak is not None
+    assert inner_peak - start < 16 * MiB, "the inner watch sees only its own span"
+    assert outer_peak - start >= 40 * MiB, "the outer watch keeps the burst before the inner one"
