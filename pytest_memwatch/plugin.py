@@ -278,6 +278,12 @@ def pytest_collection_modifyitems(
             )
             continue
         if "memwatch_skip" in names:
+            # Not measured, but a wrong marker argument is still an error at
+            # setup: memwatch_skip(5) or a typo under it must not pass silently.
+            try:
+                build_spec(item.nodeid, _mark_calls(item), settings)
+            except markers.MarkerError as exc:
+                item.stash[MARKER_ERROR] = str(exc)
             continue
         if settings.active or names:
             item.stash[MEASURE] = True
