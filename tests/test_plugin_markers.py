@@ -440,3 +440,38 @@ def test_markers_pass_strict_markers(pytester: pytest.Pytester, runner: Runner) 
     )
     result = runner.inproc("--strict-markers", "--collect-only", "-q")
     assert result.ret == 0, result.stdout.str()
+
+
+def test_markers_under_memwatch_skip_are_still_validated(
+    pytester: pytest.Pytester, runner: Runner
+) -> None:
+    pytester.makepyfile(
+        test_skip="""
+        import pytest
+
+        @pytest.mark.memwatch_skip(5)
+        def test_bad_reason():
+            pass
+
+        @pytest.mark.memwatch_skip("spawns a JVM")
+        @pytest.mark.max_growth("ten megs")
+        def test_bad_budget_under_skip():
+            pass
+
+        @pytest.mark.memwatch_skip("spawns a JVM")
+        def test_fine():
+            pass
+        """
+    )
+    result = runner.inproc()
+    result.assert_outcomes(passed=1, errors=2)
+    assert (
+        "memwatch: test_skip.py::test_bad_reason: bad marker @pytest.mark.memwatch_skip(5): "
+        "reason=5: expected a string. Expected memwatch_skip(reason=''), "
+        'e.g. @pytest.mark.memwatch_skip("spawns a JVM"). ' + OPT_OUT
+    ) in result.stdout.lines
+    assert (
+        "memwatch: test_skip.py::test_bad_budget_under_skip: bad marker "
+        "@pytest.mark.max_growth('ten megs'): limit='ten megs': cannot read 'ten megs' as a "
+        f"size; {SIZE_USE}. " + MAX_GROWTH_EXPECTED
+    ) in result.stdout.lines
