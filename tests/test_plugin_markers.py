@@ -177,7 +177,8 @@ def test_no_leaks(pytester: pytest.Pytester, runner: Runner) -> None:
     result = runner.sub()
     result.assert_outcomes(passed=1, failed=1)
     [line] = failure_lines(result)
-    assert line.startswith("memwatch leak: malloc grows +64.0 KiB/run (95% CI ")
+    # 64 KiB a run, give or take the allocator's few bytes of bookkeeping.
+    assert re.match(r"memwatch leak: malloc grows \+6[34]\.\d KiB/run \(95% CI ", line), line
     assert re.search(r" over \d+ runs after 2 warmup$", line), line
     # The leak was re-measured under tracemalloc and the report names the line.
     attribution = runner.report_section(result, "test_leaky", "memwatch attribution")

@@ -32,7 +32,8 @@ def test_repeat_flags_the_leaky_test_and_passes_the_clean_one(
     result.stdout.fnmatch_lines(["test_small.py M.*"])
     leak_lines = [line for line in result.stdout.lines if line.startswith("memwatch leak:")]
     assert len(leak_lines) == 1
-    assert leak_lines[0].startswith("memwatch leak: malloc grows +64.0 KiB/run (95% CI ")
+    # 64 KiB a run, give or take the allocator's few bytes of bookkeeping.
+    assert re.match(r"memwatch leak: malloc grows \+6[34]\.\d KiB/run \(95% CI ", leak_lines[0])
     assert leak_lines[0].endswith(" after 2 warmup")
     attribution = runner.report_section(result, "test_leaky", "memwatch attribution")
     assert attribution, result.stdout.str()
@@ -46,7 +47,9 @@ def test_repeat_flags_the_leaky_test_and_passes_the_clean_one(
     assert runner.report_section(result, "test_clean", "memwatch attribution") == []
     section = runner.section(result)
     assert section[0].startswith("memwatch: 2 tests measured (2 repeated), 1 failed memory verdict")
-    assert section[1].startswith("FAILED test_small.py::test_leaky - leak: malloc grows +64.0 KiB")
+    assert re.match(
+        r"FAILED test_small\.py::test_leaky - leak: malloc grows \+6[34]\.\d KiB", section[1]
+    )
 
 
 def test_repeat_with_explicit_counts_and_trace_depth(
