@@ -13,13 +13,14 @@ data (see docs/results.md, "attribution")::
 
 from __future__ import annotations
 
+import _tracemalloc
 import gc
 import linecache
 import os
 import reprlib
 import tracemalloc
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -43,7 +44,7 @@ def _type_name(obj: object) -> str:
     return t.__qualname__ if mod == "builtins" else f"{mod}.{t.__qualname__}"
 
 
-def _reachable() -> list[object]:
+def _reachable() -> Iterator[object]:
     """Every object the collector tracks, and what those refer to directly.
 
     ``gc.get_objects()`` lists only containers; a leaked ``bytes`` or ``str`` is
@@ -52,7 +53,6 @@ def _reachable() -> list[object]:
     cache of strings) are walked into as well.
     """
     seen: set[int] = set()
-    out: list[object] = []
     for o in gc.get_objects():
         stack = [o, *gc.get_referents(o)]
         while stack:
@@ -60,10 +60,9 @@ def _reachable() -> list[object]:
             if id(x) in seen:
                 continue
             seen.add(id(x))
-            out.append(x)
+            yield x
             if x is not o and not gc.is_tracked(x) and isinstance(x, (dict, tuple)):
                 stack.extend(gc.get_referents(x))
-    return out
 
 
 def _census() -> dict[str, int]:
@@ -299,29 +298,39 @@ def _sites(
 
 
 def _leaked_objects(
-    sites: list[dict[str, Any]],
+    sites: list[dict[str, Any]], *, enough: int = 50
 ) -> tuple[list[list[object]], dict[str, int]]:
-    """Per site, the live objects whose allocation traceback starts at that site,
-    and how many objects of each type are alive in all.
+    """Per site, live objects whose allocation traceback starts at that site,
+    and how many of each type were found.
 
     Every object still alive from a site that keeps growing is one it leaked
-    (those from the warmup run included), so no "new since" filter is needed.
+    (those from the warmup run included), so no "new since" filter is needed,
+    and the walk stops once every site has ``enough`` of them.
     """
     wanted = {site["_where"]: i for i, site in enumerate(sites) if site.get("_where")}
     found: list[list[object]] = [[] for _ in sites]
     totals: dict[str, int] = {}
-    if wanted:
-        for obj in _reachable():
-            name = _type_name(obj)
-            totals[name] = totals.get(name, 0) + 1
+    if not wanted:
+        return found, totals
+    # The private C accessor returns plain (filename, lineno) tuples, most
+    # recent first; the public one builds Traceback and Frame objects for every
+    # object walked, which made this walk take seconds.
+    raw = getattr(_tracemalloc, "_get_object_traceback", None)
+    for obj in _reachable():
+        if raw is not None:
+            frames = raw(obj)
+            key = frames[0][:2] if frames else None
+        else:
             tb = tracemalloc.get_object_traceback(obj)
-            if tb is None or len(tb) == 0:
-                continue
-            # get_object_traceback lists the most recent frame last.
-            key = (tb[-1].filename, tb[-1].lineno)
-            i = wanted.get(key)
-            if i is not None and len(found[i]) < 1000:
-                found[i].append(obj)
+            key = (tb[-1].filename, tb[-1].lineno) if tb else None
+        i = wanted.get(key) if key is not None else None
+        if i is None or len(found[i]) >= enough:
+            continue
+        found[i].append(obj)
+        name = _type_name(obj)
+        totals[name] = totals.get(name, 0) + 1
+        if all(len(f) >= enough for f in found):
+            break
     return found, totals
 
 

@@ -64,7 +64,9 @@ def theil_sen(
     var_s = n * (n - 1) * (2 * n + 5) / 18.0
     c = z * math.sqrt(var_s)
     m = len(slopes)
-    lo_rank = math.floor((m - c) / 2.0)
+    # Sen's bounds are the M1-th and (M2+1)-th smallest slopes, 1-based, with
+    # M1 = (N - C) / 2 and M2 = (N + C) / 2; as 0-based indexes:
+    lo_rank = math.floor((m - c) / 2.0) - 1
     hi_rank = math.ceil((m + c) / 2.0)
     lo = slopes[max(0, min(m - 1, lo_rank))]
     hi = slopes[max(0, min(m - 1, hi_rank))]

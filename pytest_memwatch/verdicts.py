@@ -316,7 +316,14 @@ class RepeatPlan:
         )
 
     def growth_per_call(self) -> tuple[float | None, dict[str, Any]]:
-        """Bytes left behind per call: the single delta, or the robust slope over runs."""
+        """Bytes left behind per call: the single delta, or the median over the runs.
+
+        The median of the per-run deltas, not a slope: one run that happens to
+        add an arena or keep untrimmed heap pages is a one-off step, and a slope
+        through a short series reads it as growth per call. A leak that strikes
+        only every Nth call is under-counted by the median; ``no_leaks`` is the
+        check for those.
+        """
         measured = self.measured
         if not measured:
             return None, {}
@@ -334,8 +341,9 @@ class RepeatPlan:
             if not d:
                 continue
             trend = theil_sen(cumulative(d))
-            per_metric[metric] = {"deltas": d, "trend": trend.to_dict()}
-            best = trend.slope if best is None else max(best, trend.slope)
+            typical = median(d)
+            per_metric[metric] = {"deltas": d, "median": typical, "trend": trend.to_dict()}
+            best = typical if best is None else max(best, typical)
         return best, per_metric
 
 

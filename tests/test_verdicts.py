@@ -201,12 +201,6 @@ def test_growth_per_call_is_the_slope_of_the_larger_byte_metric() -> None:
     assert details["malloc"]["trend"]["slope"] == 2000.0
 
 
-@pytest.mark.xfail(
-    reason="known bug, reported to the engine owner: Theil-Sen over the cumulative readings "
-    "reads a one-off step in the middle of the runs (a new 256 KiB arena) as growth per call, "
-    "so max_growth('32 KiB', runs=5) fails a clean test",
-    strict=True,
-)
 def test_growth_per_call_ignores_a_one_off_arena() -> None:
     plan = drive(
         RepeatPlan(0, 5, extend=False),
