@@ -584,21 +584,33 @@ class _TempNotes:
         # entry -> it existed when first touched (then it is not new)
         self.seen: dict[str, bool] = {}
 
-    def note(self, path: Any) -> None:
+    def _entry(self, path: Any) -> tuple[str, bool] | None:
+        """The top-level temp entry ``path`` is in, and whether it is that entry itself."""
         try:
             text = os.fsdecode(path)
         except TypeError:
-            return
+            return None
         if not os.path.isabs(text):
             text = os.path.join(os.getcwd(), text)
         text = os.path.normpath(text)
         for root in self.roots:
             if text.startswith(root + os.sep):
-                top = text[len(root) + 1 :].split(os.sep, 1)[0]
-                entry = os.path.join(root, top)
-                if entry not in self.seen:
-                    self.seen[entry] = os.path.lexists(entry)
-                return
+                top, _, rest = text[len(root) + 1 :].partition(os.sep)
+                return os.path.join(root, top), not rest
+        return None
+
+    def note(self, path: Any) -> None:
+        found = self._entry(path)
+        if found is not None and found[0] not in self.seen:
+            self.seen[found[0]] = os.path.lexists(found[0])
+
+    def forget(self, path: Any) -> None:
+        # A new entry removed again is dropped from the notes: a test that makes
+        # and removes a temp file every run must not grow them (the harness
+        # would measure itself).
+        found = self._entry(path)
+        if found is not None and found[1] and self.seen.get(found[0]) is False:
+            del self.seen[found[0]]
 
     def survivors(self) -> list[str]:
         return [e for e, existed in self.seen.items() if not existed and os.path.lexists(e)]
@@ -623,6 +635,14 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             path = args[0]
         elif event in ("os.rename", "os.replace", "os.link", "os.symlink", "socket.bind"):
             path = args[1]
+            if event in ("os.rename", "os.replace") and isinstance(args[0], (str, bytes)):
+                for notes in _TEMP_NOTES:
+                    notes.forget(args[0])
+        elif event in ("os.remove", "os.rmdir"):
+            if isinstance(args[0], (str, bytes, os.PathLike)):
+                for notes in _TEMP_NOTES:
+                    notes.forget(args[0])
+            return
         else:
             return
         if isinstance(path, (str, bytes, os.PathLike)):

@@ -234,6 +234,25 @@ def test_temp_entries_this_process_created() -> None:
         os.unlink(before.name)
 
 
+def test_temp_files_made_and_removed_leave_no_notes() -> None:
+    # A test that makes and removes a temp file every run must not make the
+    # watch's own notes grow run after run: that would read as a leak.
+    checker = check()
+    watch = checker.begin()
+    for _ in range(5):
+        fd, path = tempfile.mkstemp()
+        os.close(fd)
+        os.unlink(path)
+        folder = tempfile.mkdtemp()
+        os.rmdir(folder)
+        fd, path = tempfile.mkstemp()
+        os.close(fd)
+        os.replace(path, path + ".moved")
+        os.remove(path + ".moved")
+    assert watch._temp.seen == {}
+    assert checker.finish(watch).leaked == []
+
+
 def test_pending_asyncio_tasks_are_named_with_their_coroutine() -> None:
     async def forever() -> None:
         await asyncio.sleep(3600)
