@@ -71,7 +71,7 @@ BUFFER_CAPACITY = 4096
 # Samples of a run copied into the results document (the file keeps them all).
 MAX_RESULT_SAMPLES = 2000
 # The floor of a climbing series must rise by this many noise sigmas on top of
-# the limit; see analyze().
+# the limit (see Analysis.climbing): a sawtooth's floors differ by noise only.
 FLOOR_SIGMAS = 2.0
 # "Still climbing" (not a plateau): the last two thirds of the steady state grow
 # at least 40 % of the way from the limit to the whole steady state's rate. A
@@ -433,6 +433,15 @@ class Analysis:
             and self.floor_rise > margin
         )
 
+    def corroborates(self) -> bool:
+        """An allocator count that backs an RSS climb: it climbs too, still at the end.
+
+        Its later two thirds alone must grow with confidence: a start-up
+        allocation still settling after warmup grows ever more slowly, and
+        with exact counts and little noise even that residue is a "trend".
+        """
+        return self.climbing(None) and self.recent is not None and self.recent.low > 0
+
     @property
     def plateau(self) -> bool | None:
         """Memory stopped growing after warmup (level, levelled off, or saws without rising)."""
@@ -472,7 +481,7 @@ def analyze(samples: Sequence[Mapping[str, Any]], warmup_s: float) -> Analysis:
     if main.metric != "rss" or not main.climbing(None):
         return main
     allocators = {
-        m: analyze_metric(samples, warmup_s, m).climbing(None)
+        m: analyze_metric(samples, warmup_s, m).corroborates()
         for m in ALLOCATOR_METRICS
         if any(s.get(m) is not None for s in samples)
     }
@@ -719,7 +728,6 @@ class SampleFile:
     samples: list[dict[str, Any]]
     resumes: list[float]
     end: dict[str, Any] | None
-    lines: int
 
     @property
     def complete(self) -> bool:
@@ -802,7 +810,7 @@ def read_samples(path: str | os.PathLike[str]) -> SampleFile:
                 raise SoakError(f"{where}: {f} must be a whole number or null, got {v!r}")
             sample[f] = None if v is None else int(v)
         samples.append(sample)
-    return SampleFile(p, header, samples, resumes, end, len(text_lines))
+    return SampleFile(p, header, samples, resumes, end)
 
 
 def _check_header(obj: Mapping[str, Any], where: str) -> None:
