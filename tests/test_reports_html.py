@@ -281,3 +281,26 @@ def test_reports_modules_do_not_import_pytest() -> None:
 
 def test_xss_id_is_in_the_sample() -> None:
     assert XSS_ID in [t["nodeid"] for t in sample_doc()["tests"]]
+
+
+def test_per_worker_totals_are_shown_when_there_are_several_workers() -> None:
+    from pytest_memwatch.report_html import render_report
+
+    doc = sample_doc()
+    doc["totals"]["by_worker"] = {
+        "gw0": {"measured": 3, "failed_verdicts": 1, "growth_rss": 4096},
+        "gw1": {"measured": 2, "failed_verdicts": 0, "growth_rss": 0},
+    }
+    html = render_report(doc)
+    table = html[html.index('id="workers"') : html.index("</table>", html.index('id="workers"'))]
+    assert "<code>gw0</code></td><td>3</td><td>1</td><td>+4.0 KiB</td>" in table
+    assert "<code>gw1</code></td><td>2</td><td>0</td>" in table
+    assert "<b>all</b>" in table
+
+
+def test_no_per_worker_table_for_a_serial_run() -> None:
+    from pytest_memwatch.report_html import render_report
+
+    doc = sample_doc()
+    doc["totals"]["by_worker"] = {"main": {"measured": 3, "failed_verdicts": 0, "growth_rss": 0}}
+    assert 'id="workers"' not in render_report(doc)
