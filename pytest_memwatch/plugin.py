@@ -551,7 +551,9 @@ def _memwatch_probe(request: pytest.FixtureRequest) -> Generator[None]:
     plan = item.stash.get(PLAN, None)
     clear = item.stash.get(CLEAR_CACHES, True)
     _open_resource_watch(item, state, plan)
-    token = measurer.begin(clear_caches=clear, freeze=plan is None)
+    token = measurer.begin(
+        clear_caches=clear, freeze=plan is None, collect=plan is None or plan.count == 0
+    )
     state.ledger.note("fixtures", token.before)
     yield
     _drop_finished_dependents(item)
