@@ -249,7 +249,13 @@ class TestSpec:
         )
 
     def plan(self) -> RepeatPlan | None:
-        """The repetition plan, or ``None`` for a single ordinary run."""
+        """The repetition plan, or ``None`` for a single ordinary run.
+
+        A soak test is never repeated: it is judged by its own trend over time,
+        and repeating an eight-hour run for a leak verdict would be absurd.
+        """
+        if self.soak is not None:
+            return None
         warmup, runs = 0, 1
         if self.max_growth is not None:
             warmup, runs = self.max_growth["warmup"], self.max_growth["runs"]
