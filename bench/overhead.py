@@ -104,7 +104,11 @@ def main() -> int:
     base = [sys.executable, "-m", "pytest", "-q"]
     modes: dict[str, list[str]] = {
         "plain pytest": [*base, "-p", "no:memray"] if _has("pytest_memray") else base,
-        "pytest --memwatch": [*base, "--memwatch"],
+        # Both without pytest-memray's plugin, so its import and hooks are not
+        # charged to memwatch.
+        "pytest --memwatch": [*base, "-p", "no:memray", "--memwatch"]
+        if _has("pytest_memray")
+        else [*base, "--memwatch"],
     }
     if _has("pytest_memray"):
         modes["pytest --memray"] = [*base, "--memray"]

@@ -402,7 +402,13 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         result,
         failed,
         attribution,
-        html_extras=item.config.pluginmanager.hasplugin("html"),
+        # Rendering a section costs a template per test: only when pytest-html
+        # is writing a report, not merely installed; the same for JUnit XML.
+        html_extras=bool(
+            item.config.pluginmanager.hasplugin("html")
+            and getattr(item.config.option, "htmlpath", None)
+        ),
+        junit=bool(getattr(item.config.option, "xmlpath", None)),
     )
     for rep in reports:
         ihook.pytest_runtest_logreport(report=rep)
@@ -499,6 +505,7 @@ def _apply(
     attribution: dict[str, Any] | None,
     *,
     html_extras: bool = False,
+    junit: bool = False,
 ) -> None:
     call = next((r for r in reports if r.when == "call"), None)
     target = call or (reports[-1] if reports else None)
@@ -518,7 +525,7 @@ def _apply(
     if html_extras and call is not None:
         _add_html_extra(call, data)
     teardown = next((r for r in reversed(reports) if r.when == "teardown"), None)
-    if teardown is not None:
+    if teardown is not None and junit:
         teardown.user_properties.extend(_junit_properties(result))
 
 
@@ -551,13 +558,17 @@ def _memwatch_probe(request: pytest.FixtureRequest) -> Generator[None]:
     plan = item.stash.get(PLAN, None)
     clear = item.stash.get(CLEAR_CACHES, True)
     _open_resource_watch(item, state, plan)
+    # CLEAR_CACHES is set for tests with a verdict: they get the exact path.
     token = measurer.begin(
-        clear_caches=clear, freeze=plan is None, collect=plan is None or plan.count == 0
+        clear_caches=clear,
+        freeze=plan is None,
+        collect=plan is None or plan.count == 0,
+        light=not clear,
     )
     state.ledger.note("fixtures", token.before)
     yield
     _drop_finished_dependents(item)
-    measure = measurer.end(token, clear_caches=clear)
+    measure = measurer.end(token, clear_caches=clear, light=not clear)
     if plan is not None:
         plan.record(measure.before, measure.after, measure.peak_rss)
     # Only the latest run is kept: one object per run would itself look like growth.

@@ -269,10 +269,10 @@ class Prober:
                 pass
         return threading.active_count()
 
-    def sample(self, *, collect: bool = True) -> Sample:
-        """Read every probe, after a full collection unless ``collect`` is false."""
+    def sample(self, *, collect: bool = True, generation: int = 2) -> Sample:
+        """Read every probe, after a collection (full by default) unless ``collect`` is false."""
         if collect:
-            gc.collect()
+            gc.collect(generation)
         return Sample(
             t=time.monotonic(),
             rss=self.rss(),
