@@ -1,12 +1,17 @@
 """Regenerate the screenshots in docs/images/ (not a test; run by hand).
 
-    # a real run of the leak/no-leak scenario suite
-    cd fixtures/scenarios && python -m pytest test_scenarios.py -p no:cacheprovider \\
-        --memwatch-repeat=2:5 --memwatch-json=/tmp/scenarios.json; cd -
-    python tests/_reports_screenshots.py /tmp/scenarios.json
+All three come from real runs of the reference app's suite:
 
-The soak chart comes from the sample document in ``_reports_sample.py`` until
-the reference app's soak suite produces one.
+    bash .ci/main            # the suite under --memwatch: artifacts/memwatch-results.json
+    # two of the app's documented faults, switched on (test module from
+    # reference_app/tests/_part2_leak_scenarios.py, chunks_kept + unbounded_cache):
+    REFERENCE_APP_FAULTS=chunks_kept,unbounded_cache pytest test_reference_app_faults.py \
+        --memwatch --memwatch-json=/tmp/ra-fault.json
+    # the app's soak test, capped to two minutes:
+    cd reference_app && pytest tests/test_soak.py::test_the_pipeline_on_the_real_clock \
+        --memwatch --memwatch-soak --memwatch-soak-duration=120s --memwatch-json=/tmp/ra-soak.json
+    python tests/_reports_screenshots.py artifacts/memwatch-results.json /tmp/ra-fault.json \
+        /tmp/ra-soak.json
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _reports_sample import sample_doc
 from playwright.sync_api import Page, sync_playwright
 
 from pytest_memwatch.report_html import render_report
@@ -34,26 +38,29 @@ def _details_shot(page: Page, nodeid_part: str, path: Path) -> None:
     details.screenshot(path=str(path))
 
 
-def main(results: str) -> None:
+def main(suite: str, faults: str, soak: str) -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        real = Path(tmp) / "real.html"
-        real.write_text(render_report(load_results(results)), encoding="utf-8")
-        sample = Path(tmp) / "sample.html"
-        sample.write_text(render_report(sample_doc()), encoding="utf-8")
+        pages = {}
+        for name, path in (("suite", suite), ("faults", faults), ("soak", soak)):
+            pages[name] = Path(tmp) / f"{name}.html"
+            pages[name].write_text(render_report(load_results(path)), encoding="utf-8")
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 860})
-            page.goto(real.as_uri())
+            page.goto(pages["suite"].as_uri())
             page.screenshot(path=str(IMAGES / "report-summary.png"))
-            _details_shot(page, "test_leak_100kib_per_call", IMAGES / "report-test-details.png")
-            page.goto(sample.as_uri())
-            _details_shot(page, "test_cache_leaks", IMAGES / "report-attribution.png")
-            _details_shot(page, "test_recorder_soak", IMAGES / "report-soak.png")
+            _details_shot(page, "test_long_input_in_bounded_memory",
+                          IMAGES / "report-test-details.png")
+            page.goto(pages["faults"].as_uri())
+            page.screenshot(path=str(IMAGES / "report-faults-summary.png"))
+            _details_shot(page, "test_transcribe_new_chunks", IMAGES / "report-attribution.png")
+            page.goto(pages["soak"].as_uri())
+            _details_shot(page, "test_the_pipeline_on_the_real_clock", IMAGES / "report-soak.png")
             browser.close()
     for image in sorted(IMAGES.glob("*.png")):
         print(image.relative_to(ROOT))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:4])
