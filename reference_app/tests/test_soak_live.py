@@ -56,7 +56,7 @@ def live_microphone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     feeder.stop()
 
 
-@pytest.mark.soak("10m", interval="10s", max_growth_rate="6 MiB/h", warmup="20%")
+@pytest.mark.soak("10m", interval="10s", max_growth_rate="12 MiB/h", warmup="30%")
 def test_live_transcription_through_cache_store_and_sessions(
     soak: Any, live_microphone: PacedFeeder, tmp_path: Path
 ) -> None:
