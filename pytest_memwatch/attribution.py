@@ -39,10 +39,13 @@ def short_repr(obj: object) -> str:
         return f"<{type(obj).__name__} (repr failed: {type(exc).__name__})>"
 
 
-def _type_name(obj: object) -> str:
-    t = type(obj)
+def _qualified(t: type) -> str:
     mod = t.__module__
     return t.__qualname__ if mod == "builtins" else f"{mod}.{t.__qualname__}"
+
+
+def _type_name(obj: object) -> str:
+    return _qualified(type(obj))
 
 
 def _reachable() -> Iterator[object]:
@@ -75,8 +78,7 @@ def _census() -> dict[str, int]:
     by_type = Counter(map(type, gc.get_objects()))
     counts: dict[str, int] = {}
     for t, n in by_type.items():
-        mod = t.__module__
-        name = t.__qualname__ if mod == "builtins" else f"{mod}.{t.__qualname__}"
+        name = _qualified(t)
         counts[name] = counts.get(name, 0) + n
     return counts
 

@@ -116,7 +116,22 @@ def _capture_stats(source: AudioSource) -> CaptureStats | None:
     return source.stats() if isinstance(source, MicrophoneSource) else None
 
 
-class StreamingRecorder:
+class _Capturing:
+    """What both recorders share: a capture thread and the frames it took."""
+
+    _thread: _CaptureThread | None
+    _frames_done: int
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the source ends or ``max_seconds`` is reached; True if it did."""
+        return self._thread is None or self._thread.done.wait(timeout)
+
+    @property
+    def frames_captured(self) -> int:
+        return self._frames_done if self._thread is None else self._thread.frames
+
+
+class StreamingRecorder(_Capturing):
     """Captures into a ring buffer in memory.
 
     Example::
@@ -158,14 +173,6 @@ class StreamingRecorder:
         )
         self._thread.start()
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the source ends or ``max_seconds`` is reached; True if it did."""
-        return self._thread is None or self._thread.done.wait(timeout)
-
-    @property
-    def frames_captured(self) -> int:
-        return self._frames_done if self._thread is None else self._thread.frames
-
     def read(self, n: int | None = None) -> np.ndarray:
         """Remove and return up to ``n`` captured frames (all if None)."""
         return self.buffer.read(n)
@@ -200,7 +207,7 @@ class StreamingRecorder:
         self.stop()
 
 
-class FileRecorder:
+class FileRecorder(_Capturing):
     """Captures into a temp WAV file that is always cleaned up unless kept.
 
     Example::
@@ -253,14 +260,6 @@ class FileRecorder:
             self.source, self._writer.write, self._max_frames, "file-recorder"
         )
         self._thread.start()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the source ends or ``max_seconds`` is reached; True if it did."""
-        return self._thread is None or self._thread.done.wait(timeout)
-
-    @property
-    def frames_captured(self) -> int:
-        return self._frames_done if self._thread is None else self._thread.frames
 
     def _close_file(self) -> None:
         if self._writer is not None and self._file is not None and not self._file.closed:
