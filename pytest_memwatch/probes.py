@@ -17,6 +17,7 @@ warning) and reads as ``None``; the other probes go on.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import os
@@ -24,10 +25,15 @@ import sys
 import threading
 import time
 import weakref
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_resource: Any
+try:
+    import resource as _resource
+except ImportError:  # not on this platform: the peak comes from /proc or the sampler
+    _resource = None
 METRICS = ("rss", "malloc", "blocks", "gc_objects", "fds", "threads")
 
 
@@ -44,7 +50,33 @@ class Sample:
     threads: int | None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Spelled out: dataclasses.asdict deep-copies every field, and this runs
+        # twice per measured test.
+        return {
+            "t": self.t,
+            "rss": self.rss,
+            "malloc": self.malloc,
+            "blocks": self.blocks,
+            "gc_objects": self.gc_objects,
+            "fds": self.fds,
+            "threads": self.threads,
+        }
+
+    def shifted(self, *, blocks: int = 0, malloc: int = 0, gc_objects: int = 0) -> Sample:
+        """This reading with constants added to three probes (missing ones stay ``None``).
+
+        The engine's corrections (its own calibrated footprint, the frozen
+        objects); cheaper than ``dataclasses.replace``, which runs per reading.
+        """
+        return Sample(
+            self.t,
+            self.rss,
+            None if self.malloc is None else self.malloc + malloc,
+            None if self.blocks is None else self.blocks + blocks,
+            None if self.gc_objects is None else self.gc_objects + gc_objects,
+            self.fds,
+            self.threads,
+        )
 
     def minus(self, other: Sample) -> dict[str, int | None]:
         """Per-metric difference ``self - other``; ``None`` where either side is missing."""
@@ -91,15 +123,20 @@ class Prober:
 
     def __init__(self) -> None:
         self.unavailable: dict[str, str] = {}
+        self._files: dict[str, Any] = {}
+        self._dir_fd: int | None = None
+        self._files_pid = os.getpid()
+        # psutil only where /proc cannot serve: importing it costs milliseconds.
         self._proc: Any = None
-        try:
-            import psutil
+        if self._proc_read("statm") is None or self._proc_read("stat") is None:
+            try:
+                import psutil
 
-            self._proc = psutil.Process()
-            self._proc.memory_info()
-        except Exception as exc:  # psutil missing or /proc unreadable
-            self._proc = None
-            self.unavailable["rss"] = f"psutil cannot read process memory: {exc}"
+                self._proc = psutil.Process()
+                self._proc.memory_info()
+            except Exception as exc:  # psutil missing or unable to read the process
+                self._proc = None
+                self.unavailable["rss"] = f"psutil cannot read process memory: {exc}"
         self._libc: Any = None
         self._mallinfo2: Any = None
         self._malloc_trim: Any = None
@@ -116,8 +153,6 @@ class Prober:
             self._malloc_trim.restype = ctypes.c_int
         except (OSError, AttributeError):
             self.unavailable["malloc"] = "the C library has no mallinfo2 (glibc >= 2.33 needed)"
-        self._files: dict[str, Any] = {}
-        self._files_pid = os.getpid()
         self._clear_refs: Any = None
         self._clear_pid = 0
         # Watches relying on the process's one high-water mark (see PeakWatch).
@@ -129,6 +164,7 @@ class Prober:
             # /proc/self/statm gives RSS without psutil: nothing is missing.
             del self.unavailable["rss"]
         self._peak_mode = self._detect_peak_mode()
+        self._fd_dir_fd()  # opened now, so every reading counts it alike
 
     # -- /proc files, kept open -------------------------------------------------
     # Reading a /proc file through a descriptor kept open, re-read from offset 0
@@ -157,10 +193,28 @@ class Prober:
         except OSError:
             return None
 
+    def _fd_dir_fd(self) -> int | None:
+        """A descriptor on /proc/self/fd, kept open like the files (reopened after a fork)."""
+        pid = os.getpid()
+        if self._files_pid != pid:
+            self._proc_read("stat")  # closes the parent's descriptors, this one included
+        fd = self._dir_fd
+        if fd is None and self._fd_dir is not None:
+            try:
+                fd = os.open(self._fd_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except (OSError, AttributeError):
+                return None
+            self._dir_fd = fd
+        return fd
+
     def _close_files(self) -> None:
         files, self._files = getattr(self, "_files", {}), {}
         for f in files.values():
             f.close()
+        fd, self._dir_fd = getattr(self, "_dir_fd", None), None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def close(self) -> None:
         """Close the /proc descriptors this prober keeps open."""
@@ -245,8 +299,13 @@ class Prober:
     def fds(self) -> int | None:
         if self._fd_dir is not None:
             try:
-                # listdir opens one fd of its own while it reads.
-                return len(os.listdir(self._fd_dir)) - 1
+                fd = self._fd_dir_fd()
+                if fd is None:
+                    # listdir opens one fd of its own while it reads.
+                    return len(os.listdir(self._fd_dir)) - 1
+                # Listing through a kept descriptor skips the path lookup;
+                # listdir duplicates it while it reads.
+                return len(os.listdir(fd)) - 1
             except OSError:
                 return None
         if self._proc is not None:
@@ -269,18 +328,28 @@ class Prober:
                 pass
         return threading.active_count()
 
+    def _rss_and_threads(self) -> tuple[int | None, int]:
+        # /proc/self/stat has both (fields 24 and 20, counted after the ")"
+        # that ends the command name): one read where two would cost twice.
+        data = self._proc_read("stat")
+        if data is not None:
+            fields = data.rpartition(b")")[2].split()
+            return int(fields[21]) * _PAGE, int(fields[17])
+        return self.rss(), self.threads()
+
     def sample(self, *, collect: bool = True, generation: int = 2) -> Sample:
         """Read every probe, after a collection (full by default) unless ``collect`` is false."""
         if collect:
             gc.collect(generation)
+        rss, threads = self._rss_and_threads()
         return Sample(
             t=time.monotonic(),
-            rss=self.rss(),
+            rss=rss,
             malloc=self.malloc(),
             blocks=sys.getallocatedblocks(),
             gc_objects=len(gc.get_objects()),
             fds=self.fds(),
-            threads=self.threads(),
+            threads=threads,
         )
 
 
@@ -290,7 +359,8 @@ class PeakWatch:
     def __init__(self, prober: Prober) -> None:
         self._prober = prober
         self._peak = 0
-        self._stop = threading.Event()
+        # Only the sampler needs these; the high-water-mark path runs per test.
+        self._stop: threading.Event | None = None
         self._thread: threading.Thread | None = None
         if prober._peak_mode == "hwm":
             # The high-water mark is one per process: hand it to the watches
@@ -303,21 +373,36 @@ class PeakWatch:
             prober._reset_hwm()
             prober._hwm_watches.add(self)
         elif prober._peak_mode == "sampler":
+            self._stop = threading.Event()
             self._thread = threading.Thread(target=self._poll, name="memwatch-peak", daemon=True)
             self._thread.start()
 
     def _poll(self) -> None:
+        assert self._stop is not None
         while not self._stop.wait(0.005):
             value = self._prober.rss() or 0
             self._peak = max(self._peak, value)
 
-    def stop(self) -> int | None:
+    def stop(self, floor: int | None = None) -> int | None:
+        """The peak since the start; ``floor`` is the largest RSS the caller read in between.
+
+        getrusage's ru_maxrss is never below VmHWM (it is VmHWM, or a larger
+        figure the process inherited across exec or kept from an exited
+        thread), so when it is at most ``floor`` the peak is ``floor`` and
+        /proc/self/status, ten times dearer to read, is left alone.
+        """
         mode = self._prober._peak_mode
         if mode == "hwm":
             self._prober._hwm_watches.discard(self)
+            if (
+                floor is not None
+                and _resource is not None
+                and _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss * 1024 <= floor
+            ):
+                return max(self._peak, floor)
             hwm = self._prober._read_hwm()
             return None if hwm is None else max(self._peak, hwm)
-        if mode == "sampler" and self._thread is not None:
+        if mode == "sampler" and self._thread is not None and self._stop is not None:
             self._stop.set()
             self._thread.join()
             return max(self._peak, self._prober.rss() or 0)
