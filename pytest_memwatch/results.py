@@ -135,7 +135,9 @@ class RunMeta:
     plugin_version: str
     pytest_version: str
     python: str = field(default_factory=lambda: sys.version.split()[0])
-    machine: dict[str, Any] = field(default_factory=machine_info)
+    # Described when first written (machine_info imports psutil): a session that
+    # measures nothing must cost no more than the plugin's import.
+    machine: dict[str, Any] | None = None
     commit: str | None = None
     workers: int = 1
     started_at: str = field(default_factory=now_iso)
@@ -149,6 +151,8 @@ class RunMeta:
     worker_info: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        if self.machine is None:
+            self.machine = machine_info()
         return {
             "plugin_version": self.plugin_version,
             "pytest_version": self.pytest_version,
