@@ -129,8 +129,10 @@ class Measurer:
         self._offset = (0, 0)
         blocks, malloc = [], []
         for _ in range(5):
-            token = self.begin()
-            m = self.end(token)
+            # Young collections: the constant is the same, and the first full
+            # collection of a big heap (tens of milliseconds) is not paid here.
+            token = self.begin(light=True)
+            m = self.end(token, light=True)
             d = m.after.minus(m.before)
             blocks.append(d["blocks"] or 0)
             malloc.append(d["malloc"] or 0)
@@ -138,6 +140,27 @@ class Measurer:
         malloc.sort()
         self._offset = (blocks[2], malloc[2])
         return self._offset
+
+    def session_reading(self) -> Sample:
+        """A reading for the start or end of the session (the ledger's).
+
+        With the long-lived heap frozen, the collection walks only what is not
+        frozen and the frozen objects are counted in; otherwise the whole heap
+        is collected. Both ends are read the same way, so the session's growth
+        compares like with like without walking a big heap twice.
+        """
+        if self._offset is None:
+            self._calibrate()
+        if self.hygiene is not None and self.hygiene.active:
+            return self.prober.sample().shifted(gc_objects=self.hygiene.frozen)
+        return self.prober.sample()
+
+    def thaw(self, *, collect: bool = False) -> None:
+        """Give the frozen heap back to the collector; collect it in full if asked."""
+        if self.hygiene is not None:
+            self.hygiene.close()
+        if collect:
+            gc.collect()
 
     def begin(
         self,
@@ -160,11 +183,13 @@ class Measurer:
         follows a full collection, so the one before each run would be spent
         twice on the same heap.
 
-        ``light=True`` (plain measuring, no verdict) collects the young
-        generations only: a full collection also empties CPython's free lists,
-        and refilling them made every later allocation of the test suite
-        slower. Cyclic garbage that a test let age into the oldest generation
-        can then read as growth; verdicts always collect in full.
+        ``light=True`` collects the young generations only. Calibration uses
+        it, so the session's first freeze does not pay for a collection of the
+        whole heap (tens of milliseconds under a big suite). Tests do not:
+        with the long-lived heap frozen, a full collection walks no more than
+        a young one, and it also empties CPython's free lists, whose contents
+        count as allocated blocks; left alone, they made the same test read a
+        couple of blocks apart in two processes.
         """
         if self._offset is None:
             self._calibrate()
@@ -175,29 +200,23 @@ class Measurer:
         if self.hygiene is not None and freeze:
             self.hygiene.before_test(1 if light else 2)
             before = self.prober.sample(collect=False)
-            if before.gc_objects is not None:
-                before = replace(before, gc_objects=before.gc_objects + self.hygiene.frozen)
         else:
             before = self.prober.sample(collect=collect, generation=1 if light else 2)
-            if self.hygiene is not None and before.gc_objects is not None:
-                before = replace(before, gc_objects=before.gc_objects + self.hygiene.frozen)
+        if self.hygiene is not None and self.hygiene.frozen:
+            before = before.shifted(gc_objects=self.hygiene.frozen)
         return RunToken(before, self.prober.start_peak())
 
     def end(
         self, token: RunToken, *, clear_caches: bool = False, light: bool = False
     ) -> RunMeasure:
-        peak = token.peak.stop()
         if clear_caches:
             clear_interpreter_caches()
         after = self.prober.sample(generation=1 if light else 2)
+        # Stopped after the reading, whose RSS lets the watch skip /proc/self/status.
+        peak = token.peak.stop(floor=max(token.before.rss or 0, after.rss or 0) or None)
         ob, om = self._offset or (0, 0)
         frozen = self.hygiene.frozen if self.hygiene is not None else 0
-        after = replace(
-            after,
-            blocks=None if after.blocks is None else after.blocks - ob,
-            malloc=None if after.malloc is None else after.malloc - om,
-            gc_objects=None if after.gc_objects is None else after.gc_objects + frozen,
-        )
+        after = after.shifted(blocks=-ob, malloc=-om, gc_objects=frozen)
         if peak is not None:
             # The kernel's RSS counters are per-CPU approximations, so the
             # high-water mark can read a little below a plain RSS reading taken

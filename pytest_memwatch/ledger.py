@@ -174,6 +174,11 @@ class Ledger:
                 continue
             self._entries[res.key] = Entry(res, owner, phase, tuple(fixtures))
 
+    @property
+    def recorded(self) -> bool:
+        """Whether any thread or descriptor has been charged to a test or fixture."""
+        return bool(self._entries)
+
     def record_growth(self, nodeid: str, grown: float | None) -> None:
         """Bytes one test left behind; only the largest ``top`` are kept."""
         self.measured += 1

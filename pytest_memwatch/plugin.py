@@ -3,9 +3,13 @@ the engine (:mod:`pytest_memwatch.engine`) measures and decides.
 
 How a measured test runs (``pytest_runtest_protocol`` below):
 
-- a function-scoped fixture, ``_memwatch_probe``, is put into the fixture
-  closure of every measured test, after its higher-scoped fixtures, so the
-  readings bracket the test and its function-scoped fixtures only;
+- the readings bracket the test and its function-scoped fixtures only, as a
+  function-scoped fixture placed after the higher-scoped ones would, without
+  the cost of one: the before-reading is taken when the test's first
+  function-scoped fixture is about to be set up (``pytest_fixture_setup``),
+  or at the end of setup if it has none, and the after-reading by a finalizer
+  registered on the test at that moment, which therefore runs after every
+  function-scoped fixture's teardown and before any higher-scoped one's;
 - the run's reports are produced with ``log=False``; a repeated test runs its
   whole setup/call/teardown again, tearing down only the item between runs;
 - the verdicts are then applied to the call report and the reports are logged
@@ -29,6 +33,7 @@ from pytest_memwatch.engine import (
     MarkCall,
     Measurer,
     RunMeasure,
+    RunToken,
     TestSpec,
     build_spec,
     judge,
@@ -41,8 +46,6 @@ from pytest_memwatch.results import Results, RunMeta, TestResult, now_iso
 from pytest_memwatch.settings import SETTINGS, Setting, SettingError, Settings, resolve
 from pytest_memwatch.terminal import summary_lines
 from pytest_memwatch.verdicts import RepeatPlan
-
-PROBE_FIXTURE = "_memwatch_probe"
 
 
 class SessionState:
@@ -155,6 +158,8 @@ RESOURCE_WATCH = pytest.StashKey[ResourceWatch]()
 # The node id memwatch reports, when it differs from item.nodeid: xdist's
 # --dist loadgroup appends "@group" to the ids on its workers (see xdist.py).
 NODEID = pytest.StashKey[str]()
+# Set while a measured test's setup has not taken its before-reading yet.
+PENDING = pytest.StashKey[bool]()
 
 
 # -- options -------------------------------------------------------------------
@@ -221,6 +226,7 @@ def pytest_configure(config: pytest.Config) -> None:
     state = SessionState(config, settings)
     config.stash[STATE] = state
     config.pluginmanager.register(state, "memwatch-session")
+    config.pluginmanager.register(RunBracket(), "memwatch-bracket")
     pm = config.pluginmanager
     if pm.hasplugin("xdist") or pm.hasplugin("xdist.plugin"):
         # Imported only here: with -p no:xdist (or without xdist) nothing of it loads.
@@ -242,23 +248,6 @@ def _mark_calls(item: pytest.Item) -> list[MarkCall]:
         for m in item.iter_markers()
         if m.name in markers.SCHEMAS
     ]
-
-
-def _insert_probe(item: pytest.Item) -> None:
-    names: list[str] | None = getattr(item, "fixturenames", None)
-    info = getattr(item, "_fixtureinfo", None)
-    if names is None or info is None or PROBE_FIXTURE in names:
-        return
-    # Put the probe after every higher-scoped fixture, so the first test of a
-    # module is not charged for the module's fixtures, and before the
-    # function-scoped ones, so it is torn down after them.
-    pos = len(names)
-    for i, name in enumerate(names):
-        defs = info.name2fixturedefs.get(name)
-        if not defs or defs[-1].scope == "function":
-            pos = i
-            break
-    names.insert(pos, PROBE_FIXTURE)
 
 
 @pytest.hookimpl(trylast=True)
@@ -287,7 +276,6 @@ def pytest_collection_modifyitems(
             continue
         if settings.active or names:
             item.stash[MEASURE] = True
-            _insert_probe(item)
             _warn_unavailable_probes(config, state)
 
 
@@ -361,14 +349,15 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     item.stash[CLEAR_CACHES] = spec.has_verdict
     if not state.ledger.started:
         # Before the first measured test, outside any measured window.
-        state.ledger.start(state.measurer.prober.sample())
+        state.ledger.start(state.measurer.session_reading())
     item.stash[CHECK_RESOURCES] = spec.resources
     last: RunMeasure | None = None
-    keep = _KeepCollectors(item)
+    keep: _KeepCollectors | None = None
     kept = False
     if plan is None:
         reports, last = _run(item, nextitem)
     else:
+        keep = _KeepCollectors(item)
         kept = True
         reports = []
         while plan.wants_more():
@@ -387,7 +376,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     # Attribution explains growth; a peak over its limit leaves nothing behind.
     if state.settings.trace > 0 and any(v.kind in ("max_growth", "leak") for v in failed):
         kept = True
-        attribution = _attribute(item, keep, state.settings.trace)
+        attribution = _attribute(item, keep or _KeepCollectors(item), state.settings.trace)
     if kept:
         final = _teardown_for_next(item, nextitem)
         if final is not None:
@@ -546,36 +535,88 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.fail(message, pytrace=False)
 
 
-@pytest.fixture
-def _memwatch_probe(request: pytest.FixtureRequest) -> Generator[None]:
-    """Internal: brackets a measured test (inserted by memwatch, not requested by users)."""
-    item = request.node
-    state = _state(request.config)
-    if state is None or RUNS not in item.stash:
-        yield
+class RunBracket:
+    """Takes the readings around each run of a measured test (see the module docstring)."""
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None]:
+        # Innermost, so what the other plugins' wrappers keep for the test (the
+        # logging plugin's handler) is alive at both readings.
+        if RUNS not in item.stash:
+            return (yield)
+        item.stash[PENDING] = True
+        try:
+            result = yield
+        except BaseException:
+            item.stash[PENDING] = False
+            raise
+        if item.stash[PENDING]:
+            _begin_run(item)  # no function-scoped fixture: the test alone
+        return result
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+    ) -> Generator[None, object, object]:
+        if fixturedef.scope == "function" and request.node.stash.get(PENDING, False):
+            _begin_run(request.node)
+        return (yield)
+
+
+class _Run:
+    """One measured run in progress; its ``end`` is the finalizer that takes the after-reading."""
+
+    __slots__ = ("clear", "item", "plan", "state", "token")
+
+    def __init__(
+        self, item: pytest.Item, state: SessionState, plan: RepeatPlan | None, clear: bool
+    ) -> None:
+        self.item = item
+        self.state = state
+        self.plan = plan
+        self.clear = clear
+        self.token: RunToken | None = None
+
+    def end(self) -> None:
+        token, self.token = self.token, None
+        if token is None:
+            return
+        item, state, plan = self.item, self.state, self.plan
+        _drop_finished_dependents(item)
+        measure = state.measurer.end(token, clear_caches=self.clear)
+        if plan is not None:
+            plan.record(measure.before, measure.after, measure.peak_rss)
+        # Only the latest run is kept: one object per run would itself look like growth.
+        runs = item.stash[RUNS]
+        runs.clear()
+        runs.append(measure)
+        state.ledger.note("test", measure.after)
+
+
+def _begin_run(item: pytest.Item) -> None:
+    """Take the before-reading of one run and register the after-reading as a finalizer.
+
+    Registered now, on the test itself, the finalizer runs after those of the
+    function-scoped fixtures set up from here on, and before the test's
+    collectors (and their fixtures) are torn down.
+    """
+    item.stash[PENDING] = False
+    state = _state(item.config)
+    if state is None:
         return
-    measurer = state.measurer
     plan = item.stash.get(PLAN, None)
+    # CLEAR_CACHES is set for tests with a verdict: they get the exact path.
     clear = item.stash.get(CLEAR_CACHES, True)
     _open_resource_watch(item, state, plan)
-    # CLEAR_CACHES is set for tests with a verdict: they get the exact path.
-    token = measurer.begin(
+    # Built and registered before the reading, so neither counts as the test's.
+    run = _Run(item, state, plan, clear)
+    item.addfinalizer(run.end)
+    run.token = state.measurer.begin(
         clear_caches=clear,
         freeze=plan is None,
         collect=plan is None or plan.count == 0,
-        light=not clear,
     )
-    state.ledger.note("fixtures", token.before)
-    yield
-    _drop_finished_dependents(item)
-    measure = measurer.end(token, clear_caches=clear, light=not clear)
-    if plan is not None:
-        plan.record(measure.before, measure.after, measure.peak_rss)
-    # Only the latest run is kept: one object per run would itself look like growth.
-    runs = item.stash[RUNS]
-    runs.clear()
-    runs.append(measure)
-    state.ledger.note("test", measure.after)
+    state.ledger.note("fixtures", run.token.before)
 
 
 def _open_resource_watch(item: pytest.Item, state: SessionState, plan: RepeatPlan | None) -> None:
@@ -696,13 +737,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if state is None:
         return
     if state.ledger.started:
-        # Thawed first, so the final reading collects the whole heap.
-        state.hygiene.close()
+        end = state.measurer.session_reading()
+        # A descriptor or thread held only by cyclic garbage among the thawed
+        # long-lived objects is released by the collection, not reported.
+        state.measurer.thaw(collect=state.ledger.recorded)
         prober = state.measurer.prober
         key = state.worker or "main"
-        state.ledger_parts[key] = state.ledger.finish(
-            prober.sample(), state.settings.resources_grace
-        )
+        state.ledger_parts[key] = state.ledger.finish(end, state.settings.resources_grace)
         state.meta.worker_info[key] = {
             "pid": os.getpid(),
             "measured": state.ledger.measured,
