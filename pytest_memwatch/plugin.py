@@ -22,7 +22,7 @@ import functools
 import os
 import time
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from _pytest.runner import runtestprotocol
@@ -38,7 +38,6 @@ from pytest_memwatch.engine import (
     build_spec,
     judge,
 )
-from pytest_memwatch.fixture import MemwatchHandle
 from pytest_memwatch.ledger import Ledger, ledger_lines, merge_ledgers
 from pytest_memwatch.probes import bytes_metric
 from pytest_memwatch.resources import ResourceChecker, ResourceReport, ResourceWatch, parse_rules
@@ -46,6 +45,12 @@ from pytest_memwatch.results import Results, RunMeta, TestResult, now_iso
 from pytest_memwatch.settings import SETTINGS, Setting, SettingError, Settings, resolve
 from pytest_memwatch.terminal import summary_lines
 from pytest_memwatch.verdicts import RepeatPlan
+
+if TYPE_CHECKING:
+    # Imported where used: the soak engine (with tracemalloc and pickle) and the
+    # fixture's handle are a third of the plugin's import time.
+    from pytest_memwatch import soak as soak_engine
+    from pytest_memwatch.fixture import MemwatchHandle
 
 
 class SessionState:
@@ -708,6 +713,8 @@ def memwatch(request: pytest.FixtureRequest) -> Generator[MemwatchHandle]:
             memwatch.assert_max_growth("1 MiB")
             assert memwatch.check_leaks(lambda: parse(small_document), runs=8)
     """
+    from pytest_memwatch.fixture import MemwatchHandle
+
     handle = MemwatchHandle(request.node.nodeid)
     yield handle
     handle.finish()
@@ -803,10 +810,8 @@ def _warn_unavailable_probes(config: pytest.Config, state: SessionState) -> None
 import contextlib  # noqa: E402  (this section stands alone)
 from pathlib import Path  # noqa: E402
 
-from pytest_memwatch import soak as soak_engine  # noqa: E402
-
-SOAK_RUN = pytest.StashKey[soak_engine.SoakRun]()
-SOAK_OUTCOME = pytest.StashKey[soak_engine.SoakOutcome]()
+SOAK_RUN = pytest.StashKey["soak_engine.SoakRun"]()
+SOAK_OUTCOME = pytest.StashKey["soak_engine.SoakOutcome"]()
 
 
 @pytest.fixture
@@ -829,6 +834,8 @@ def soak(request: pytest.FixtureRequest) -> Generator[soak_engine.SoakHandle]:
         def test_cache_churn(soak, cache):
             soak.run(lambda: cache.get(random_key()))
     """
+    from pytest_memwatch import soak as soak_engine
+
     item = request.node
     item.stash[SOAK_RUN] = _soak_prepare(item)
     yield soak_engine.SoakHandle(item.stash[SOAK_RUN])
@@ -837,6 +844,8 @@ def soak(request: pytest.FixtureRequest) -> Generator[soak_engine.SoakHandle]:
 
 def _soak_prepare(item: pytest.Item) -> soak_engine.SoakRun:
     """The run for this test; a bad marker or samples file fails the test at setup."""
+    from pytest_memwatch import soak as soak_engine
+
     state = _state(item.config)
     settings = state.settings if state is not None else Settings()
     marker = item.get_closest_marker("soak")
@@ -930,6 +939,8 @@ class _SoakProgressLine:
 
     def __call__(self, progress: soak_engine.SoakProgress) -> None:
         import shutil
+
+        from pytest_memwatch import soak as soak_engine
 
         tr = self._tr
         if tr is None:

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import gc
 import os
 import re
 import socket
 import sys
-import sysconfig
 import tempfile
 import threading
 import time
@@ -171,18 +171,23 @@ def _mask_digits(text: str) -> str:
     return re.sub(r"\d+", "#", text)
 
 
-_STDLIB = tuple(
-    os.path.normcase(p) + os.sep
-    for p in {sysconfig.get_paths().get("stdlib"), sysconfig.get_paths().get("platstdlib")}
-    if p
-)
+@functools.cache
+def _stdlib_dirs() -> tuple[str, ...]:
+    # sysconfig is imported on first need: it is slow to import, and most
+    # sessions never describe a thread's starting frame.
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    return tuple(
+        os.path.normcase(p) + os.sep for p in {paths.get("stdlib"), paths.get("platstdlib")} if p
+    )
 
 
 def _is_stdlib(filename: str) -> bool:
     name = os.path.normcase(filename)
     if "site-packages" in name or "dist-packages" in name:
         return False
-    return name.startswith(_STDLIB) or name.startswith("<frozen")
+    return name.startswith(_stdlib_dirs()) or name.startswith("<frozen")
 
 
 def _shown_frame(frames: Sequence[Frame]) -> Frame | None:

@@ -212,7 +212,9 @@ def test_an_inactive_plugin_builds_no_prober_and_imports_no_psutil(
             def test_nothing_measured():
                 from pytest_memwatch import probes
                 assert probes._PROBER is None
-                assert "psutil" not in sys.modules
+                # Loaded on first use: the soak engine, the library API, psutil.
+                loaded = {"psutil", "pytest_memwatch.soak", "pytest_memwatch.api"}
+                assert not loaded & set(sys.modules)
         """
     )
     result = pytester.runpytest_subprocess(
