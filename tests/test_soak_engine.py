@@ -410,7 +410,9 @@ def test_a_run_streams_samples_and_ends_complete(tmp_path: Path) -> None:
 
 
 def test_run_step_function_and_samples_without_iteration(tmp_path: Path) -> None:
-    run = soak.SoakRun(quick_plan(0.3), None)
+    # Samples 0.2 s apart: each is a full collection of this test process's heap,
+    # which late in the whole suite is big enough to starve a faster cadence.
+    run = soak.SoakRun(quick_plan(0.6, 0.2), None)
     count = soak.SoakHandle(run).run(lambda: time.sleep(0.001))
     outcome = run.finish()
     assert count > 3 and outcome is not None and outcome.data["samples_path"] is None
