@@ -2,23 +2,31 @@
 """Wall-time overhead of ``pytest --memwatch`` on a suite of fast tests.
 
 Generates a suite of N fast tests (default 600: plain functions, parametrized
-cases, a class, a unittest.TestCase, fixtures of every scope), then times, in
-one run and interleaved so machine noise hits every mode alike:
+cases, a class, a unittest.TestCase, fixtures of every scope) and times it in
+two environments:
 
-- plain pytest,
-- pytest --memwatch (cheap probes on every test),
-- pytest --memray, and pytest --memray --native (the tracing pytest-memray's
-  leak check needs), where pytest-memray is installed.
+- bare: ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1`` with only memwatch loaded, the
+  strictest baseline (no other plugin's per-test cost dilutes memwatch's);
+  plain pytest (memwatch loaded, inactive), and pytest without memwatch at
+  all, to show that an inactive memwatch costs only its import;
+- installed: every plugin of this environment loaded, as a user runs it,
+  with pytest-memray's ``--memray`` and ``--memray --native`` (the native
+  tracing its leak check needs) where it is installed.
 
-Prints the median wall time of each mode over R rounds and its ratio to plain.
+Every round runs every mode once, in a shuffled order; each ratio is the
+median over rounds of (mode / its environment's plain pytest) within the same
+round, so a slow spell of the machine hits both sides of a ratio alike.
+Bytecode is cached (written by a warm-up run), as on a user's machine.
 
-    python bench/overhead.py [--tests 600] [--rounds 5]
+    python bench/overhead.py [--tests 600] [--rounds 11] [--no-memray]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
+import random
 import resource
 import statistics
 import subprocess
@@ -26,8 +34,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
-MODULE = '''
+MODULE = """
 import unittest
 import pytest
 
@@ -61,13 +70,13 @@ class TestGroup:
 class TestCaseStyle(unittest.TestCase):
     def test_one(self):
         self.assertEqual(sum(range(100)), 4950)
-'''
+"""
 
-FUNC = '''
+FUNC = """
 def test_f{i}(words):
     d = {{w: len(w) for w in words}}
     assert d["alpha"] == 5 and sum(range({i} % 50)) >= 0
-'''
+"""
 
 
 def make_suite(root: Path, n_tests: int) -> int:
@@ -82,11 +91,11 @@ def make_suite(root: Path, n_tests: int) -> int:
     return total
 
 
-def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
+def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
     """Wall time and CPU time (user + system) of one pytest process."""
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -96,44 +105,84 @@ def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
     return elapsed, cpu
 
 
+class Mode(NamedTuple):
+    env: str  # "bare" or "installed"
+    args: list[str]
+    baseline: str  # the mode this one's ratio is taken against
+
+
+def modes(memray: bool) -> dict[str, Mode]:
+    base = [sys.executable, "-m", "pytest", "-q"]
+    bare = [*base, "-p", "pytest_memwatch.plugin"]
+    out = {
+        "bare: plain pytest": Mode("bare", bare, "bare: plain pytest"),
+        "bare: pytest --memwatch": Mode("bare", [*bare, "--memwatch"], "bare: plain pytest"),
+        "bare: without memwatch": Mode("bare", base, "bare: plain pytest"),
+    }
+    # pytest-memray's plugin stays out of the memwatch rows, so its import and
+    # hooks are not charged to memwatch.
+    no_memray = ["-p", "no:memray"] if _has("pytest_memray") else []
+    out["installed: plain pytest"] = Mode(
+        "installed", [*base, *no_memray], "installed: plain pytest"
+    )
+    out["installed: pytest --memwatch"] = Mode(
+        "installed", [*base, *no_memray, "--memwatch"], "installed: plain pytest"
+    )
+    if memray and _has("pytest_memray"):
+        out["installed: pytest --memray"] = Mode(
+            "installed", [*base, "--memray"], "installed: plain pytest"
+        )
+        out["installed: pytest --memray --native"] = Mode(
+            "installed", [*base, "--memray", "--native"], "installed: plain pytest"
+        )
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tests", type=int, default=600)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=11)
+    ap.add_argument("--no-memray", action="store_true", help="skip the pytest-memray rows")
     args = ap.parse_args()
-    base = [sys.executable, "-m", "pytest", "-q"]
-    modes: dict[str, list[str]] = {
-        "plain pytest": [*base, "-p", "no:memray"] if _has("pytest_memray") else base,
-        # Both without pytest-memray's plugin, so its import and hooks are not
-        # charged to memwatch.
-        "pytest --memwatch": [*base, "-p", "no:memray", "--memwatch"]
-        if _has("pytest_memray")
-        else [*base, "--memwatch"],
+    if args.tests < 1 or args.rounds < 1:
+        ap.error("--tests and --rounds must be at least 1")
+    table = modes(memray=not args.no_memray)
+    # Bytecode is cached, as on a user's machine: the warm-up run writes it (a
+    # PYTHONDONTWRITEBYTECODE in the caller's environment would make every run
+    # recompile the test modules and memwatch's own).
+    quiet = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTHONDONTWRITEBYTECODE")
     }
-    if _has("pytest_memray"):
-        modes["pytest --memray"] = [*base, "--memray"]
-        modes["pytest --memray --native"] = [*base, "--memray", "--native"]
+    envs = {"bare": {**quiet, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}, "installed": quiet}
+    rng = random.Random(0)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         n = make_suite(root, args.tests)
-        for cmd in modes.values():  # warm the file cache and bytecode once
-            timed(cmd, root)
-        times: dict[str, list[tuple[float, float]]] = {k: [] for k in modes}
+        for mode in table.values():  # warm the file cache and bytecode once
+            timed(mode.args, root, envs[mode.env])
+        times: dict[str, list[tuple[float, float]]] = {k: [] for k in table}
         for _ in range(args.rounds):
-            for name, cmd in modes.items():
-                times[name].append(timed(cmd, root))
-    plain_wall = statistics.median(t[0] for t in times["plain pytest"])
-    plain_cpu = statistics.median(t[1] for t in times["plain pytest"])
-    print(f"{n} fast tests, {args.rounds} interleaved rounds, Python {sys.version.split()[0]}")
-    print("wall: elapsed time; cpu: user+system time of the pytest process (robust to a busy")
-    print("machine); ratios are medians over plain pytest's medians\n")
-    print(f"{'mode':<28} {'wall s':>7} {'ratio':>7} {'cpu s':>7} {'ratio':>7}")
-    for name, ts in times.items():
+            order = list(table)
+            rng.shuffle(order)
+            for name in order:
+                times[name].append(timed(table[name].args, root, envs[table[name].env]))
+    print(
+        f"{n} fast tests, {args.rounds} rounds (every mode once per round, shuffled), "
+        f"Python {sys.version.split()[0]}"
+    )
+    print("wall: elapsed s; cpu: user+system s of the pytest process; each ratio is the median")
+    print("over rounds of the mode's time over its environment's plain pytest in that round\n")
+    print(f"{'mode':<38} {'wall s':>7} {'ratio':>7} {'cpu s':>7} {'ratio':>7}")
+    for name, mode in table.items():
+        ts, base = times[name], times[mode.baseline]
         wall = statistics.median(t[0] for t in ts)
         cpu = statistics.median(t[1] for t in ts)
-        print(f"{name:<28} {wall:>7.2f} {wall / plain_wall:>6.2f}x {cpu:>7.2f} "
-              f"{cpu / plain_cpu:>6.2f}x")
-    if not _has("pytest_memray"):
+        wall_ratio = statistics.median(a[0] / b[0] for a, b in zip(ts, base, strict=True))
+        cpu_ratio = statistics.median(a[1] / b[1] for a, b in zip(ts, base, strict=True))
+        print(f"{name:<38} {wall:>7.2f} {wall_ratio:>6.2f}x {cpu:>7.2f} {cpu_ratio:>6.2f}x")
+    if not _has("pytest_memray") and not args.no_memray:
         print("\npytest-memray is not installed: its rows are skipped")
     return 0
 
