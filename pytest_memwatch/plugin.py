@@ -85,6 +85,15 @@ class SessionState:
         # serial); xdist workers send theirs to the controller.
         self.ledger_parts: dict[str, dict[str, Any]] = {}
         self.ledger_doc: dict[str, Any] | None = None
+        # The result of the test whose reports are being logged in this process,
+        # so the controller's hook need not rebuild it from the report's data.
+        self.logging: TestResult | None = None
+        # Rendering a section costs a template per test: only when pytest-html
+        # is writing a report, not merely installed; the same for JUnit XML.
+        self.html_extras = bool(
+            config.pluginmanager.hasplugin("html") and getattr(config.option, "htmlpath", None)
+        )
+        self.junit = bool(getattr(config.option, "xmlpath", None))
 
     def _not_ignored(self, found: list[Any]) -> list[Any]:
         return self.resources.split(found)[0]
@@ -108,7 +117,11 @@ class SessionState:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, "memwatch", None)
         if data is not None and self.is_controller:
-            self.results.append(TestResult.from_dict(data))
+            local = self.logging
+            if local is not None and local.nodeid == data["nodeid"]:
+                self.results.append(local)
+            else:  # from an xdist worker
+                self.results.append(TestResult.from_dict(data))
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -151,20 +164,35 @@ class SessionState:
             terminalreporter.write_line(line, red=red)
 
 
+class ItemMeasure:
+    """What memwatch keeps on a measured test (one stash entry: the hooks run per test).
+
+    ``calls`` are its memwatch markers as collected. The rest belongs to the
+    test's protocol while it runs: its repetition ``plan``, whether readings
+    empty the interpreter caches (``clear``, tests with a verdict) and whether
+    its resources are checked (with the ``watch`` open on them), ``pending``
+    while its setup has not taken the before-reading yet, and ``runs``, the
+    latest run's measure (``None`` outside the protocol).
+    """
+
+    __slots__ = ("calls", "check_resources", "clear", "pending", "plan", "runs", "watch")
+
+    def __init__(self, calls: list[MarkCall]) -> None:
+        self.calls = calls
+        self.plan: RepeatPlan | None = None
+        self.clear = True
+        self.check_resources = False
+        self.watch: ResourceWatch | None = None
+        self.pending = False
+        self.runs: list[RunMeasure] | None = None
+
+
 STATE = pytest.StashKey[SessionState]()
-MEASURE = pytest.StashKey[bool]()
-RUNS = pytest.StashKey[list[RunMeasure]]()
-PLAN = pytest.StashKey[RepeatPlan | None]()
+MEASURED = pytest.StashKey[ItemMeasure]()
 MARKER_ERROR = pytest.StashKey[str]()
-CLEAR_CACHES = pytest.StashKey[bool]()
-# Resource checks: whether this test's are checked, and the watch open on it.
-CHECK_RESOURCES = pytest.StashKey[bool]()
-RESOURCE_WATCH = pytest.StashKey[ResourceWatch]()
 # The node id memwatch reports, when it differs from item.nodeid: xdist's
 # --dist loadgroup appends "@group" to the ids on its workers (see xdist.py).
 NODEID = pytest.StashKey[str]()
-# Set while a measured test's setup has not taken its before-reading yet.
-PENDING = pytest.StashKey[bool]()
 
 
 # -- options -------------------------------------------------------------------
@@ -265,7 +293,8 @@ def pytest_collection_modifyitems(
     settings = state.settings
     soak_selected = "soak" in (config.getoption("markexpr", "") or "")
     for item in items:
-        names = {m.name for m in item.iter_markers() if m.name in markers.SCHEMAS}
+        calls = _mark_calls(item)
+        names = {c.name for c in calls}
         if "soak" in names and not (settings.soak or soak_selected):
             item.add_marker(
                 pytest.mark.skip(reason="soak test: run with --memwatch-soak or -m soak")
@@ -275,12 +304,12 @@ def pytest_collection_modifyitems(
             # Not measured, but a wrong marker argument is still an error at
             # setup: memwatch_skip(5) or a typo under it must not pass silently.
             try:
-                build_spec(item.nodeid, _mark_calls(item), settings)
+                build_spec(item.nodeid, calls, settings)
             except markers.MarkerError as exc:
                 item.stash[MARKER_ERROR] = str(exc)
             continue
         if settings.active or names:
-            item.stash[MEASURE] = True
+            item.stash[MEASURED] = ItemMeasure(calls)
             _warn_unavailable_probes(config, state)
 
 
@@ -304,17 +333,20 @@ class _KeepCollectors:
 
 
 def _passed(reports: list[pytest.TestReport]) -> bool:
-    return all(r.passed for r in reports) and not any(hasattr(r, "wasxfail") for r in reports)
+    # Plain attribute reads, not the report's properties: this runs for every measured test.
+    return all(r.outcome == "passed" and "wasxfail" not in r.__dict__ for r in reports)
 
 
-def _run(item: pytest.Item, nextitem: Any) -> tuple[list[pytest.TestReport], RunMeasure | None]:
-    item.stash[RUNS] = []
+def _run(
+    item: pytest.Item, m: ItemMeasure, nextitem: Any
+) -> tuple[list[pytest.TestReport], RunMeasure | None]:
+    m.runs = []
     # pytest appends each run's captured output and recorded properties to the
     # item; across repetitions that would grow run after run and read as a leak.
     item._report_sections.clear()
     item.user_properties.clear()
     reports = runtestprotocol(item, nextitem=nextitem, log=False)
-    runs = item.stash[RUNS]
+    runs = m.runs
     return reports, (runs[-1] if runs else None)
 
 
@@ -336,10 +368,12 @@ def _teardown_for_next(item: pytest.Item, nextitem: pytest.Item | None) -> pytes
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
     state = _state(item.config)
-    if state is None or not item.stash.get(MEASURE, False):
+    m = item.stash.get(MEASURED, None) if state is not None else None
+    if state is None or m is None:
         return None
     try:
-        spec = build_spec(_nodeid(item), _mark_calls(item), state.settings)
+        # The markers as collection left them (which also decided to measure).
+        spec = build_spec(_nodeid(item), m.calls, state.settings)
     except markers.MarkerError as exc:
         # Reported by pytest_runtest_setup, so this one test errors at setup.
         item.stash[MARKER_ERROR] = str(exc)
@@ -348,31 +382,31 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     start = time.perf_counter()
     plan = spec.plan()
-    item.stash[PLAN] = plan
+    m.plan = plan
     # Emptying interpreter caches costs every later lookup a refill; do it only
     # where a verdict depends on exact numbers, not for plain measuring.
-    item.stash[CLEAR_CACHES] = spec.has_verdict
+    m.clear = spec.has_verdict
     if not state.ledger.started:
         # Before the first measured test, outside any measured window.
         state.ledger.start(state.measurer.session_reading())
-    item.stash[CHECK_RESOURCES] = spec.resources
+    m.check_resources = spec.resources
     last: RunMeasure | None = None
     keep: _KeepCollectors | None = None
     kept = False
     if plan is None:
-        reports, last = _run(item, nextitem)
+        reports, last = _run(item, m, nextitem)
     else:
         keep = _KeepCollectors(item)
         kept = True
         reports = []
         while plan.wants_more():
             # Rebinding, not appending: per-run objects kept here would be measured.
-            reports, last = _run(item, keep)
+            reports, last = _run(item, m, keep)
             if last is None or not _passed(reports):
                 break
     measures = [last] if last is not None else []
-    item.stash[PLAN] = None
-    found = _finish_resources(item, state, spec)
+    m.plan = None
+    found = _finish_resources(m, state, spec)
     duration = time.perf_counter() - start
     ok = _passed(reports) and bool(measures)
     verdicts = judge(spec, measures, plan, state.measurer, found) if ok else []
@@ -381,7 +415,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     # Attribution explains growth; a peak over its limit leaves nothing behind.
     if state.settings.trace > 0 and any(v.kind in ("max_growth", "leak") for v in failed):
         kept = True
-        attribution = _attribute(item, keep or _KeepCollectors(item), state.settings.trace)
+        attribution = _attribute(item, m, keep or _KeepCollectors(item), state.settings.trace)
     if kept:
         final = _teardown_for_next(item, nextitem)
         if final is not None:
@@ -391,32 +425,24 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     state.ledger.settle(result.nodeid, functools.partial(_scoped_fixtures, item))
     if found is not None:
         state.ledger.add(result.nodeid, "test", found.leaked)
-    _apply(
-        reports,
-        result,
-        failed,
-        attribution,
-        # Rendering a section costs a template per test: only when pytest-html
-        # is writing a report, not merely installed; the same for JUnit XML.
-        html_extras=bool(
-            item.config.pluginmanager.hasplugin("html")
-            and getattr(item.config.option, "htmlpath", None)
-        ),
-        junit=bool(getattr(item.config.option, "xmlpath", None)),
-    )
+    _apply(reports, result, failed, attribution, html_extras=state.html_extras, junit=state.junit)
+    state.logging = result
     for rep in reports:
         ihook.pytest_runtest_logreport(report=rep)
+    state.logging = None
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
-    del item.stash[RUNS]
+    m.runs = None
     return True
 
 
-def _attribute(item: pytest.Item, keep: _KeepCollectors, frames: int) -> dict[str, Any]:
+def _attribute(
+    item: pytest.Item, m: ItemMeasure, keep: _KeepCollectors, frames: int
+) -> dict[str, Any]:
     from pytest_memwatch.attribution import attribute
 
     def run_once() -> None:
         runtestprotocol(item, nextitem=keep, log=False)  # type: ignore[arg-type]
-        item.stash[RUNS] = []
+        m.runs = []
 
     # gc.get_objects() and gc.get_referrers() skip frozen objects: with the heap
     # frozen between runs, the census would miss the leaked types and no chain
@@ -447,10 +473,10 @@ def _result(
 ) -> TestResult:
     outcome = "passed"
     for rep in reports:
-        if rep.failed:
+        if rep.outcome == "failed":
             outcome = "failed" if rep.when == "call" else "error"
             break
-        if rep.skipped:
+        if rep.outcome == "skipped":
             outcome = "skipped"
     result = TestResult(
         nodeid=_nodeid(item),
@@ -547,84 +573,83 @@ class RunBracket:
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None]:
         # Innermost, so what the other plugins' wrappers keep for the test (the
         # logging plugin's handler) is alive at both readings.
-        if RUNS not in item.stash:
+        m = item.stash.get(MEASURED, None)
+        if m is None or m.runs is None:
             return (yield)
-        item.stash[PENDING] = True
+        m.pending = True
         try:
             result = yield
         except BaseException:
-            item.stash[PENDING] = False
+            m.pending = False
             raise
-        if item.stash[PENDING]:
-            _begin_run(item)  # no function-scoped fixture: the test alone
+        if m.pending:
+            _begin_run(item, m)  # no function-scoped fixture: the test alone
         return result
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_fixture_setup(
         self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
     ) -> Generator[None, object, object]:
-        if fixturedef.scope == "function" and request.node.stash.get(PENDING, False):
-            _begin_run(request.node)
+        if fixturedef.scope == "function":
+            m = request.node.stash.get(MEASURED, None)
+            if m is not None and m.pending:
+                _begin_run(request.node, m)
         return (yield)
 
 
 class _Run:
     """One measured run in progress; its ``end`` is the finalizer that takes the after-reading."""
 
-    __slots__ = ("clear", "item", "plan", "state", "token")
+    __slots__ = ("item", "m", "state", "token")
 
-    def __init__(
-        self, item: pytest.Item, state: SessionState, plan: RepeatPlan | None, clear: bool
-    ) -> None:
+    def __init__(self, item: pytest.Item, m: ItemMeasure, state: SessionState) -> None:
         self.item = item
+        self.m = m
         self.state = state
-        self.plan = plan
-        self.clear = clear
         self.token: RunToken | None = None
 
     def end(self) -> None:
         token, self.token = self.token, None
         if token is None:
             return
-        item, state, plan = self.item, self.state, self.plan
-        _drop_finished_dependents(item)
-        measure = state.measurer.end(token, clear_caches=self.clear)
+        m, state, plan = self.m, self.state, self.m.plan
+        _drop_finished_dependents(self.item)
+        measure = state.measurer.end(token, clear_caches=m.clear)
         if plan is not None:
             plan.record(measure.before, measure.after, measure.peak_rss)
         # Only the latest run is kept: one object per run would itself look like growth.
-        runs = item.stash[RUNS]
-        runs.clear()
-        runs.append(measure)
+        if m.runs is not None:
+            m.runs.clear()
+            m.runs.append(measure)
         state.ledger.note("test", measure.after)
 
 
-def _begin_run(item: pytest.Item) -> None:
+def _begin_run(item: pytest.Item, m: ItemMeasure) -> None:
     """Take the before-reading of one run and register the after-reading as a finalizer.
 
     Registered now, on the test itself, the finalizer runs after those of the
     function-scoped fixtures set up from here on, and before the test's
     collectors (and their fixtures) are torn down.
     """
-    item.stash[PENDING] = False
+    m.pending = False
     state = _state(item.config)
     if state is None:
         return
-    plan = item.stash.get(PLAN, None)
-    # CLEAR_CACHES is set for tests with a verdict: they get the exact path.
-    clear = item.stash.get(CLEAR_CACHES, True)
-    _open_resource_watch(item, state, plan)
+    plan = m.plan
+    _open_resource_watch(m, state)
     # Built and registered before the reading, so neither counts as the test's.
-    run = _Run(item, state, plan, clear)
+    run = _Run(item, m, state)
     item.addfinalizer(run.end)
+    # Tests with a verdict (m.clear) get the exact path: caches emptied.
     run.token = state.measurer.begin(
-        clear_caches=clear,
+        clear_caches=m.clear,
         freeze=plan is None,
         collect=plan is None or plan.count == 0,
     )
     state.ledger.note("fixtures", run.token.before)
 
 
-def _open_resource_watch(item: pytest.Item, state: SessionState, plan: RepeatPlan | None) -> None:
+def _open_resource_watch(m: ItemMeasure, state: SessionState) -> None:
     """Start the detailed resource snapshot of a checked test, before its memory reading.
 
     Taken before the first reading, so the snapshot is alive in both readings
@@ -632,23 +657,21 @@ def _open_resource_watch(item: pytest.Item, state: SessionState, plan: RepeatPla
     first measured run to the end of its last: what the warmup runs leave (a
     lazily started pool) is a one-time cost, not a leak.
     """
-    if not item.stash.get(CHECK_RESOURCES, False) or RESOURCE_WATCH in item.stash:
+    if not m.check_resources or m.watch is not None:
         return
+    plan = m.plan
     if plan is not None and plan.count != plan.warmup:
         return
-    item.stash[RESOURCE_WATCH] = state.resources.begin()
+    m.watch = state.resources.begin()
 
 
-def _finish_resources(
-    item: pytest.Item, state: SessionState, spec: TestSpec
-) -> ResourceReport | None:
+def _finish_resources(m: ItemMeasure, state: SessionState, spec: TestSpec) -> ResourceReport | None:
     """What the checked test left behind (waiting out the grace period), or ``None``."""
     # Cleared first: the attribution re-runs that may follow must open no watch.
-    item.stash[CHECK_RESOURCES] = False
-    watch = item.stash.get(RESOURCE_WATCH, None)
+    m.check_resources = False
+    watch, m.watch = m.watch, None
     if watch is None:
         return None
-    del item.stash[RESOURCE_WATCH]
     return state.resources.finish(watch, parse_rules(spec.resources_ignore))
 
 
