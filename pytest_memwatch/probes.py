@@ -118,14 +118,29 @@ class _MallInfo2(ctypes.Structure):
     ]
 
 
+# Bumped in a forked child (os.register_at_fork), where the descriptors a
+# Prober keeps open still name the parent's /proc/self files: cheaper than
+# asking for the pid (a system call) at every reading.
+_fork_generation = 0
+
+
+def _forked() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+
 class Prober:
     """Reads the cheap probes; built once per process (see :func:`get_prober`)."""
 
     def __init__(self) -> None:
         self.unavailable: dict[str, str] = {}
-        self._files: dict[str, Any] = {}
+        self._files: dict[str, int] = {}
         self._dir_fd: int | None = None
-        self._files_pid = os.getpid()
+        self._files_gen = _fork_generation
         # psutil only where /proc cannot serve: importing it costs milliseconds.
         self._proc: Any = None
         if self._proc_read("statm") is None or self._proc_read("stat") is None:
@@ -154,7 +169,7 @@ class Prober:
         except (OSError, AttributeError):
             self.unavailable["malloc"] = "the C library has no mallinfo2 (glibc >= 2.33 needed)"
         self._clear_refs: Any = None
-        self._clear_pid = 0
+        self._clear_gen = -1
         # Watches relying on the process's one high-water mark (see PeakWatch).
         self._hwm_watches: weakref.WeakSet[PeakWatch] = weakref.WeakSet()
         self._fd_dir = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else None
@@ -169,34 +184,30 @@ class Prober:
     # -- /proc files, kept open -------------------------------------------------
     # Reading a /proc file through a descriptor kept open, re-read from offset 0
     # (the kernel regenerates it), costs a few microseconds; opening it each
-    # time costs several times more. statm gives RSS, stat the thread count.
+    # time costs several times more. stat gives RSS and the thread count.
     # Descriptors are reopened after a fork, when /proc/self would otherwise
     # still name the parent.
     def _proc_read(self, name: str) -> bytes | None:
-        pid = os.getpid()
-        f = self._files.get(name)
-        if f is None or self._files_pid != pid:
-            if self._files_pid != pid:
-                # Close this process's copies of the parent's descriptors; dropping
-                # them to the finalizer would raise ResourceWarning in the child.
+        fd = self._files.get(name)
+        if fd is None or self._files_gen != _fork_generation:
+            if self._files_gen != _fork_generation:
+                # Close this process's copies of the parent's descriptors.
                 self._close_files()
-                self._files_pid = pid
+                self._files_gen = _fork_generation
             try:
-                f = open(f"/proc/self/{name}", "rb", buffering=0)  # noqa: SIM115
+                fd = os.open(f"/proc/self/{name}", os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
                 return None
-            self._files[name] = f
+            self._files[name] = fd
         try:
-            f.seek(0)
-            data: bytes = f.read(4096)
-            return data
+            # One pread from offset 0: the kernel regenerates the file.
+            return os.pread(fd, 4096, 0)
         except OSError:
             return None
 
     def _fd_dir_fd(self) -> int | None:
         """A descriptor on /proc/self/fd, kept open like the files (reopened after a fork)."""
-        pid = os.getpid()
-        if self._files_pid != pid:
+        if self._files_gen != _fork_generation:
             self._proc_read("stat")  # closes the parent's descriptors, this one included
         fd = self._dir_fd
         if fd is None and self._fd_dir is not None:
@@ -209,8 +220,9 @@ class Prober:
 
     def _close_files(self) -> None:
         files, self._files = getattr(self, "_files", {}), {}
-        for f in files.values():
-            f.close()
+        for fd in files.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
         fd, self._dir_fd = getattr(self, "_dir_fd", None), None
         if fd is not None:
             with contextlib.suppress(OSError):
@@ -245,13 +257,12 @@ class Prober:
         return "sampler"
 
     def _reset_hwm(self) -> bool:
-        pid = os.getpid()
         try:
-            if self._clear_refs is None or self._clear_pid != pid:
+            if self._clear_refs is None or self._clear_gen != _fork_generation:
                 if self._clear_refs is not None:
                     self._clear_refs.close()
                 self._clear_refs = open("/proc/self/clear_refs", "wb", buffering=0)  # noqa: SIM115
-                self._clear_pid = pid
+                self._clear_gen = _fork_generation
             self._clear_refs.write(b"5")
             return True
         except OSError:
