@@ -183,13 +183,15 @@ class Measurer:
         follows a full collection, so the one before each run would be spent
         twice on the same heap.
 
-        ``light=True`` collects the young generations only. Calibration uses
-        it, so the session's first freeze does not pay for a collection of the
-        whole heap (tens of milliseconds under a big suite). Tests do not:
-        with the long-lived heap frozen, a full collection walks no more than
-        a young one, and it also empties CPython's free lists, whose contents
-        count as allocated blocks; left alone, they made the same test read a
-        couple of blocks apart in two processes.
+        ``light=True`` (plain measuring, no verdict; and calibration) collects
+        the young generations only. A full collection walks no more objects
+        while the long-lived heap is frozen, but it also empties CPython's
+        free lists, and refilling them costs every later allocation of the
+        suite: about an eighth of what plain measuring adds per test. The
+        price: what the free lists hold counts as allocated blocks, so the
+        same test can read a couple of blocks apart in two processes, and
+        cyclic garbage a test let age into the oldest generation reads as
+        growth. Verdicts always collect in full.
         """
         if self._offset is None:
             self._calibrate()

@@ -614,7 +614,7 @@ class _Run:
             return
         m, state, plan = self.m, self.state, self.m.plan
         _drop_finished_dependents(self.item)
-        measure = state.measurer.end(token, clear_caches=m.clear)
+        measure = state.measurer.end(token, clear_caches=m.clear, light=not m.clear)
         if plan is not None:
             plan.record(measure.before, measure.after, measure.peak_rss)
         # Only the latest run is kept: one object per run would itself look like growth.
@@ -640,11 +640,13 @@ def _begin_run(item: pytest.Item, m: ItemMeasure) -> None:
     # Built and registered before the reading, so neither counts as the test's.
     run = _Run(item, m, state)
     item.addfinalizer(run.end)
-    # Tests with a verdict (m.clear) get the exact path: caches emptied.
+    # Tests with a verdict (m.clear) get the exact path: caches emptied, full
+    # collections; plain measuring the cheap one (see Measurer.begin).
     run.token = state.measurer.begin(
         clear_caches=m.clear,
         freeze=plan is None,
         collect=plan is None or plan.count == 0,
+        light=not m.clear,
     )
     state.ledger.note("fixtures", run.token.before)
 
