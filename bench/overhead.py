@@ -18,7 +18,7 @@ median over rounds of (mode / its environment's plain pytest) within the same
 round, so a slow spell of the machine hits both sides of a ratio alike.
 Bytecode is cached (written by a warm-up run), as on a user's machine.
 
-    python bench/overhead.py [--tests 600] [--rounds 11] [--no-memray]
+    python bench/overhead.py [--tests 600] [--rounds 21] [--memray-rounds 5] [--no-memray]
 """
 
 from __future__ import annotations
@@ -138,14 +138,33 @@ def modes(memray: bool) -> dict[str, Mode]:
     return out
 
 
+def run_rounds(
+    table: dict[str, Mode],
+    names: list[str],
+    rounds: int,
+    root: Path,
+    envs: dict[str, dict[str, str]],
+    rng: random.Random,
+) -> dict[str, list[tuple[float, float]]]:
+    """Every mode in ``names`` once per round, in a shuffled order."""
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in names}
+    for _ in range(rounds):
+        order = list(names)
+        rng.shuffle(order)
+        for name in order:
+            times[name].append(timed(table[name].args, root, envs[table[name].env]))
+    return times
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tests", type=int, default=600)
-    ap.add_argument("--rounds", type=int, default=11)
+    ap.add_argument("--rounds", type=int, default=21, help="rounds of the memwatch rows")
+    ap.add_argument("--memray-rounds", type=int, default=5, help="rounds of the memray rows")
     ap.add_argument("--no-memray", action="store_true", help="skip the pytest-memray rows")
     args = ap.parse_args()
-    if args.tests < 1 or args.rounds < 1:
-        ap.error("--tests and --rounds must be at least 1")
+    if args.tests < 1 or args.rounds < 1 or args.memray_rounds < 1:
+        ap.error("--tests, --rounds and --memray-rounds must be at least 1")
     table = modes(memray=not args.no_memray)
     # Bytecode is cached, as on a user's machine: the warm-up run writes it (a
     # PYTHONDONTWRITEBYTECODE in the caller's environment would make every run
@@ -157,31 +176,41 @@ def main() -> int:
     }
     envs = {"bare": {**quiet, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}, "installed": quiet}
     rng = random.Random(0)
+    memray = [k for k in table if "memray" in k]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         n = make_suite(root, args.tests)
         for mode in table.values():  # warm the file cache and bytecode once
             timed(mode.args, root, envs[mode.env])
-        times: dict[str, list[tuple[float, float]]] = {k: [] for k in table}
-        for _ in range(args.rounds):
-            order = list(table)
-            rng.shuffle(order)
-            for name in order:
-                times[name].append(timed(table[name].args, root, envs[table[name].env]))
-    print(
-        f"{n} fast tests, {args.rounds} rounds (every mode once per round, shuffled), "
-        f"Python {sys.version.split()[0]}"
-    )
+        # The memray rows in rounds of their own: a 10-second run that maps
+        # hundreds of MiB slows whatever process follows it, which would land
+        # at random on one side of a memwatch ratio.
+        times = run_rounds(
+            table, [k for k in table if k not in memray], args.rounds, root, envs, rng
+        )
+        if memray:
+            base = "installed: plain pytest"
+            times[f"{base} (memray rounds)"] = []
+            table[f"{base} (memray rounds)"] = table[base]
+            for name in memray:
+                table[name] = table[name]._replace(baseline=f"{base} (memray rounds)")
+            more = run_rounds(table, [base, *memray], args.memray_rounds, root, envs, rng)
+            times[f"{base} (memray rounds)"] = more.pop(base)
+            times.update(more)
+    print(f"{n} fast tests, Python {sys.version.split()[0]}; every mode once per round, shuffled:")
+    print(f"{args.rounds} rounds of the memwatch rows, {args.memray_rounds} of the memray rows")
     print("wall: elapsed s; cpu: user+system s of the pytest process; each ratio is the median")
-    print("over rounds of the mode's time over its environment's plain pytest in that round\n")
-    print(f"{'mode':<38} {'wall s':>7} {'ratio':>7} {'cpu s':>7} {'ratio':>7}")
-    for name, mode in table.items():
-        ts, base = times[name], times[mode.baseline]
+    print("over rounds of the mode's time over its baseline's in the same round\n")
+    print(f"{'mode':<44} {'wall s':>7} {'ratio':>7} {'cpu s':>7} {'ratio':>7}")
+    rest = [k for k in table if k not in memray and not k.endswith("(memray rounds)")]
+    for name in [*rest, *(k for k in table if k.endswith("(memray rounds)")), *memray]:
+        mode = table[name]
+        ts, base_ts = times[name], times[mode.baseline]
         wall = statistics.median(t[0] for t in ts)
         cpu = statistics.median(t[1] for t in ts)
-        wall_ratio = statistics.median(a[0] / b[0] for a, b in zip(ts, base, strict=True))
-        cpu_ratio = statistics.median(a[1] / b[1] for a, b in zip(ts, base, strict=True))
-        print(f"{name:<38} {wall:>7.2f} {wall_ratio:>6.2f}x {cpu:>7.2f} {cpu_ratio:>6.2f}x")
+        wall_ratio = statistics.median(a[0] / b[0] for a, b in zip(ts, base_ts, strict=True))
+        cpu_ratio = statistics.median(a[1] / b[1] for a, b in zip(ts, base_ts, strict=True))
+        print(f"{name:<44} {wall:>7.2f} {wall_ratio:>6.2f}x {cpu:>7.2f} {cpu_ratio:>6.2f}x")
     if not _has("pytest_memray") and not args.no_memray:
         print("\npytest-memray is not installed: its rows are skipped")
     return 0
