@@ -191,7 +191,9 @@ def main() -> int:
         if memray:
             base = "installed: plain pytest"
             times[f"{base} (memray rounds)"] = []
-            table[f"{base} (memray rounds)"] = table[base]
+            table[f"{base} (memray rounds)"] = table[base]._replace(
+                baseline=f"{base} (memray rounds)"
+            )
             for name in memray:
                 table[name] = table[name]._replace(baseline=f"{base} (memray rounds)")
             more = run_rounds(table, [base, *memray], args.memray_rounds, root, envs, rng)
