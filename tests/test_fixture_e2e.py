@@ -83,9 +83,11 @@ def test_fixture_end_to_end(pytester: pytest.Pytester, runner: Runner, flag: lis
         line.startswith("E       AssertionError: memwatch: the session was not freed; held by: ")
         for line in out
     )
+    # 4 MiB kept, plus the pages the interpreter touched meanwhile (RSS is
+    # page-granular: a fresh pymalloc arena shows as another 0.1 MiB).
     assert any(
         re.fullmatch(
-            r"E +AssertionError: memwatch: 4\.0 MiB held beyond the baseline, over the limit "
+            r"E +AssertionError: memwatch: 4\.[0-2] MiB held beyond the baseline, over the limit "
             r"of 1\.0 MiB \(snapshots: loaded: \+\d+\.\d MiB\)",
             line,
         )
