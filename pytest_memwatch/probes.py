@@ -4,8 +4,9 @@ Each probe is detected once per process. A probe this platform cannot provide
 is reported in :attr:`Prober.unavailable` (the plugin turns that into one
 warning) and reads as ``None``; the other probes go on.
 
-- ``rss``: resident set size (psutil). What the OS charges; page-granular, and
-  pymalloc rarely gives memory back, so it is paired with the two below.
+- ``rss``: resident set size (/proc/self/stat; psutil elsewhere). What the OS
+  charges; page-granular, and pymalloc rarely gives memory back, so it is
+  paired with the two below.
 - ``malloc``: bytes in use by the C allocator (glibc ``mallinfo2``: in-use heap
   chunks plus mmapped chunks). Exact to the byte, sees C-level leaks such as
   ``ctypes`` ``malloc`` that tracemalloc cannot, and costs under a microsecond.
@@ -143,7 +144,7 @@ class Prober:
         self._files_gen = _fork_generation
         # psutil only where /proc cannot serve: importing it costs milliseconds.
         self._proc: Any = None
-        if self._proc_read("statm") is None or self._proc_read("stat") is None:
+        if self._proc_read("stat") is None:
             try:
                 import psutil
 
@@ -176,7 +177,7 @@ class Prober:
         if self._fd_dir is None and self._proc is None:
             self.unavailable["fds"] = "neither /proc/self/fd nor psutil is available"
         if "rss" in self.unavailable and self.rss() is not None:
-            # /proc/self/statm gives RSS without psutil: nothing is missing.
+            # /proc/self/stat gives RSS without psutil: nothing is missing.
             del self.unavailable["rss"]
         self._peak_mode = self._detect_peak_mode()
         self._fd_dir_fd()  # opened now, so every reading counts it alike
@@ -187,13 +188,16 @@ class Prober:
     # time costs several times more. stat gives RSS and the thread count.
     # Descriptors are reopened after a fork, when /proc/self would otherwise
     # still name the parent.
+    def _check_fork(self) -> None:
+        """In a forked child, close this process's copies of the parent's descriptors."""
+        if self._files_gen != _fork_generation:
+            self._close_files()
+            self._files_gen = _fork_generation
+
     def _proc_read(self, name: str) -> bytes | None:
+        self._check_fork()
         fd = self._files.get(name)
-        if fd is None or self._files_gen != _fork_generation:
-            if self._files_gen != _fork_generation:
-                # Close this process's copies of the parent's descriptors.
-                self._close_files()
-                self._files_gen = _fork_generation
+        if fd is None:
             try:
                 fd = os.open(f"/proc/self/{name}", os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
@@ -207,8 +211,7 @@ class Prober:
 
     def _fd_dir_fd(self) -> int | None:
         """A descriptor on /proc/self/fd, kept open like the files (reopened after a fork)."""
-        if self._files_gen != _fork_generation:
-            self._proc_read("stat")  # closes the parent's descriptors, this one included
+        self._check_fork()
         fd = self._dir_fd
         if fd is None and self._fd_dir is not None:
             try:
@@ -285,10 +288,22 @@ class Prober:
         return PeakWatch(self)
 
     # -- samples --------------------------------------------------------------
+    def _stat(self) -> tuple[int, int] | None:
+        """RSS in bytes and the thread count, from one read of /proc/self/stat.
+
+        Fields 24 and 20, counted after the ")" that ends the command name
+        (which may itself contain spaces).
+        """
+        data = self._proc_read("stat")
+        if data is None:
+            return None
+        fields = data.rpartition(b")")[2].split()
+        return int(fields[21]) * _PAGE, int(fields[17])
+
     def rss(self) -> int | None:
-        data = self._proc_read("statm")
-        if data is not None:
-            return int(data.split()[1]) * _PAGE
+        stat = self._stat()
+        if stat is not None:
+            return stat[0]
         if self._proc is None:
             return None
         try:
@@ -327,11 +342,9 @@ class Prober:
         return None
 
     def threads(self) -> int:
-        data = self._proc_read("stat")
-        if data is not None:
-            # Field 20 of /proc/self/stat, counted after the ")" that ends the
-            # command name (which may itself contain spaces).
-            return int(data.rpartition(b")")[2].split()[17])
+        stat = self._stat()
+        if stat is not None:
+            return stat[1]
         if self._proc is not None:
             try:
                 return int(self._proc.num_threads())
@@ -339,20 +352,13 @@ class Prober:
                 pass
         return threading.active_count()
 
-    def _rss_and_threads(self) -> tuple[int | None, int]:
-        # /proc/self/stat has both (fields 24 and 20, counted after the ")"
-        # that ends the command name): one read where two would cost twice.
-        data = self._proc_read("stat")
-        if data is not None:
-            fields = data.rpartition(b")")[2].split()
-            return int(fields[21]) * _PAGE, int(fields[17])
-        return self.rss(), self.threads()
-
     def sample(self, *, collect: bool = True, generation: int = 2) -> Sample:
         """Read every probe, after a collection (full by default) unless ``collect`` is false."""
         if collect:
             gc.collect(generation)
-        rss, threads = self._rss_and_threads()
+        # One read for both where /proc serves; the fallbacks otherwise.
+        stat = self._stat()
+        rss, threads = stat if stat is not None else (self.rss(), self.threads())
         return Sample(
             t=time.monotonic(),
             rss=rss,
