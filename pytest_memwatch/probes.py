@@ -4,7 +4,7 @@ Each probe is detected once per process. A probe this platform cannot provide
 is reported in :attr:`Prober.unavailable` (the plugin turns that into one
 warning) and reads as ``None``; the other probes go on.
 
-- ``rss``: resident set size (/proc/self/stat; psutil elsewhere). What the OS
+- ``rss``: resident set size (/proc/self/statm; psutil elsewhere). What the OS
   charges; page-granular, and pymalloc rarely gives memory back, so it is
   paired with the two below.
 - ``malloc``: bytes in use by the C allocator (glibc ``mallinfo2``: in-use heap
@@ -119,6 +119,9 @@ class _MallInfo2(ctypes.Structure):
     ]
 
 
+# The /proc/self entries a Prober keeps open that are directories.
+_PROC_DIRS = frozenset({"fd", "task"})
+
 # Bumped in a forked child (os.register_at_fork), where the descriptors a
 # Prober keeps open still name the parent's /proc/self files: cheaper than
 # asking for the pid (a system call) at every reading.
@@ -139,12 +142,12 @@ class Prober:
 
     def __init__(self) -> None:
         self.unavailable: dict[str, str] = {}
+        # /proc/self files and directories kept open, by name (see _kept).
         self._files: dict[str, int] = {}
-        self._dir_fd: int | None = None
         self._files_gen = _fork_generation
         # psutil only where /proc cannot serve: importing it costs milliseconds.
         self._proc: Any = None
-        if self._proc_read("stat") is None:
+        if self._proc_read("statm") is None:
             try:
                 import psutil
 
@@ -173,61 +176,104 @@ class Prober:
         self._clear_gen = -1
         # Watches relying on the process's one high-water mark (see PeakWatch).
         self._hwm_watches: weakref.WeakSet[PeakWatch] = weakref.WeakSet()
-        self._fd_dir = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else None
-        if self._fd_dir is None and self._proc is None:
+        # The directories are opened now, so every reading counts them alike.
+        self._fd_count = self._detect_fd_count()
+        self._thread_count = self._detect_thread_count()
+        if self._fd_count is None and self._proc is None:
             self.unavailable["fds"] = "neither /proc/self/fd nor psutil is available"
-        if "rss" in self.unavailable and self.rss() is not None:
-            # /proc/self/stat gives RSS without psutil: nothing is missing.
-            del self.unavailable["rss"]
         self._peak_mode = self._detect_peak_mode()
-        self._fd_dir_fd()  # opened now, so every reading counts it alike
 
     # -- /proc files, kept open -------------------------------------------------
     # Reading a /proc file through a descriptor kept open, re-read from offset 0
     # (the kernel regenerates it), costs a few microseconds; opening it each
-    # time costs several times more. stat gives RSS and the thread count.
-    # Descriptors are reopened after a fork, when /proc/self would otherwise
-    # still name the parent.
-    def _check_fork(self) -> None:
-        """In a forked child, close this process's copies of the parent's descriptors."""
+    # time costs several times more. Descriptors are reopened after a fork,
+    # when /proc/self would otherwise still name the parent.
+    def _kept(self, name: str) -> int | None:
+        """A descriptor on ``/proc/self/<name>``, opened once (and again after a fork)."""
         if self._files_gen != _fork_generation:
+            # A forked child: these are copies of the parent's descriptors. All
+            # are reopened at once, so the child's readings count them alike.
+            names = list(self._files)
             self._close_files()
             self._files_gen = _fork_generation
+            for other in names:
+                self._open(other)
+        fd = self._files.get(name)
+        return self._open(name) if fd is None else fd
+
+    def _open(self, name: str) -> int | None:
+        flags = os.O_RDONLY | os.O_CLOEXEC
+        if name in _PROC_DIRS:
+            flags |= getattr(os, "O_DIRECTORY", 0)
+        try:
+            fd = os.open(f"/proc/self/{name}", flags)
+        except OSError:
+            return None
+        self._files[name] = fd
+        return fd
 
     def _proc_read(self, name: str) -> bytes | None:
-        self._check_fork()
-        fd = self._files.get(name)
+        fd = self._kept(name)
         if fd is None:
-            try:
-                fd = os.open(f"/proc/self/{name}", os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                return None
-            self._files[name] = fd
+            return None
         try:
             # One pread from offset 0: the kernel regenerates the file.
             return os.pread(fd, 4096, 0)
         except OSError:
             return None
 
-    def _fd_dir_fd(self) -> int | None:
-        """A descriptor on /proc/self/fd, kept open like the files (reopened after a fork)."""
-        self._check_fork()
-        fd = self._dir_fd
-        if fd is None and self._fd_dir is not None:
-            try:
-                fd = os.open(self._fd_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            except (OSError, AttributeError):
-                return None
-            self._dir_fd = fd
-        return fd
+    def _dir_stat(self, name: str) -> os.stat_result | None:
+        fd = self._kept(name)
+        if fd is None:
+            return None
+        try:
+            return os.fstat(fd)
+        except OSError:
+            return None
+
+    def _detect_fd_count(self) -> str | None:
+        # Since Linux 6.2 the size of /proc/self/fd is the number of open
+        # descriptors: one fstat instead of listing the directory, which takes
+        # eight system calls and a dentry per descriptor. Trusted only when it
+        # agrees with a listing here.
+        st = self._dir_stat("fd")
+        if st is None:
+            return None
+        listed = self._list_fds()
+        if listed is not None and st.st_size == listed > 0:
+            return "size"
+        return "list" if listed is not None else None
+
+    def _list_fds(self) -> int | None:
+        fd = self._kept("fd")
+        if fd is None:
+            return None
+        try:
+            # listdir duplicates the descriptor while it reads: one entry too many.
+            return len(os.listdir(fd)) - 1
+        except OSError:
+            return None
+
+    def _detect_thread_count(self) -> str | None:
+        # The link count of /proc/self/task is 2 plus the number of threads:
+        # one fstat. Trusted only when it agrees with /proc/self/stat here.
+        st = self._dir_stat("task")
+        from_stat = self._stat_threads()
+        if st is not None and from_stat is not None and st.st_nlink - 2 == from_stat:
+            return "nlink"
+        return "stat" if from_stat is not None else None
+
+    def _stat_threads(self) -> int | None:
+        data = self._proc_read("stat")
+        if data is None:
+            return None
+        # Field 20, counted after the ")" that ends the command name (which may
+        # itself contain spaces).
+        return int(data.rpartition(b")")[2].split()[17])
 
     def _close_files(self) -> None:
         files, self._files = getattr(self, "_files", {}), {}
         for fd in files.values():
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        fd, self._dir_fd = getattr(self, "_dir_fd", None), None
-        if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -288,22 +334,11 @@ class Prober:
         return PeakWatch(self)
 
     # -- samples --------------------------------------------------------------
-    def _stat(self) -> tuple[int, int] | None:
-        """RSS in bytes and the thread count, from one read of /proc/self/stat.
-
-        Fields 24 and 20, counted after the ")" that ends the command name
-        (which may itself contain spaces).
-        """
-        data = self._proc_read("stat")
-        if data is None:
-            return None
-        fields = data.rpartition(b")")[2].split()
-        return int(fields[21]) * _PAGE, int(fields[17])
-
     def rss(self) -> int | None:
-        stat = self._stat()
-        if stat is not None:
-            return stat[0]
+        data = self._proc_read("statm")
+        if data is not None:
+            # Second field: resident pages.
+            return int(data.split(None, 2)[1]) * _PAGE
         if self._proc is None:
             return None
         try:
@@ -323,17 +358,12 @@ class Prober:
             self._malloc_trim(0)
 
     def fds(self) -> int | None:
-        if self._fd_dir is not None:
-            try:
-                fd = self._fd_dir_fd()
-                if fd is None:
-                    # listdir opens one fd of its own while it reads.
-                    return len(os.listdir(self._fd_dir)) - 1
-                # Listing through a kept descriptor skips the path lookup;
-                # listdir duplicates it while it reads.
-                return len(os.listdir(fd)) - 1
-            except OSError:
-                return None
+        mode = self._fd_count
+        if mode == "size":
+            st = self._dir_stat("fd")
+            return None if st is None else st.st_size
+        if mode == "list":
+            return self._list_fds()
         if self._proc is not None:
             try:
                 return int(self._proc.num_fds())
@@ -342,9 +372,15 @@ class Prober:
         return None
 
     def threads(self) -> int:
-        stat = self._stat()
-        if stat is not None:
-            return stat[1]
+        mode = self._thread_count
+        if mode == "nlink":
+            st = self._dir_stat("task")
+            if st is not None:
+                return st.st_nlink - 2
+        elif mode == "stat":
+            count = self._stat_threads()
+            if count is not None:
+                return count
         if self._proc is not None:
             try:
                 return int(self._proc.num_threads())
@@ -356,17 +392,14 @@ class Prober:
         """Read every probe, after a collection (full by default) unless ``collect`` is false."""
         if collect:
             gc.collect(generation)
-        # One read for both where /proc serves; the fallbacks otherwise.
-        stat = self._stat()
-        rss, threads = stat if stat is not None else (self.rss(), self.threads())
         return Sample(
             t=time.monotonic(),
-            rss=rss,
+            rss=self.rss(),
             malloc=self.malloc(),
             blocks=sys.getallocatedblocks(),
             gc_objects=len(gc.get_objects()),
             fds=self.fds(),
-            threads=threads,
+            threads=self.threads(),
         )
 
 

@@ -241,7 +241,7 @@ def test_fd_count_matches_a_fresh_listing() -> None:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="Linux /proc needed")
-def test_fd_count_after_fork_lists_the_childs_own_table() -> None:
+def test_readings_after_fork_count_the_childs_own_table() -> None:
     out = run_python(
         """
         import os
@@ -251,7 +251,12 @@ def test_fd_count_after_fork_lists_the_childs_own_table() -> None:
         pid = os.fork()
         if pid == 0:
             r, w = os.pipe()
-            ok = prober.fds() == len(os.listdir("/proc/self/fd")) - 1
+            first = prober.sample(collect=False)
+            ok = first.fds == len(os.listdir("/proc/self/fd")) - 1
+            # Every kept descriptor was reopened at the first reading: the
+            # next one counts the same, and threads are the child's (one).
+            again = prober.sample(collect=False)
+            ok = ok and again.fds == first.fds and again.threads == first.threads == 1
             os._exit(0 if ok else 1)
         _, status = os.waitpid(pid, 0)
         print(os.waitstatus_to_exitcode(status))

@@ -132,6 +132,96 @@ def test_threads_count_a_running_thread() -> None:
     assert prober.threads() == before
 
 
+linux_proc = pytest.mark.skipif(
+    not os.path.isdir("/proc/self/task"), reason="Linux /proc needed"
+)
+
+
+@linux_proc
+def test_fd_count_by_directory_size_agrees_with_the_listing() -> None:
+    prober = Prober()
+    try:
+        if prober._fd_count != "size":
+            pytest.skip("this kernel does not give /proc/self/fd a size (Linux < 6.2)")
+        opened = [os.open(os.devnull, os.O_RDONLY) for _ in range(3)]
+        try:
+            assert prober.fds() == prober._list_fds()
+            with_three = prober.fds()
+        finally:
+            for fd in opened:
+                os.close(fd)
+        assert prober.fds() == (with_three or 0) - 3 == prober._list_fds()
+    finally:
+        prober.close()
+
+
+@linux_proc
+def test_a_directory_size_that_disagrees_falls_back_to_listing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Kernels before 6.2 report size 0 for /proc/self/fd.
+    real = Prober._dir_stat
+
+    def sizeless(self: Prober, name: str) -> Any:
+        st = real(self, name)
+        if st is None or name != "fd":
+            return st
+        return os.stat_result((*st[:6], 0, *st[7:10]))
+
+    monkeypatch.setattr(Prober, "_dir_stat", sizeless)
+    prober = Prober()
+    try:
+        assert prober._fd_count == "list"
+        assert "fds" not in prober.unavailable
+        before = prober.fds()
+        fd = os.open(os.devnull, os.O_RDONLY)
+        try:
+            assert prober.fds() == (before or 0) + 1
+        finally:
+            os.close(fd)
+    finally:
+        prober.close()
+
+
+@linux_proc
+def test_thread_count_by_link_count_agrees_with_stat() -> None:
+    prober = Prober()
+    try:
+        assert prober._thread_count in ("nlink", "stat")
+        release = threading.Event()
+        t = threading.Thread(target=release.wait)
+        t.start()
+        try:
+            assert prober.threads() == prober._stat_threads()
+        finally:
+            release.set()
+            t.join()
+    finally:
+        prober.close()
+
+
+@linux_proc
+def test_no_task_directory_counts_threads_from_stat(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = Prober._dir_stat
+    monkeypatch.setattr(
+        Prober, "_dir_stat", lambda self, name: None if name == "task" else real(self, name)
+    )
+    prober = Prober()
+    try:
+        assert prober._thread_count == "stat"
+        before = prober.threads()
+        release = threading.Event()
+        t = threading.Thread(target=release.wait)
+        t.start()
+        try:
+            assert prober.threads() == before + 1
+        finally:
+            release.set()
+            t.join()
+    finally:
+        prober.close()
+
+
 def test_peak_watch_sees_a_50_mib_bytearray() -> None:
     prober = get_prober()
     gc.collect()
