@@ -1,7 +1,10 @@
 """pytest hooks for memwatch. Hooks translate pytest objects to plain data and back;
 the engine (:mod:`pytest_memwatch.engine`) measures and decides.
 
-How a measured test runs (``pytest_runtest_protocol`` below):
+The per-test hooks are registered once collection finds a test that needs them
+(``MeasuredTests``, ``MarkerErrors``, ``SoakCall``): with nothing measured,
+memwatch adds no call to any test's run. How a measured test runs
+(``MeasuredTests.pytest_runtest_protocol``):
 
 - the readings bracket the test and its function-scoped fixtures only, as a
   function-scoped fixture placed after the higher-scoped ones would, without
@@ -85,9 +88,6 @@ class SessionState:
         # serial); xdist workers send theirs to the controller.
         self.ledger_parts: dict[str, dict[str, Any]] = {}
         self.ledger_doc: dict[str, Any] | None = None
-        # The result of the test whose reports are being logged in this process,
-        # so the controller's hook need not rebuild it from the report's data.
-        self.logging: TestResult | None = None
         # Rendering a section costs a template per test: only when pytest-html
         # is writing a report, not merely installed; the same for JUnit XML.
         self.html_extras = bool(
@@ -106,23 +106,10 @@ class SessionState:
         return self._measurer
 
     # Session-level hooks live on this object (registered in pytest_configure),
-    # so they reach the session's state without globals.
-    def pytest_report_teststatus(
-        self, report: pytest.TestReport
-    ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
-        if report.when == "call" and getattr(report, "memwatch_failed", False):
-            return "failed", "M", ("FAILED (memwatch)", {"red": True, "bold": True})
-        return None
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        data = getattr(report, "memwatch", None)
-        if data is not None and self.is_controller:
-            local = self.logging
-            if local is not None and local.nodeid == data["nodeid"]:
-                self.results.append(local)
-            else:  # from an xdist worker
-                self.results.append(TestResult.from_dict(data))
-
+    # so they reach the session's state without globals. The per-test hooks
+    # are registered only when collection finds something to do for them
+    # (see _register_test_hooks): with nothing measured, memwatch adds no call
+    # to a test's run.
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.hygiene.close()
@@ -167,7 +154,8 @@ class SessionState:
 class ItemMeasure:
     """What memwatch keeps on a measured test (one stash entry: the hooks run per test).
 
-    ``calls`` are its memwatch markers as collected. The rest belongs to the
+    ``spec`` is what its markers and the settings ask for, built at collection.
+    The rest belongs to the
     test's protocol while it runs: its repetition ``plan``, whether readings
     empty the interpreter caches (``clear``, tests with a verdict) and whether
     its resources are checked (with the ``watch`` open on them), ``pending``
@@ -175,10 +163,10 @@ class ItemMeasure:
     latest run's measure (``None`` outside the protocol).
     """
 
-    __slots__ = ("calls", "check_resources", "clear", "pending", "plan", "runs", "watch")
+    __slots__ = ("check_resources", "clear", "pending", "plan", "runs", "spec", "watch")
 
-    def __init__(self, calls: list[MarkCall]) -> None:
-        self.calls = calls
+    def __init__(self, spec: TestSpec) -> None:
+        self.spec = spec
         self.plan: RepeatPlan | None = None
         self.clear = True
         self.check_resources = False
@@ -259,7 +247,6 @@ def pytest_configure(config: pytest.Config) -> None:
     state = SessionState(config, settings)
     config.stash[STATE] = state
     config.pluginmanager.register(state, "memwatch-session")
-    config.pluginmanager.register(RunBracket(), "memwatch-bracket")
     pm = config.pluginmanager
     if pm.hasplugin("xdist") or pm.hasplugin("xdist.plugin"):
         # Imported only here: with -p no:xdist (or without xdist) nothing of it loads.
@@ -292,25 +279,49 @@ def pytest_collection_modifyitems(
         return
     settings = state.settings
     soak_selected = "soak" in (config.getoption("markexpr", "") or "")
+    measured = errors = soaks = False
     for item in items:
         calls = _mark_calls(item)
+        if not (settings.active or calls):
+            continue
         names = {c.name for c in calls}
         if "soak" in names and not (settings.soak or soak_selected):
             item.add_marker(
                 pytest.mark.skip(reason="soak test: run with --memwatch-soak or -m soak")
             )
             continue
-        if "memwatch_skip" in names:
-            # Not measured, but a wrong marker argument is still an error at
-            # setup: memwatch_skip(5) or a typo under it must not pass silently.
-            try:
-                build_spec(item.nodeid, calls, settings)
-            except markers.MarkerError as exc:
-                item.stash[MARKER_ERROR] = str(exc)
+        try:
+            # Checked here, once: a wrong marker argument (under memwatch_skip
+            # too: memwatch_skip(5) must not pass silently) errors that one
+            # test at setup, and the rest of the session runs.
+            spec = build_spec(_nodeid(item), calls, settings)
+        except markers.MarkerError as exc:
+            item.stash[MARKER_ERROR] = str(exc)
+            errors = True
             continue
-        if settings.active or names:
-            item.stash[MEASURED] = ItemMeasure(calls)
-            _warn_unavailable_probes(config, state)
+        if "memwatch_skip" in names:
+            continue
+        item.stash[MEASURED] = ItemMeasure(spec)
+        measured = True
+        soaks = soaks or spec.soak is not None
+    if measured:
+        _warn_unavailable_probes(config, state)
+    _register_test_hooks(config, measured=measured, errors=errors, soaks=soaks)
+
+
+def _register_test_hooks(
+    config: pytest.Config, *, measured: bool, errors: bool, soaks: bool
+) -> None:
+    """Register the per-test hooks this session needs, and only those."""
+    pm = config.pluginmanager
+    wanted = [
+        (measured, "memwatch-tests", MeasuredTests),
+        (errors, "memwatch-marker-errors", MarkerErrors),
+        (soaks, "memwatch-soak-call", SoakCall),
+    ]
+    for needed, name, plugin in wanted:
+        if needed and not pm.has_plugin(name):
+            pm.register(plugin(), name)
 
 
 # -- running -------------------------------------------------------------------
@@ -345,7 +356,13 @@ def _run(
     # item; across repetitions that would grow run after run and read as a leak.
     item._report_sections.clear()
     item.user_properties.clear()
-    reports = runtestprotocol(item, nextitem=nextitem, log=False)
+    # The before-reading is due at the first function-scoped fixture, or at
+    # the end of setup (see MeasuredTests).
+    m.pending = True
+    try:
+        reports = runtestprotocol(item, nextitem=nextitem, log=False)
+    finally:
+        m.pending = False
     runs = m.runs
     return reports, (runs[-1] if runs else None)
 
@@ -365,19 +382,71 @@ def _teardown_for_next(item: pytest.Item, nextitem: pytest.Item | None) -> pytes
     return pytest.TestReport.from_item_and_call(item, call)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
-    state = _state(item.config)
-    m = item.stash.get(MEASURED, None) if state is not None else None
-    if state is None or m is None:
-        return None
-    try:
-        # The markers as collection left them (which also decided to measure).
-        spec = build_spec(_nodeid(item), m.calls, state.settings)
-    except markers.MarkerError as exc:
-        # Reported by pytest_runtest_setup, so this one test errors at setup.
-        item.stash[MARKER_ERROR] = str(exc)
-        return None
+class MeasuredTests:
+    """The per-test hooks of measured tests (registered when collection finds one).
+
+    - ``pytest_runtest_protocol`` runs a measured test (see the module docstring);
+    - ``pytest_fixture_setup`` takes the before-reading when the first
+      function-scoped fixture is about to be set up;
+    - ``pytest_runtest_setup`` takes it at the end of setup when there was none:
+      trylast, inside every plugin's setup wrapper, so what those keep for the
+      test (the logging plugin's handler) is alive at both readings;
+    - ``pytest_report_teststatus`` marks a failed memory verdict.
+    """
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> bool | None:
+        m = item.stash.get(MEASURED, None)
+        state = _state(item.config)
+        if m is None or state is None:
+            return None
+        _protocol(item, nextitem, m, state)
+        return True
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        m = item.stash.get(MEASURED, None)
+        if m is not None and m.pending:
+            _begin_run(item, m)  # no function-scoped fixture: the test alone
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+    ) -> None:
+        if fixturedef.scope == "function":
+            m = request.node.stash.get(MEASURED, None)
+            if m is not None and m.pending:
+                _begin_run(request.node, m)
+
+    def pytest_report_teststatus(
+        self, report: pytest.TestReport
+    ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+        return report_status(report)
+
+
+def report_status(report: pytest.TestReport) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+    """The status of a call whose memory verdict failed: "M", "FAILED (memwatch)"."""
+    if report.when == "call" and getattr(report, "memwatch_failed", False):
+        return "failed", "M", ("FAILED (memwatch)", {"red": True, "bold": True})
+    return None
+
+
+class MarkerErrors:
+    """Fails, at setup, each test whose memwatch markers are wrong (found at collection)."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        message = item.stash.get(MARKER_ERROR, None)
+        if message is not None:
+            pytest.fail(message, pytrace=False)
+
+
+def _protocol(
+    item: pytest.Item, nextitem: pytest.Item | None, m: ItemMeasure, state: SessionState
+) -> None:
+    spec = m.spec
     ihook = item.ihook
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     start = time.perf_counter()
@@ -426,13 +495,14 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     if found is not None:
         state.ledger.add(result.nodeid, "test", found.leaked)
     _apply(reports, result, failed, attribution, html_extras=state.html_extras, junit=state.junit)
-    state.logging = result
+    if state.is_controller:
+        # In-process; an xdist controller collects its workers' results from
+        # their reports instead (pytest_memwatch.xdist).
+        state.results.append(result)
     for rep in reports:
         ihook.pytest_runtest_logreport(report=rep)
-    state.logging = None
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     m.runs = None
-    return True
 
 
 def _attribute(
@@ -479,7 +549,7 @@ def _result(
         if rep.outcome == "skipped":
             outcome = "skipped"
     result = TestResult(
-        nodeid=_nodeid(item),
+        nodeid=spec.nodeid,
         outcome=outcome,
         worker=state.worker,
         duration_s=duration,
@@ -557,44 +627,6 @@ def _junit_properties(result: TestResult) -> list[tuple[str, object]]:
     props.append(("memwatch_verdict", "failed: " + ",".join(failed) if failed else "passed"))
     props.append(("memwatch_duration_s", round(result.duration_s, 6)))
     return props
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    message = item.stash.get(MARKER_ERROR, None)
-    if message is not None:
-        pytest.fail(message, pytrace=False)
-
-
-class RunBracket:
-    """Takes the readings around each run of a measured test (see the module docstring)."""
-
-    @pytest.hookimpl(wrapper=True, trylast=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None]:
-        # Innermost, so what the other plugins' wrappers keep for the test (the
-        # logging plugin's handler) is alive at both readings.
-        m = item.stash.get(MEASURED, None)
-        if m is None or m.runs is None:
-            return (yield)
-        m.pending = True
-        try:
-            result = yield
-        except BaseException:
-            m.pending = False
-            raise
-        if m.pending:
-            _begin_run(item, m)  # no function-scoped fixture: the test alone
-        return result
-
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_fixture_setup(
-        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
-    ) -> Generator[None, object, object]:
-        if fixturedef.scope == "function":
-            m = request.node.stash.get(MEASURED, None)
-            if m is not None and m.pending:
-                _begin_run(request.node, m)
-        return (yield)
 
 
 class _Run:
@@ -932,21 +964,24 @@ def _soak_finish(item: pytest.Item) -> soak_engine.SoakOutcome | None:
     return outcome
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None]:
-    """End a soak run with the test body; a failed soak verdict fails the call."""
-    if SOAK_RUN not in item.stash:
-        return (yield)
-    try:
-        yield
-    except BaseException:
-        # The test's own failure (or skip) is what it reports; the samples are kept.
-        _soak_finish(item)
-        raise
-    outcome = _soak_finish(item)
-    if outcome is not None and not outcome.verdict.passed:
-        pytest.fail(f"memwatch {outcome.verdict.message}", pytrace=False)
-    return None
+class SoakCall:
+    """Ends a soak run with the test body (registered when a soak test is collected)."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None]:
+        """A failed soak verdict fails the call."""
+        if SOAK_RUN not in item.stash:
+            return (yield)
+        try:
+            yield
+        except BaseException:
+            # The test's own failure (or skip) is what it reports; the samples are kept.
+            _soak_finish(item)
+            raise
+        outcome = _soak_finish(item)
+        if outcome is not None and not outcome.verdict.passed:
+            pytest.fail(f"memwatch {outcome.verdict.message}", pytrace=False)
+        return None
 
 
 class _SoakProgressLine:

@@ -4,8 +4,8 @@ Registered by :func:`pytest_memwatch.plugin.pytest_configure` only when the
 xdist plugin is loaded, in the controller and in every worker.
 
 - Per test, the plain-data payload rides on the test report
-  (``report.memwatch``), which xdist ships to the controller; the controller's
-  session state collects it as in a serial run.
+  (``report.memwatch``), which xdist ships to the controller; the controller
+  (:class:`WorkerReports`) adds it to the session's results.
 - Per worker, what no single report carries (its pid, how many tests it
   measured, which probes it lacked, its session ledger) travels once, at the
   worker's session end, through ``config.workeroutput``; the controller merges
@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from pytest_memwatch.plugin import NODEID, STATE, SessionState
-from pytest_memwatch.results import totals
+from pytest_memwatch.plugin import NODEID, STATE, SessionState, report_status
+from pytest_memwatch.results import TestResult, totals
 from pytest_memwatch.units import format_size
 
 OUTPUT_KEY = "memwatch"
@@ -106,6 +106,32 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 # -- on the controller -------------------------------------------------------------------
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """On a controller that hands tests to workers, collect their results from the reports."""
+    config = session.config
+    state = _state(config)
+    pm = config.pluginmanager
+    if state is not None and not _is_worker(config) and pm.has_plugin("dsession"):
+        pm.register(WorkerReports(state), "memwatch-worker-reports")
+
+
+class WorkerReports:
+    """The controller's per-report hooks: a worker's test result rides on its report."""
+
+    def __init__(self, state: SessionState) -> None:
+        self.state = state
+
+    def pytest_report_teststatus(
+        self, report: pytest.TestReport
+    ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+        return report_status(report)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, "memwatch", None)
+        if data is not None:
+            self.state.results.append(TestResult.from_dict(data))
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -37,14 +37,30 @@ NODEIDS = {
     "test_suite.py::OldStyle::test_two",
 }
 
-# Records, from inside the inner run, which reports carry a memwatch payload and
-# whether memwatch touched the process at all (probes built, heap frozen).
+# Records, from inside the inner run, which reports carry a memwatch payload,
+# whether memwatch touched the process at all (probes built, heap frozen) and
+# which of memwatch's hooks would run for every test.
 RECORDER = """
     import gc, json
 
     from pytest_memwatch import probes
 
     PAYLOADS = []
+    PER_TEST = (
+        "pytest_runtest_protocol", "pytest_runtest_setup", "pytest_runtest_call",
+        "pytest_runtest_teardown", "pytest_fixture_setup", "pytest_runtest_makereport",
+        "pytest_report_teststatus", "pytest_runtest_logreport",
+    )
+
+    def memwatch_per_test_hooks(config):
+        pm = config.pluginmanager
+        found = []
+        for hook in PER_TEST:
+            for impl in getattr(config.hook, hook).get_hookimpls():
+                name = pm.get_name(impl.plugin) or ""
+                if "memwatch" in name:
+                    found.append(f"{name}:{hook}")
+        return sorted(found)
 
     def pytest_runtest_logreport(report):
         data = getattr(report, "memwatch", None)
@@ -58,7 +74,8 @@ RECORDER = """
         with open("recorded.json", "w") as f:
             json.dump(
                 {"payloads": PAYLOADS, "prober_built": probes._PROBER is not None,
-                 "frozen": gc.get_freeze_count()},
+                 "frozen": gc.get_freeze_count(),
+                 "hooks": memwatch_per_test_hooks(session.config)},
                 f,
             )
 """
@@ -89,6 +106,17 @@ def assert_every_test_measured(runner: Runner, result: pytest.RunResult) -> None
     assert all(p["when"] == "call" and p["measured"] for p in payloads)
     assert all(isinstance(p["growth"]["blocks"], int) for p in payloads)
     assert rec["prober_built"] is True
+    assert rec["hooks"] == MEASURING_HOOKS
+
+
+# What a session that measures adds to every test; no soak call wrapper, no
+# marker-error check when no test needs them.
+MEASURING_HOOKS = [
+    "memwatch-tests:pytest_fixture_setup",
+    "memwatch-tests:pytest_report_teststatus",
+    "memwatch-tests:pytest_runtest_protocol",
+    "memwatch-tests:pytest_runtest_setup",
+]
 
 
 def test_flag_measures_every_test_including_unittest(
@@ -135,6 +163,33 @@ def test_without_flag_or_marker_nothing_is_measured(suite: pytest.Pytester, runn
     assert rec["payloads"] == []
     assert rec["prober_built"] is False, "an unmeasured session must not even read /proc"
     assert rec["frozen"] == 0
+    assert rec["hooks"] == [], "an unmeasured session must add no call to any test's run"
+
+
+def test_a_wrong_marker_alone_adds_only_its_setup_check(
+    pytester: pytest.Pytester, runner: Runner
+) -> None:
+    pytester.makepyfile(
+        test_suite="""
+        import pytest
+
+        @pytest.mark.memwatch_skip(5)
+        def test_wrong():
+            pass
+
+        def test_plain():
+            pass
+        """
+    )
+    pytester.makeconftest(RECORDER)
+    result = runner.sub()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*test_suite.py::test_wrong: bad marker @pytest.mark.memwatch_skip(5)*"]
+    )
+    rec = recorded(pytester)
+    assert rec["hooks"] == ["memwatch-marker-errors:pytest_runtest_setup"]
+    assert rec["prober_built"] is False
 
 
 def test_only_marked_tests_are_measured_without_the_flag(
@@ -158,6 +213,7 @@ def test_only_marked_tests_are_measured_without_the_flag(
     assert runner.section(result)[0].startswith("memwatch: 1 tests measured, ")
     payloads = recorded(pytester)["payloads"]
     assert [p["nodeid"] for p in payloads] == ["test_suite.py::test_marked"]
+    assert recorded(pytester)["hooks"] == MEASURING_HOOKS
 
 
 def test_works_without_the_cacheprovider(suite: pytest.Pytester, runner: Runner) -> None:

@@ -208,8 +208,11 @@ def test_max_growth_option_is_a_default_budget_a_marker_overrides(
     assert failures[0] == (
         "memwatch max_growth: 1.0 MiB left behind per call, over the limit of 256.0 KiB"
     )
+    # 128 KiB plus the allocator's own bytes; or, read through RSS, one page more
+    # when the chunk straddles a page the heap had not touched yet.
     assert re.fullmatch(
-        r"memwatch max_growth: 128\.\d KiB left behind per call, over the limit of 64\.0 KiB",
+        r"memwatch max_growth: (128\.\d|132\.0) KiB left behind per call, "
+        r"over the limit of 64\.0 KiB",
         failures[1],
     ), failures[1]
     # Every test is measured under a default budget, marked or not.
