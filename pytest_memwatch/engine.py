@@ -199,13 +199,16 @@ class Measurer:
             clear_interpreter_caches()
         if self.hygiene is not None and not freeze:
             self.hygiene.thaw()
-        if self.hygiene is not None and freeze:
-            self.hygiene.before_test(1 if light else 2)
-            before = self.prober.sample(collect=False)
+        hygiene = self.hygiene
+        if hygiene is not None and freeze:
+            hygiene.before_test(1 if light else 2)
+            before = self.prober.sample(collect=False, gc_objects=hygiene.frozen)
         else:
-            before = self.prober.sample(collect=collect, generation=1 if light else 2)
-        if self.hygiene is not None and self.hygiene.frozen:
-            before = before.shifted(gc_objects=self.hygiene.frozen)
+            before = self.prober.sample(
+                collect=collect,
+                generation=1 if light else 2,
+                gc_objects=hygiene.frozen if hygiene is not None else 0,
+            )
         return RunToken(before, self.prober.start_peak())
 
     def end(
@@ -213,12 +216,15 @@ class Measurer:
     ) -> RunMeasure:
         if clear_caches:
             clear_interpreter_caches()
-        after = self.prober.sample(generation=1 if light else 2)
+        ob, om = self._offset or (0, 0)
+        after = self.prober.sample(
+            generation=1 if light else 2,
+            blocks=-ob,
+            malloc=-om,
+            gc_objects=self.hygiene.frozen if self.hygiene is not None else 0,
+        )
         # Stopped after the reading, whose RSS lets the watch skip /proc/self/status.
         peak = token.peak.stop(floor=max(token.before.rss or 0, after.rss or 0) or None)
-        ob, om = self._offset or (0, 0)
-        frozen = self.hygiene.frozen if self.hygiene is not None else 0
-        after = after.shifted(blocks=-ob, malloc=-om, gc_objects=frozen)
         if peak is not None:
             # The kernel's RSS counters are per-CPU approximations, so the
             # high-water mark can read a little below a plain RSS reading taken

@@ -94,6 +94,11 @@ class SessionState:
             config.pluginmanager.hasplugin("html") and getattr(config.option, "htmlpath", None)
         )
         self.junit = bool(getattr(config.option, "xmlpath", None))
+        # The measured test whose before-reading is due: set while its setup
+        # runs, until its first function-scoped fixture or the end of setup
+        # (one test runs at a time in a process).
+        self.pending: tuple[pytest.Item, ItemMeasure] | None = None
+        self.status_hook = False
 
     def _not_ignored(self, found: list[Any]) -> list[Any]:
         return self.resources.split(found)[0]
@@ -158,12 +163,12 @@ class ItemMeasure:
     The rest belongs to the
     test's protocol while it runs: its repetition ``plan``, whether readings
     empty the interpreter caches (``clear``, tests with a verdict) and whether
-    its resources are checked (with the ``watch`` open on them), ``pending``
-    while its setup has not taken the before-reading yet, and ``runs``, the
-    latest run's measure (``None`` outside the protocol).
+    its resources are checked (with the ``watch`` open on them), and ``runs``,
+    the latest run's measure (``None`` outside the protocol). ``scoped`` are
+    its higher-scoped fixture definitions, listed at its first run.
     """
 
-    __slots__ = ("check_resources", "clear", "pending", "plan", "runs", "spec", "watch")
+    __slots__ = ("check_resources", "clear", "plan", "runs", "scoped", "spec", "watch")
 
     def __init__(self, spec: TestSpec) -> None:
         self.spec = spec
@@ -171,8 +176,8 @@ class ItemMeasure:
         self.clear = True
         self.check_resources = False
         self.watch: ResourceWatch | None = None
-        self.pending = False
         self.runs: list[RunMeasure] | None = None
+        self.scoped: list[Any] | None = None
 
 
 STATE = pytest.StashKey[SessionState]()
@@ -306,16 +311,16 @@ def pytest_collection_modifyitems(
         soaks = soaks or spec.soak is not None
     if measured:
         _warn_unavailable_probes(config, state)
-    _register_test_hooks(config, measured=measured, errors=errors, soaks=soaks)
+    _register_test_hooks(config, state, measured=measured, errors=errors, soaks=soaks)
 
 
 def _register_test_hooks(
-    config: pytest.Config, *, measured: bool, errors: bool, soaks: bool
+    config: pytest.Config, state: SessionState, *, measured: bool, errors: bool, soaks: bool
 ) -> None:
     """Register the per-test hooks this session needs, and only those."""
     pm = config.pluginmanager
-    wanted = [
-        (measured, "memwatch-tests", MeasuredTests),
+    wanted: list[tuple[bool, str, Any]] = [
+        (measured, "memwatch-tests", lambda: MeasuredTests(state)),
         (errors, "memwatch-marker-errors", MarkerErrors),
         (soaks, "memwatch-soak-call", SoakCall),
     ]
@@ -349,7 +354,7 @@ def _passed(reports: list[pytest.TestReport]) -> bool:
 
 
 def _run(
-    item: pytest.Item, m: ItemMeasure, nextitem: Any
+    item: pytest.Item, m: ItemMeasure, nextitem: Any, state: SessionState
 ) -> tuple[list[pytest.TestReport], RunMeasure | None]:
     m.runs = []
     # pytest appends each run's captured output and recorded properties to the
@@ -358,11 +363,11 @@ def _run(
     item.user_properties.clear()
     # The before-reading is due at the first function-scoped fixture, or at
     # the end of setup (see MeasuredTests).
-    m.pending = True
+    state.pending = (item, m)
     try:
         reports = runtestprotocol(item, nextitem=nextitem, log=False)
     finally:
-        m.pending = False
+        state.pending = None
     runs = m.runs
     return reports, (runs[-1] if runs else None)
 
@@ -390,35 +395,42 @@ class MeasuredTests:
       function-scoped fixture is about to be set up;
     - ``pytest_runtest_setup`` takes it at the end of setup when there was none:
       trylast, inside every plugin's setup wrapper, so what those keep for the
-      test (the logging plugin's handler) is alive at both readings;
-    - ``pytest_report_teststatus`` marks a failed memory verdict.
+      test (the logging plugin's handler) is alive at both readings.
+
+    A failed memory verdict's status ("M") comes from :class:`FailedStatus`,
+    registered at the first failure.
     """
+
+    def __init__(self, state: SessionState) -> None:
+        self.state = state
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(
         self, item: pytest.Item, nextitem: pytest.Item | None
     ) -> bool | None:
         m = item.stash.get(MEASURED, None)
-        state = _state(item.config)
-        if m is None or state is None:
+        if m is None:
             return None
-        _protocol(item, nextitem, m, state)
+        _protocol(item, nextitem, m, self.state)
         return True
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        m = item.stash.get(MEASURED, None)
-        if m is not None and m.pending:
-            _begin_run(item, m)  # no function-scoped fixture: the test alone
+        pending = self.state.pending
+        if pending is not None:
+            _begin_run(*pending, self.state)  # no function-scoped fixture: the test alone
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_fixture_setup(
         self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
     ) -> None:
-        if fixturedef.scope == "function":
-            m = request.node.stash.get(MEASURED, None)
-            if m is not None and m.pending:
-                _begin_run(request.node, m)
+        pending = self.state.pending
+        if pending is not None and fixturedef.scope == "function":
+            _begin_run(*pending, self.state)
+
+
+class FailedStatus:
+    """Marks a call whose memory verdict failed ("M", "FAILED (memwatch)")."""
 
     def pytest_report_teststatus(
         self, report: pytest.TestReport
@@ -463,14 +475,14 @@ def _protocol(
     keep: _KeepCollectors | None = None
     kept = False
     if plan is None:
-        reports, last = _run(item, m, nextitem)
+        reports, last = _run(item, m, nextitem, state)
     else:
         keep = _KeepCollectors(item)
         kept = True
         reports = []
         while plan.wants_more():
             # Rebinding, not appending: per-run objects kept here would be measured.
-            reports, last = _run(item, m, keep)
+            reports, last = _run(item, m, keep, state)
             if last is None or not _passed(reports):
                 break
     measures = [last] if last is not None else []
@@ -495,6 +507,10 @@ def _protocol(
     if found is not None:
         state.ledger.add(result.nodeid, "test", found.leaked)
     _apply(reports, result, failed, attribution, html_extras=state.html_extras, junit=state.junit)
+    if failed and not state.status_hook:
+        # Until a memory verdict fails, no test's status needs memwatch.
+        state.status_hook = True
+        item.config.pluginmanager.register(FailedStatus(), "memwatch-failed-status")
     if state.is_controller:
         # In-process; an xdist controller collects its workers' results from
         # their reports instead (pytest_memwatch.xdist).
@@ -645,7 +661,7 @@ class _Run:
         if token is None:
             return
         m, state, plan = self.m, self.state, self.m.plan
-        _drop_finished_dependents(self.item)
+        _drop_finished_dependents(self.item, m)
         measure = state.measurer.end(token, clear_caches=m.clear, light=not m.clear)
         if plan is not None:
             plan.record(measure.before, measure.after, measure.peak_rss)
@@ -656,17 +672,14 @@ class _Run:
         state.ledger.note("test", measure.after)
 
 
-def _begin_run(item: pytest.Item, m: ItemMeasure) -> None:
+def _begin_run(item: pytest.Item, m: ItemMeasure, state: SessionState) -> None:
     """Take the before-reading of one run and register the after-reading as a finalizer.
 
     Registered now, on the test itself, the finalizer runs after those of the
     function-scoped fixtures set up from here on, and before the test's
     collectors (and their fixtures) are torn down.
     """
-    m.pending = False
-    state = _state(item.config)
-    if state is None:
-        return
+    state.pending = None
     plan = m.plan
     _open_resource_watch(m, state)
     # Built and registered before the reading, so neither counts as the test's.
@@ -725,7 +738,7 @@ def _nodeid(item: pytest.Item) -> str:
     return item.stash.get(NODEID, item.nodeid)
 
 
-def _drop_finished_dependents(item: pytest.Item) -> None:
+def _drop_finished_dependents(item: pytest.Item, m: ItemMeasure) -> None:
     """Forget pytest's "finish my dependent" callbacks for function fixtures already finished.
 
     A function-scoped fixture that uses a module- or session-scoped one registers
@@ -735,14 +748,15 @@ def _drop_finished_dependents(item: pytest.Item) -> None:
     using such a fixture failed ``no_leaks``. Once the function fixture has
     finished, calling its finish again does nothing, so the callback can go.
     """
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return
-    for defs in info.name2fixturedefs.values():
-        for fixturedef in defs:
-            fins = getattr(fixturedef, "_finalizers", None)
-            if fixturedef.scope == "function" or not fins:
-                continue
+    scoped = m.scoped
+    if scoped is None:
+        # The test's fixture definitions do not change between runs: listed once.
+        info = getattr(item, "_fixtureinfo", None)
+        defs = info.name2fixturedefs.values() if info is not None else ()
+        scoped = m.scoped = [d for ds in defs for d in ds if d.scope != "function"]
+    for fixturedef in scoped:
+        fins = getattr(fixturedef, "_finalizers", None)
+        if fins:
             fins[:] = [f for f in fins if not _finished_dependent(f)]
 
 

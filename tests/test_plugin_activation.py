@@ -110,10 +110,10 @@ def assert_every_test_measured(runner: Runner, result: pytest.RunResult) -> None
 
 
 # What a session that measures adds to every test; no soak call wrapper, no
-# marker-error check when no test needs them.
+# marker-error check when no test needs them, no status hook until a memory
+# verdict fails.
 MEASURING_HOOKS = [
     "memwatch-tests:pytest_fixture_setup",
-    "memwatch-tests:pytest_report_teststatus",
     "memwatch-tests:pytest_runtest_protocol",
     "memwatch-tests:pytest_runtest_setup",
 ]
@@ -320,3 +320,39 @@ def test_a_missing_probe_under_filterwarnings_error_does_not_stop_the_run(
     assert "INTERNALERROR" not in result.stdout.str()
     result.assert_outcomes(passed=1, failed=1)
     assert f"WARNING: {PROBE_WARNING}" in runner.section(result)
+
+
+def test_the_failed_status_hook_arrives_with_the_first_failed_verdict(
+    pytester: pytest.Pytester, runner: Runner
+) -> None:
+    pytester.makepyfile(
+        test_suite="""
+        import pytest
+
+        KEPT = []
+
+        def test_clean():
+            pass
+
+        @pytest.mark.max_growth("64 KiB")
+        def test_leaks():
+            KEPT.append(bytearray(b"\\x01") * (1024 * 1024))
+
+        def test_after():
+            pass
+        """
+    )
+    pytester.makeconftest(RECORDER)
+    result = runner.sub("--memwatch", "--memwatch-trace=0", "-v")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "test_suite.py::test_clean PASSED*",
+            "test_suite.py::test_leaks FAILED (memwatch)*",
+            "test_suite.py::test_after PASSED*",
+        ]
+    )
+    hooks = recorded(pytester)["hooks"]
+    assert hooks == sorted(
+        [*MEASURING_HOOKS, "memwatch-failed-status:pytest_report_teststatus"]
+    )
