@@ -119,6 +119,8 @@ class Ledger:
         "test": the test itself) for :meth:`settle` to look at.
         """
         fds, threads = sample.fds, sample.threads
+        if fds == self._last_fds and threads == self._last_threads:
+            return  # the usual case: nothing opened, nothing started
         if fds is not None and self._last_fds is not None and fds > self._last_fds:
             if phase == "fixtures":
                 self._fds_in_fixtures = True

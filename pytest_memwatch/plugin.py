@@ -349,8 +349,12 @@ class _KeepCollectors:
 
 
 def _passed(reports: list[pytest.TestReport]) -> bool:
-    # Plain attribute reads, not the report's properties: this runs for every measured test.
-    return all(r.outcome == "passed" and "wasxfail" not in r.__dict__ for r in reports)
+    # Plain attribute reads, not the report's properties, and a loop, not all()
+    # over a generator: this runs for every measured test.
+    for r in reports:  # noqa: SIM110
+        if r.outcome != "passed" or "wasxfail" in r.__dict__:
+            return False
+    return True
 
 
 def _run(
@@ -489,12 +493,17 @@ def _protocol(
     m.plan = None
     found = _finish_resources(m, state, spec)
     duration = time.perf_counter() - start
-    ok = _passed(reports) and bool(measures)
-    verdicts = judge(spec, measures, plan, state.measurer, found) if ok else []
+    # Plain measuring (no marker, no budget) has nothing to judge.
+    judged = m.clear and _passed(reports) and bool(measures)
+    verdicts = judge(spec, measures, plan, state.measurer, found) if judged else []
     failed = [v for v in verdicts if not v.passed]
     attribution = None
     # Attribution explains growth; a peak over its limit leaves nothing behind.
-    if state.settings.trace > 0 and any(v.kind in ("max_growth", "leak") for v in failed):
+    if (
+        failed
+        and state.settings.trace > 0
+        and any(v.kind in ("max_growth", "leak") for v in failed)
+    ):
         kept = True
         attribution = _attribute(item, m, keep or _KeepCollectors(item), state.settings.trace)
     if kept:
@@ -502,7 +511,8 @@ def _protocol(
         if final is not None:
             reports.append(final)
     result = _result(item, state, spec, measures, plan, verdicts, attribution, reports, duration)
-    state.ledger.record_growth(result.nodeid, bytes_metric(result.growth))
+    growth = result.growth
+    state.ledger.record_growth(result.nodeid, bytes_metric(growth) if growth else None)
     state.ledger.settle(result.nodeid, functools.partial(_scoped_fixtures, item))
     if found is not None:
         state.ledger.add(result.nodeid, "test", found.leaked)
@@ -585,12 +595,12 @@ def _result(
         result.runs = [r.to_dict() for r in plan.records]
     if spec.compare_fail:
         result.compare_fail = list(spec.compare_fail)
-    soak = item.stash.get(SOAK_OUTCOME, None)
+    soak = item.stash.get(SOAK_OUTCOME, None) if spec.soak is not None else None
     if soak is not None:
         del item.stash[SOAK_OUTCOME]  # pop: the series is the result's now
         result.soak = soak.data
         result.verdicts.append(soak.verdict.to_dict())
-    if any(v.passed is False for v in verdicts):
+    if verdicts and any(v.passed is False for v in verdicts):
         result.outcome = "failed"
     return result
 
@@ -613,10 +623,14 @@ def _apply(
     html_extras: bool = False,
     junit: bool = False,
 ) -> None:
-    call = next((r for r in reports if r.when == "call"), None)
-    target = call or (reports[-1] if reports else None)
-    if target is None:
+    if not reports:
         return
+    call = None
+    for r in reports:
+        if r.when == "call":
+            call = r
+            break
+    target = call or reports[-1]
     if failed and call is not None and call.passed:
         call.outcome = "failed"
         call.longrepr = "\n".join(f"memwatch {v.message}" for v in failed)
@@ -630,9 +644,10 @@ def _apply(
     target.memwatch = data  # type: ignore[attr-defined]
     if html_extras and call is not None:
         _add_html_extra(call, data)
-    teardown = next((r for r in reversed(reports) if r.when == "teardown"), None)
-    if teardown is not None and junit:
-        teardown.user_properties.extend(_junit_properties(result))
+    if junit:
+        teardown = next((r for r in reversed(reports) if r.when == "teardown"), None)
+        if teardown is not None:
+            teardown.user_properties.extend(_junit_properties(result))
 
 
 def _junit_properties(result: TestResult) -> list[tuple[str, object]]:

@@ -82,18 +82,19 @@ class Sample:
     def minus(self, other: Sample) -> dict[str, int | None]:
         """Per-metric difference ``self - other``; ``None`` where either side is missing."""
         # Spelled out (the keys are METRICS): this runs for every measured test.
+        a, b = self, other
         return {
-            "rss": _diff(self.rss, other.rss),
-            "malloc": _diff(self.malloc, other.malloc),
-            "blocks": _diff(self.blocks, other.blocks),
-            "gc_objects": _diff(self.gc_objects, other.gc_objects),
-            "fds": _diff(self.fds, other.fds),
-            "threads": _diff(self.threads, other.threads),
+            "rss": None if a.rss is None or b.rss is None else a.rss - b.rss,
+            "malloc": None if a.malloc is None or b.malloc is None else a.malloc - b.malloc,
+            "blocks": None if a.blocks is None or b.blocks is None else a.blocks - b.blocks,
+            "gc_objects": (
+                None
+                if a.gc_objects is None or b.gc_objects is None
+                else a.gc_objects - b.gc_objects
+            ),
+            "fds": None if a.fds is None or b.fds is None else a.fds - b.fds,
+            "threads": None if a.threads is None or b.threads is None else a.threads - b.threads,
         }
-
-
-def _diff(a: int | None, b: int | None) -> int | None:
-    return None if a is None or b is None else a - b
 
 
 def bytes_metric(delta: dict[str, int | None]) -> int | None:
@@ -103,8 +104,10 @@ def bytes_metric(delta: dict[str, int | None]) -> int | None:
     larger, not the sum); small Python objects live in pymalloc arenas that
     only RSS sees; untouched ``malloc`` memory only the allocator sees.
     """
-    values = [v for v in (delta.get("rss"), delta.get("malloc")) if v is not None]
-    return max(values) if values else None
+    rss, malloc = delta.get("rss"), delta.get("malloc")
+    if rss is None:
+        return malloc
+    return rss if malloc is None or rss >= malloc else malloc
 
 
 class _MallInfo2(ctypes.Structure):
