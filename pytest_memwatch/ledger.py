@@ -239,13 +239,56 @@ def merge_ledgers(parts: Mapping[str, Mapping[str, Any]], top: int = TOP_GROWTH)
     }
 
 
+def merge_shard_ledgers(
+    parts: Sequence[tuple[int, bool, Mapping[str, Any] | None]], top: int = TOP_GROWTH
+) -> dict[str, Any] | None:
+    """One ledger from several results documents' (``merge``), or ``None`` if none has one.
+
+    Each part is ``(first shard index, merged, ledger)``: the index the
+    document's first shard gets in the merged document, whether the document
+    was itself merged (its entries already name their shard, counted from its
+    own first), and its ledger. Sessions are keyed ``"<shard>/<worker>"``;
+    every resource and growth entry gets its ``shard``; the counts add up and
+    the growth list keeps the largest ``top``.
+    """
+    present = [(offset, merged, ledger) for offset, merged, ledger in parts if ledger]
+    if not present:
+        return None
+    sessions: dict[str, Any] = {}
+    resources: list[dict[str, Any]] = []
+    growth: list[dict[str, Any]] = []
+    for offset, merged, ledger in present:
+        for key, session in (ledger.get("sessions") or {}).items():
+            if merged:
+                shard, _, worker = str(key).partition("/")
+                key = f"{offset + int(shard)}/{worker}"
+            else:
+                key = f"{offset}/{key}"
+            sessions[key] = session
+        for entry in ledger.get("resources") or []:
+            resources.append({**entry, "shard": offset + int(entry.get("shard", 0))})
+        for entry in ledger.get("growth") or []:
+            growth.append({**entry, "shard": offset + int(entry.get("shard", 0))})
+    growth.sort(key=lambda g: -int(g["bytes"]))
+    return {
+        "sessions": sessions,
+        "resources": resources,
+        "recorded": sum(int(ledger.get("recorded") or 0) for _, _, ledger in present),
+        "released": sum(int(ledger.get("released") or 0) for _, _, ledger in present),
+        "growth": growth[:top],
+    }
+
+
 def _culprit(r: Mapping[str, Any]) -> str:
     owner = str(r.get("owner", "?"))
     if r.get("phase") == "fixtures":
         names = ", ".join(r.get("fixtures") or [])
         owner = f"the fixtures set up for {owner}" + (f" ({names})" if names else "")
     worker = r.get("worker")
-    return owner + (f" [{worker}]" if worker and worker != "main" else "")
+    where = [f"shard {r['shard']}"] if "shard" in r else []
+    if worker and worker != "main":
+        where.append(str(worker))
+    return owner + (f" [{', '.join(where)}]" if where else "")
 
 
 def ledger_lines(ledger: Mapping[str, Any] | None, verbosity: int = 0) -> list[str]:

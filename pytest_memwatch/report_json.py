@@ -345,8 +345,10 @@ def merge_documents(
 
     Tests are concatenated in input order, totals recomputed, and each shard's
     run metadata kept under ``shards`` (a merged input contributes its own
-    shards, so merging is associative). The merged ``run`` spans the shards:
-    earliest start, latest finish, the sum of their workers. Raises
+    shards, so merging is associative); the shards' session ledgers are merged
+    into one (:func:`pytest_memwatch.ledger.merge_shard_ledgers`). The merged
+    ``run`` spans the shards: earliest start, latest finish, the sum of their
+    workers. Raises
     :class:`ResultsError` for a foreign or invalid input, mismatched schema
     versions, or a test id in two shards with different results (identical
     copies, e.g. the same shard given twice, are merged).
@@ -368,8 +370,10 @@ def merge_documents(
     tests: list[dict[str, Any]] = []
     owner: dict[str, tuple[int, str, dict[str, Any]]] = {}
     conflicts: list[str] = []
+    ledgers: list[tuple[int, bool, Any]] = []
     for position, (name, doc) in enumerate(docs):
         offset = len(shards)
+        ledgers.append((offset, bool(doc.get("shards")), doc.get("ledger")))
         own_shards = doc.get("shards") or [
             {"file": name, "run": doc["run"], "tests": len(doc["tests"])}
         ]
@@ -421,4 +425,9 @@ def merge_documents(
         "totals": totals([TestResult.from_dict(t) for t in tests]),
         "shards": shards,
     }
+    from pytest_memwatch.ledger import merge_shard_ledgers
+
+    ledger = merge_shard_ledgers(ledgers)
+    if ledger is not None:
+        merged["ledger"] = ledger
     return merged, warnings

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import jsonschema
 import pytest
 
-from pytest_memwatch.ledger import Ledger, ledger_lines, merge_ledgers
+from pytest_memwatch.ledger import Ledger, ledger_lines, merge_ledgers, merge_shard_ledgers
 from pytest_memwatch.probes import Sample, get_prober
 from pytest_memwatch.report_json import load_results, load_schema
 
@@ -219,3 +219,76 @@ def test_survivors_are_listed_with_their_culprits(
     assert session["growth"]["malloc"] >= 2 * 1024 * 1024
     assert doc["run"]["worker_info"]["main"]["measured"] == 4
     assert doc["run"]["worker_info"]["main"]["pid"] > 0
+
+
+def test_merged_shards_keep_every_ledger(pytester: pytest.Pytester, runner: Runner) -> None:
+    # Two CI jobs each write a results document with a ledger; `merge` keeps both.
+    import subprocess
+    import sys
+
+    pytester.makepyfile(test_suite=SUITE)
+    first = runner.sub("--memwatch", "--memwatch-json=a.json", "-k", "server or descriptor")
+    first.assert_outcomes(passed=3)
+    second = runner.sub("--memwatch", "--memwatch-json=b.json", "-k", "keeps_memory")
+    second.assert_outcomes(passed=1)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_memwatch", "merge", "a.json", "b.json", "-o", "m.json"],
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    doc = load_results(pytester.path / "m.json")
+    jsonschema.validate(doc, load_schema())
+    ledger = doc["ledger"]
+    assert sorted(ledger["sessions"]) == ["0/main", "1/main"]
+    assert all(s is not None and "growth" in s for s in ledger["sessions"].values())
+    assert {(r["kind"], r["owner"], r["shard"]) for r in ledger["resources"]} == {
+        ("thread", "test_suite.py::test_uses_server", 0),
+        ("fd", "test_suite.py::test_leaves_a_descriptor", 0),
+    }
+    assert ledger["growth"][0]["nodeid"] == "test_suite.py::test_keeps_memory"
+    assert ledger["growth"][0]["shard"] == 1
+    a = load_results(pytester.path / "a.json")["ledger"]
+    b = load_results(pytester.path / "b.json")["ledger"]
+    assert ledger["recorded"] == a["recorded"] + b["recorded"]
+    assert ledger["released"] == a["released"] + b["released"]
+    lines = ledger_lines(ledger)
+    culprit = "  test_suite.py::test_leaves_a_descriptor [shard 0]: fd "
+    assert any(line.startswith(culprit) for line in lines), lines
+
+
+def test_shard_ledgers_merge_associatively() -> None:
+    def part(nodeid: str, worker: str, grown: int) -> dict[str, object]:
+        return merge_ledgers(
+            {
+                worker: {
+                    "session": {"start": {}, "end": {}, "growth": {"rss": grown}},
+                    "resources": [{"kind": "fd", "owner": nodeid, "worker": worker}],
+                    "recorded": 1,
+                    "released": 0,
+                    "growth": [{"nodeid": nodeid, "worker": worker, "bytes": grown}],
+                }
+            }
+        )
+
+    a, b, c = part("t::a", "main", 1), part("t::b", "gw1", 3), part("t::c", "main", 2)
+    flat = merge_shard_ledgers([(0, False, a), (1, False, b), (2, False, c)])
+    ab = merge_shard_ledgers([(0, False, a), (1, False, b)])
+    nested = merge_shard_ledgers([(0, True, ab), (2, False, c)])
+    assert flat == nested
+    assert flat is not None
+    assert sorted(flat["sessions"]) == ["0/main", "1/gw1", "2/main"]
+    assert [(g["nodeid"], g["shard"]) for g in flat["growth"]] == [
+        ("t::b", 1),
+        ("t::c", 2),
+        ("t::a", 0),
+    ]
+    assert [r["shard"] for r in flat["resources"]] == [0, 1, 2]
+    assert flat["recorded"] == 3
+    # Shards without a ledger (nothing measured) add nothing; none at all gives none.
+    assert merge_shard_ledgers([(0, False, None), (1, False, b)]) == merge_shard_ledgers(
+        [(1, False, b)]
+    )
+    assert merge_shard_ledgers([(0, False, None)]) is None
