@@ -104,6 +104,7 @@ def read(pytester: pytest.Pytester, name: str) -> dict[str, Any]:
 def test_parallel_runs_report_what_the_serial_run_reports(suite: pytest.Pytester) -> None:
     serial = run(suite, "--memwatch", "--memwatch-json=serial.json")
     serial.assert_outcomes(passed=9, failed=4)
+    assert "FAILED (memwatch) test_suite.py::test_over_budget" in serial.stdout.str()
     expected = verdicts(read(suite, "serial.json"))
     # The leaks fail, the rest passes, whatever the distribution.
     assert {n for n, (_, vs) in expected.items() if any(not ok for _, ok in vs)} == {
@@ -115,6 +116,8 @@ def test_parallel_runs_report_what_the_serial_run_reports(suite: pytest.Pytester
         name = f"{dist}.json"
         result = run(suite, "--memwatch", f"--memwatch-json={name}", "-n", "2", "--dist", dist)
         result.assert_outcomes(passed=9, failed=4)
+        # The controller marks a failed memory verdict as a serial run does.
+        assert "FAILED (memwatch) test_suite.py::test_over_budget" in result.stdout.str()
         doc = read(suite, name)
         # Same node ids (no "@grouped" suffix from loadgroup), same verdicts.
         assert verdicts(doc) == expected, dist
