@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -22,6 +23,19 @@ from pytest_memwatch.probes import (
 )
 
 MiB = 1024 * 1024
+
+
+@contextlib.contextmanager
+def running_thread() -> Iterator[threading.Thread]:
+    """One more OS thread, alive inside the block and joined after it."""
+    release = threading.Event()
+    t = threading.Thread(target=release.wait)
+    t.start()
+    try:
+        yield t
+    finally:
+        release.set()
+        t.join()
 
 
 def touched(n: int) -> bytearray:
@@ -117,14 +131,8 @@ def test_fds_count_an_open_descriptor() -> None:
 def test_threads_count_a_running_thread() -> None:
     prober = get_prober()
     before = prober.threads()
-    release = threading.Event()
-    t = threading.Thread(target=release.wait)
-    t.start()
-    try:
+    with running_thread():
         assert prober.threads() == before + 1
-    finally:
-        release.set()
-        t.join()
     # join() returns when the Python thread is done; the OS thread exits a moment later.
     deadline = time.monotonic() + 5
     while prober.threads() != before and time.monotonic() < deadline:
@@ -188,14 +196,8 @@ def test_thread_count_by_link_count_agrees_with_stat() -> None:
     prober = Prober()
     try:
         assert prober._thread_count in ("nlink", "stat")
-        release = threading.Event()
-        t = threading.Thread(target=release.wait)
-        t.start()
-        try:
+        with running_thread():
             assert prober.threads() == prober._stat_threads()
-        finally:
-            release.set()
-            t.join()
     finally:
         prober.close()
 
@@ -210,14 +212,8 @@ def test_no_task_directory_counts_threads_from_stat(monkeypatch: pytest.MonkeyPa
     try:
         assert prober._thread_count == "stat"
         before = prober.threads()
-        release = threading.Event()
-        t = threading.Thread(target=release.wait)
-        t.start()
-        try:
+        with running_thread():
             assert prober.threads() == before + 1
-        finally:
-            release.set()
-            t.join()
     finally:
         prober.close()
 
