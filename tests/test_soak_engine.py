@@ -453,7 +453,12 @@ def test_resume_continues_from_the_time_already_done(tmp_path: Path) -> None:
     path = tmp_path / soak.samples_filename(plan.nodeid)
     header = {**HEADER, **plan.header_fields()}
     write_lines(path, header, *(sample(i * 0.02) for i in range(16)))  # killed at 0.3 s
-    run = soak.SoakRun.prepare(plan, tmp_path, resume=True)
+    # A clock that advances 1 ms per reading: what is checked is how much soak time
+    # the resumed run adds, which a stall of this (busy) machine must not change.
+    readings = itertools.count()
+    run = soak.SoakRun.prepare(
+        plan, tmp_path, resume=True, clock=lambda: next(readings) * 0.001
+    )
     ticks = list(soak.SoakHandle(run))
     outcome = run.finish()
     assert outcome is not None and outcome.data["complete"] is True
