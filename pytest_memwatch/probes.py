@@ -63,22 +63,6 @@ class Sample:
             "threads": self.threads,
         }
 
-    def shifted(self, *, blocks: int = 0, malloc: int = 0, gc_objects: int = 0) -> Sample:
-        """This reading with constants added to three probes (missing ones stay ``None``).
-
-        The engine's corrections (its own calibrated footprint, the frozen
-        objects); cheaper than ``dataclasses.replace``, which runs per reading.
-        """
-        return Sample(
-            self.t,
-            self.rss,
-            None if self.malloc is None else self.malloc + malloc,
-            None if self.blocks is None else self.blocks + blocks,
-            None if self.gc_objects is None else self.gc_objects + gc_objects,
-            self.fds,
-            self.threads,
-        )
-
     def minus(self, other: Sample) -> dict[str, int | None]:
         """Per-metric difference ``self - other``; ``None`` where either side is missing."""
         # Spelled out (the keys are METRICS): this runs for every measured test.
@@ -130,8 +114,12 @@ class _MallInfo2(ctypes.Structure):
     ]
 
 
-# The /proc/self entries a Prober keeps open that are directories.
-_PROC_DIRS = frozenset({"fd", "task"})
+# How a Prober opens the /proc/self entries it keeps open: most are read.
+_PROC_FLAGS = {
+    "fd": os.O_RDONLY | getattr(os, "O_DIRECTORY", 0),
+    "task": os.O_RDONLY | getattr(os, "O_DIRECTORY", 0),
+    "clear_refs": os.O_WRONLY,
+}
 
 # Bumped in a forked child (os.register_at_fork), where the descriptors a
 # Prober keeps open still name the parent's /proc/self files: cheaper than
@@ -167,7 +155,6 @@ class Prober:
             except Exception as exc:  # psutil missing or unable to read the process
                 self._proc = None
                 self.unavailable["rss"] = f"psutil cannot read process memory: {exc}"
-        self._libc: Any = None
         self._mallinfo2: Any = None
         self._malloc_trim: Any = None
         try:
@@ -183,8 +170,6 @@ class Prober:
             self._malloc_trim.restype = ctypes.c_int
         except (OSError, AttributeError):
             self.unavailable["malloc"] = "the C library has no mallinfo2 (glibc >= 2.33 needed)"
-        self._clear_refs: Any = None
-        self._clear_gen = -1
         # Watches relying on the process's one high-water mark (see PeakWatch).
         # Weak references (a plain list: a WeakSet costs a dozen calls per
         # test); a watch dropped without stop() just goes dead.
@@ -219,11 +204,8 @@ class Prober:
         return self._open(name) if fd is None else fd
 
     def _open(self, name: str) -> int | None:
-        flags = os.O_RDONLY | os.O_CLOEXEC
-        if name in _PROC_DIRS:
-            flags |= getattr(os, "O_DIRECTORY", 0)
         try:
-            fd = os.open(f"/proc/self/{name}", flags)
+            fd = os.open(f"/proc/self/{name}", _PROC_FLAGS.get(name, os.O_RDONLY) | os.O_CLOEXEC)
         except OSError:
             return None
         self._files[name] = fd
@@ -297,9 +279,6 @@ class Prober:
     def close(self) -> None:
         """Close the /proc descriptors this prober keeps open."""
         self._close_files()
-        clear, self._clear_refs = getattr(self, "_clear_refs", None), None
-        if clear is not None:
-            clear.close()
 
     def __del__(self) -> None:
         # A discarded prober (tests build their own) closes its descriptors
@@ -323,13 +302,11 @@ class Prober:
         return "sampler"
 
     def _reset_hwm(self) -> bool:
+        fd = self._kept("clear_refs")
+        if fd is None:
+            return False
         try:
-            if self._clear_refs is None or self._clear_gen != _fork_generation:
-                if self._clear_refs is not None:
-                    self._clear_refs.close()
-                self._clear_refs = open("/proc/self/clear_refs", "wb", buffering=0)  # noqa: SIM115
-                self._clear_gen = _fork_generation
-            self._clear_refs.write(b"5")
+            os.write(fd, b"5")
             return True
         except OSError:
             return False
@@ -417,8 +394,7 @@ class Prober:
         """Read every probe, after a collection (full by default) unless ``collect`` is false.
 
         ``blocks``, ``malloc`` and ``gc_objects`` are added to those readings
-        (the engine's corrections, as :meth:`Sample.shifted`, without a second
-        object per reading).
+        (the engine's corrections: its calibrated footprint, the frozen objects).
         """
         if collect:
             gc.collect(generation)
@@ -434,11 +410,11 @@ class Prober:
                 rss = None
         if rss is None:
             rss, fds, threads = self.rss(), self.fds(), self.threads()
-        info = self._mallinfo2() if self._mallinfo2 is not None else None
+        in_use = self.malloc()
         return Sample(
             time.monotonic(),
             rss,
-            None if info is None else info.uordblks + info.hblkhd + malloc,
+            None if in_use is None else in_use + malloc,
             sys.getallocatedblocks() + blocks,
             len(gc.get_objects()) + gc_objects,
             fds,

@@ -38,6 +38,16 @@ def running_thread() -> Iterator[threading.Thread]:
         t.join()
 
 
+def assert_counts_one_more_descriptor(prober: Prober) -> None:
+    before = prober.fds()
+    fd = os.open(os.devnull, os.O_RDONLY)
+    try:
+        assert prober.fds() == (before or 0) + 1
+    finally:
+        os.close(fd)
+    assert prober.fds() == before
+
+
 def touched(n: int) -> bytearray:
     """``n`` bytes whose pages are really written (calloc'ed zero pages are not resident)."""
     return bytearray(b"\x01") * n
@@ -118,14 +128,7 @@ def test_malloc_sees_a_c_level_allocation() -> None:
 
 
 def test_fds_count_an_open_descriptor() -> None:
-    prober = get_prober()
-    before = prober.fds()
-    fd = os.open(os.devnull, os.O_RDONLY)
-    try:
-        assert prober.fds() == (before or 0) + 1
-    finally:
-        os.close(fd)
-    assert prober.fds() == before
+    assert_counts_one_more_descriptor(get_prober())
 
 
 def test_threads_count_a_running_thread() -> None:
@@ -181,12 +184,7 @@ def test_a_directory_size_that_disagrees_falls_back_to_listing(
     try:
         assert prober._fd_count == "list"
         assert "fds" not in prober.unavailable
-        before = prober.fds()
-        fd = os.open(os.devnull, os.O_RDONLY)
-        try:
-            assert prober.fds() == (before or 0) + 1
-        finally:
-            os.close(fd)
+        assert_counts_one_more_descriptor(prober)
     finally:
         prober.close()
 
