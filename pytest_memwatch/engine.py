@@ -151,9 +151,11 @@ class Measurer:
         """
         if self._offset is None:
             self._calibrate()
-        if self.hygiene is not None and self.hygiene.active:
-            return self.prober.sample().shifted(gc_objects=self.hygiene.frozen)
-        return self.prober.sample()
+        return self.prober.sample(gc_objects=self._frozen())
+
+    def _frozen(self) -> int:
+        """Objects in the permanent generation, which the gc object count adds back."""
+        return self.hygiene.frozen if self.hygiene is not None else 0
 
     def thaw(self, *, collect: bool = False) -> None:
         """Give the frozen heap back to the collector; collect it in full if asked."""
@@ -199,16 +201,13 @@ class Measurer:
             clear_interpreter_caches()
         if self.hygiene is not None and not freeze:
             self.hygiene.thaw()
-        hygiene = self.hygiene
-        if hygiene is not None and freeze:
-            hygiene.before_test(1 if light else 2)
-            before = self.prober.sample(collect=False, gc_objects=hygiene.frozen)
-        else:
-            before = self.prober.sample(
-                collect=collect,
-                generation=1 if light else 2,
-                gc_objects=hygiene.frozen if hygiene is not None else 0,
-            )
+        if self.hygiene is not None and freeze:
+            # Collects, then freezes what survived.
+            self.hygiene.before_test(1 if light else 2)
+            collect = False
+        before = self.prober.sample(
+            collect=collect, generation=1 if light else 2, gc_objects=self._frozen()
+        )
         return RunToken(before, self.prober.start_peak())
 
     def end(
@@ -221,7 +220,7 @@ class Measurer:
             generation=1 if light else 2,
             blocks=-ob,
             malloc=-om,
-            gc_objects=self.hygiene.frozen if self.hygiene is not None else 0,
+            gc_objects=self._frozen(),
         )
         # Stopped after the reading, whose RSS lets the watch skip /proc/self/status.
         peak = token.peak.stop(floor=max(token.before.rss or 0, after.rss or 0) or None)
