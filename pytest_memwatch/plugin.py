@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -98,7 +98,6 @@ class SessionState:
         # runs, until its first function-scoped fixture or the end of setup
         # (one test runs at a time in a process).
         self.pending: tuple[pytest.Item, ItemMeasure] | None = None
-        self.status_hook = False
 
     def _not_ignored(self, found: list[Any]) -> list[Any]:
         return self.resources.split(found)[0]
@@ -160,15 +159,14 @@ class ItemMeasure:
     """What memwatch keeps on a measured test (one stash entry: the hooks run per test).
 
     ``spec`` is what its markers and the settings ask for, built at collection.
-    The rest belongs to the
-    test's protocol while it runs: its repetition ``plan``, whether readings
-    empty the interpreter caches (``clear``, tests with a verdict) and whether
-    its resources are checked (with the ``watch`` open on them), and ``runs``,
-    the latest run's measure (``None`` outside the protocol). ``scoped`` are
-    its higher-scoped fixture definitions, listed at its first run.
+    The rest belongs to the test's protocol while it runs: its repetition
+    ``plan``, whether readings empty the interpreter caches (``clear``, tests
+    with a verdict) and whether its resources are checked (with the ``watch``
+    open on them), and ``last``, the latest run's measure. ``scoped`` are its
+    higher-scoped fixture definitions, listed at its first run.
     """
 
-    __slots__ = ("check_resources", "clear", "plan", "runs", "scoped", "spec", "watch")
+    __slots__ = ("check_resources", "clear", "last", "plan", "scoped", "spec", "watch")
 
     def __init__(self, spec: TestSpec) -> None:
         self.spec = spec
@@ -176,7 +174,7 @@ class ItemMeasure:
         self.clear = True
         self.check_resources = False
         self.watch: ResourceWatch | None = None
-        self.runs: list[RunMeasure] | None = None
+        self.last: RunMeasure | None = None
         self.scoped: list[Any] | None = None
 
 
@@ -318,15 +316,19 @@ def _register_test_hooks(
     config: pytest.Config, state: SessionState, *, measured: bool, errors: bool, soaks: bool
 ) -> None:
     """Register the per-test hooks this session needs, and only those."""
+    if measured:
+        _ensure_plugin(config, "memwatch-tests", lambda: MeasuredTests(state))
+    if errors:
+        _ensure_plugin(config, "memwatch-marker-errors", MarkerErrors)
+    if soaks:
+        _ensure_plugin(config, "memwatch-soak-call", SoakCall)
+
+
+def _ensure_plugin(config: pytest.Config, name: str, make: Callable[[], object]) -> None:
+    """Register ``make()`` under ``name`` unless this session already has it."""
     pm = config.pluginmanager
-    wanted: list[tuple[bool, str, Any]] = [
-        (measured, "memwatch-tests", lambda: MeasuredTests(state)),
-        (errors, "memwatch-marker-errors", MarkerErrors),
-        (soaks, "memwatch-soak-call", SoakCall),
-    ]
-    for needed, name, plugin in wanted:
-        if needed and not pm.has_plugin(name):
-            pm.register(plugin(), name)
+    if not pm.has_plugin(name):
+        pm.register(make(), name)
 
 
 # -- running -------------------------------------------------------------------
@@ -360,7 +362,7 @@ def _passed(reports: list[pytest.TestReport]) -> bool:
 def _run(
     item: pytest.Item, m: ItemMeasure, nextitem: Any, state: SessionState
 ) -> tuple[list[pytest.TestReport], RunMeasure | None]:
-    m.runs = []
+    m.last = None
     # pytest appends each run's captured output and recorded properties to the
     # item; across repetitions that would grow run after run and read as a leak.
     item._report_sections.clear()
@@ -372,8 +374,7 @@ def _run(
         reports = runtestprotocol(item, nextitem=nextitem, log=False)
     finally:
         state.pending = None
-    runs = m.runs
-    return reports, (runs[-1] if runs else None)
+    return reports, m.last
 
 
 def _teardown_for_next(item: pytest.Item, nextitem: pytest.Item | None) -> pytest.TestReport | None:
@@ -505,7 +506,7 @@ def _protocol(
         and any(v.kind in ("max_growth", "leak") for v in failed)
     ):
         kept = True
-        attribution = _attribute(item, m, keep or _KeepCollectors(item), state.settings.trace)
+        attribution = _attribute(item, state, keep or _KeepCollectors(item), state.settings.trace)
     if kept:
         final = _teardown_for_next(item, nextitem)
         if final is not None:
@@ -517,10 +518,9 @@ def _protocol(
     if found is not None:
         state.ledger.add(result.nodeid, "test", found.leaked)
     _apply(reports, result, failed, attribution, html_extras=state.html_extras, junit=state.junit)
-    if failed and not state.status_hook:
+    if failed:
         # Until a memory verdict fails, no test's status needs memwatch.
-        state.status_hook = True
-        item.config.pluginmanager.register(FailedStatus(), "memwatch-failed-status")
+        _ensure_plugin(item.config, "memwatch-failed-status", FailedStatus)
     if state.is_controller:
         # In-process; an xdist controller collects its workers' results from
         # their reports instead (pytest_memwatch.xdist).
@@ -528,32 +528,24 @@ def _protocol(
     for rep in reports:
         ihook.pytest_runtest_logreport(report=rep)
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
-    m.runs = None
+    m.last = None
 
 
 def _attribute(
-    item: pytest.Item, m: ItemMeasure, keep: _KeepCollectors, frames: int
+    item: pytest.Item, state: SessionState, keep: _KeepCollectors, frames: int
 ) -> dict[str, Any]:
     from pytest_memwatch.attribution import attribute
 
     def run_once() -> None:
+        # No before-reading is pending (see _run): the reruns take no readings
+        # and so never freeze the heap again.
         runtestprotocol(item, nextitem=keep, log=False)  # type: ignore[arg-type]
-        m.runs = []
 
     # gc.get_objects() and gc.get_referrers() skip frozen objects: with the heap
     # frozen between runs, the census would miss the leaked types and no chain
-    # would reach a module. Thaw it and keep the reruns from freezing it again.
-    state = _state(item.config)
-    measurer = state.measurer if state is not None else None
-    hygiene = measurer.hygiene if measurer is not None else None
-    if measurer is not None and hygiene is not None:
-        hygiene.close()
-        measurer.hygiene = None
-    try:
-        return attribute(run_once, frames=frames)
-    finally:
-        if measurer is not None:
-            measurer.hygiene = hygiene
+    # would reach a module. The next measured test freezes it again.
+    state.measurer.thaw()
+    return attribute(run_once, frames=frames)
 
 
 def _result(
@@ -681,9 +673,7 @@ class _Run:
         if plan is not None:
             plan.record(measure.before, measure.after, measure.peak_rss)
         # Only the latest run is kept: one object per run would itself look like growth.
-        if m.runs is not None:
-            m.runs.clear()
-            m.runs.append(measure)
+        m.last = measure
         state.ledger.note("test", measure.after)
 
 
