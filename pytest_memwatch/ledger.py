@@ -226,56 +226,58 @@ class Ledger:
 
 def merge_ledgers(parts: Mapping[str, Mapping[str, Any]], top: int = TOP_GROWTH) -> dict[str, Any]:
     """One ledger for the results document from each process's (keyed by worker id)."""
-    growth = sorted(
-        (g for p in parts.values() for g in p.get("growth") or []),
-        key=lambda g: -int(g["bytes"]),
-    )
     return {
         "sessions": {w: p.get("session") for w, p in sorted(parts.items())},
         "resources": [r for _, p in sorted(parts.items()) for r in p.get("resources") or []],
-        "recorded": sum(int(p.get("recorded") or 0) for p in parts.values()),
-        "released": sum(int(p.get("released") or 0) for p in parts.values()),
-        "growth": growth[:top],
+        **_counts(parts.values()),
+        "growth": _largest([g for p in parts.values() for g in p.get("growth") or []], top),
     }
 
 
+def _counts(ledgers: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """The ``recorded`` and ``released`` counts of several ledgers, added up."""
+    ledgers = list(ledgers)
+    return {key: sum(int(p.get(key) or 0) for p in ledgers) for key in ("recorded", "released")}
+
+
+def _largest(growth: Sequence[Mapping[str, Any]], top: int) -> list[Mapping[str, Any]]:
+    """The ``top`` growth entries with the most bytes, largest first."""
+    return sorted(growth, key=lambda g: -int(g["bytes"]))[:top]
+
+
 def merge_shard_ledgers(
-    parts: Sequence[tuple[int, bool, Mapping[str, Any] | None]], top: int = TOP_GROWTH
+    parts: Sequence[tuple[int, Mapping[str, Any] | None]], top: int = TOP_GROWTH
 ) -> dict[str, Any] | None:
     """One ledger from several results documents' (``merge``), or ``None`` if none has one.
 
-    Each part is ``(first shard index, merged, ledger)``: the index the
-    document's first shard gets in the merged document, whether the document
-    was itself merged (its entries already name their shard, counted from its
-    own first), and its ledger. Sessions are keyed ``"<shard>/<worker>"``;
-    every resource and growth entry gets its ``shard``; the counts add up and
-    the growth list keeps the largest ``top``.
+    Each part is ``(first shard index, ledger)``: the index the document's
+    first shard gets in the merged document, and its ledger. Sessions are
+    keyed ``"<shard>/<worker>"`` and every resource and growth entry gets its
+    ``shard``; a document that was itself merged has both already, counted
+    from its own first shard (worker ids never hold a "/"). The counts add up
+    and the growth list keeps the largest ``top``.
     """
-    present = [(offset, merged, ledger) for offset, merged, ledger in parts if ledger]
+    present = [(offset, ledger) for offset, ledger in parts if ledger]
     if not present:
         return None
     sessions: dict[str, Any] = {}
-    resources: list[dict[str, Any]] = []
-    growth: list[dict[str, Any]] = []
-    for offset, merged, ledger in present:
+    for offset, ledger in present:
         for key, session in (ledger.get("sessions") or {}).items():
-            if merged:
-                shard, _, worker = str(key).partition("/")
-                key = f"{offset + int(shard)}/{worker}"
-            else:
-                key = f"{offset}/{key}"
-            sessions[key] = session
-        for entry in ledger.get("resources") or []:
-            resources.append({**entry, "shard": offset + int(entry.get("shard", 0))})
-        for entry in ledger.get("growth") or []:
-            growth.append({**entry, "shard": offset + int(entry.get("shard", 0))})
-    growth.sort(key=lambda g: -int(g["bytes"]))
+            shard, merged, worker = str(key).partition("/")
+            sessions[f"{offset + int(shard)}/{worker}" if merged else f"{offset}/{key}"] = session
+
+    def tagged(kind: str) -> list[dict[str, Any]]:
+        return [
+            {**entry, "shard": offset + int(entry.get("shard", 0))}
+            for offset, ledger in present
+            for entry in ledger.get(kind) or []
+        ]
+
     return {
         "sessions": sessions,
-        "resources": resources,
-        "recorded": sum(int(ledger.get("recorded") or 0) for _, _, ledger in present),
-        "released": sum(int(ledger.get("released") or 0) for _, _, ledger in present),
-        "growth": growth[:top],
+        "resources": tagged("resources"),
+        **_counts(ledger for _, ledger in present),
+        "growth": _largest(tagged("growth"), top),
     }
 
 

@@ -370,10 +370,10 @@ def merge_documents(
     tests: list[dict[str, Any]] = []
     owner: dict[str, tuple[int, str, dict[str, Any]]] = {}
     conflicts: list[str] = []
-    ledgers: list[tuple[int, bool, Any]] = []
+    ledgers: list[tuple[int, Any]] = []
     for position, (name, doc) in enumerate(docs):
         offset = len(shards)
-        ledgers.append((offset, bool(doc.get("shards")), doc.get("ledger")))
+        ledgers.append((offset, doc.get("ledger")))
         own_shards = doc.get("shards") or [
             {"file": name, "run": doc["run"], "tests": len(doc["tests"])}
         ]

@@ -22,15 +22,11 @@ from typing import Any
 
 import pytest
 
-from pytest_memwatch.plugin import NODEID, STATE, SessionState, report_status
+from pytest_memwatch.plugin import NODEID, SessionState, _state, report_status
 from pytest_memwatch.results import TestResult, totals
 from pytest_memwatch.units import format_size
 
 OUTPUT_KEY = "memwatch"
-
-
-def _state(config: pytest.Config) -> SessionState | None:
-    return config.stash.get(STATE, None)
 
 
 def _is_worker(config: pytest.Config) -> bool:

@@ -274,9 +274,9 @@ def test_shard_ledgers_merge_associatively() -> None:
         )
 
     a, b, c = part("t::a", "main", 1), part("t::b", "gw1", 3), part("t::c", "main", 2)
-    flat = merge_shard_ledgers([(0, False, a), (1, False, b), (2, False, c)])
-    ab = merge_shard_ledgers([(0, False, a), (1, False, b)])
-    nested = merge_shard_ledgers([(0, True, ab), (2, False, c)])
+    flat = merge_shard_ledgers([(0, a), (1, b), (2, c)])
+    ab = merge_shard_ledgers([(0, a), (1, b)])
+    nested = merge_shard_ledgers([(0, ab), (2, c)])
     assert flat == nested
     assert flat is not None
     assert sorted(flat["sessions"]) == ["0/main", "1/gw1", "2/main"]
@@ -288,7 +288,5 @@ def test_shard_ledgers_merge_associatively() -> None:
     assert [r["shard"] for r in flat["resources"]] == [0, 1, 2]
     assert flat["recorded"] == 3
     # Shards without a ledger (nothing measured) add nothing; none at all gives none.
-    assert merge_shard_ledgers([(0, False, None), (1, False, b)]) == merge_shard_ledgers(
-        [(1, False, b)]
-    )
-    assert merge_shard_ledgers([(0, False, None)]) is None
+    assert merge_shard_ledgers([(0, None), (1, b)]) == merge_shard_ledgers([(1, b)])
+    assert merge_shard_ledgers([(0, None)]) is None
