@@ -239,3 +239,23 @@ def error_message(
         f"Expected {schema.signature()}, e.g. {schema.example}. "
         "To opt this test out: @pytest.mark.memwatch_skip(reason)."
     )
+
+
+def marker_name(line: str) -> str:
+    """The name a ``markers`` ini line registers: ``"soak(duration): ..."`` -> ``"soak"``."""
+    return line.split(":", 1)[0].split("(", 1)[0].strip()
+
+
+def foreign_names(lines: Sequence[str]) -> frozenset[str]:
+    """Names memwatch claims that ``lines`` (the ``markers`` ini value) register otherwise.
+
+    memwatch's own lines are exactly :meth:`MarkerSchema.line`; any other line for
+    one of its names means the project registered that marker itself, and the
+    marker stays the project's: memwatch does not read it.
+    """
+    ours = {schema.line() for schema in SCHEMAS.values()}
+    return frozenset(
+        name
+        for line in lines
+        if line.strip() not in ours and (name := marker_name(line)) in SCHEMAS
+    )

@@ -31,6 +31,7 @@ import pytest
 from _pytest.runner import runtestprotocol
 
 from pytest_memwatch import __version__, markers
+from pytest_memwatch.cmdline import OptionalValue, looks_like_test_path, rescue_test_paths
 from pytest_memwatch.engine import (
     GcHygiene,
     MarkCall,
@@ -76,6 +77,8 @@ class SessionState:
         )
         self.output_lines: list[str] = []
         self.warned_probes = False
+        # Marker names memwatch claims that the project registered itself.
+        self.project_markers: frozenset[str] = frozenset()
         # Resource checks and the session ledger (docs/resources.md). Building
         # them reads nothing: the first measured test starts the ledger.
         self.resources = ResourceChecker(
@@ -138,6 +141,15 @@ class SessionState:
             self.output_lines.extend(outcome.regressions)
             if session.exitstatus == 0:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        theirs = markers.foreign_names(config.getini("markers"))
+        if not (self.settings.active and theirs):
+            return []
+        return [
+            f"memwatch: markers left to the project, which registers them itself: "
+            f"{', '.join(sorted(theirs))}"
+        ]
 
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
         if not self.is_controller or (not self.results and not self.output_lines):
@@ -237,10 +249,56 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             parser.addini(s.ini_key, s.help, type="string", default="")
 
 
+def _optional_values(cwd: str) -> list[OptionalValue]:
+    """The options with an optional value, each with its test of a valid value."""
+
+    def parses(s: Setting) -> Callable[[str], bool]:
+        def is_value(token: str) -> bool:
+            try:
+                s.parse(token)
+            except (ValueError, TypeError):
+                return False
+            return True
+
+        return is_value
+
+    def is_name(token: str) -> bool:
+        # A saved run's name is any word; one that names a test path is a path.
+        return not looks_like_test_path(token, cwd)
+
+    return [
+        OptionalValue(s.option, is_name if s.name == "compare" else parses(s))
+        for s in SETTINGS
+        if s.kind == "optional"
+    ]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> None:
+    """``--memwatch-repeat tests/x.py``: the option without a value, then a test path."""
+    cwd = str(early_config.invocation_params.dir)
+    moved = rescue_test_paths(args, _optional_values(cwd), cwd)
+    if moved:
+        # pytest parses ``args`` (this same list) again after this hook; only the
+        # early parse it made to find the initial conftests still holds the old
+        # reading. ``known_args_namespace`` is not underscored but not documented
+        # either: checked on pytest 8.0.0 and 9.2.0.
+        known = getattr(early_config, "known_args_namespace", None)
+        paths = getattr(known, "file_or_dir", None)
+        if isinstance(paths, list):
+            paths.extend(p for p in moved if p not in paths)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    # A marker name the project registered itself (pytest.ini, pyproject, a
+    # conftest) stays the project's: memwatch neither registers nor reads it.
+    theirs = markers.foreign_names(config.getini("markers"))
     for schema in markers.SCHEMAS.values():
-        config.addinivalue_line("markers", schema.line())
+        if schema.name not in theirs:
+            config.addinivalue_line("markers", schema.line())
     cli = {s.name: config.getoption(f"memwatch_{s.name}") for s in SETTINGS}
     ini: dict[str, Any] = {s.name: config.getini(s.ini_key) for s in SETTINGS}
     try:
@@ -265,11 +323,11 @@ def _state(config: pytest.Config) -> SessionState | None:
 # -- collection ----------------------------------------------------------------
 
 
-def _mark_calls(item: pytest.Item) -> list[MarkCall]:
+def _mark_calls(item: pytest.Item, theirs: frozenset[str] = frozenset()) -> list[MarkCall]:
     return [
         MarkCall(m.name, tuple(m.args), dict(m.kwargs))
         for m in item.iter_markers()
-        if m.name in markers.SCHEMAS
+        if m.name in markers.SCHEMAS and m.name not in theirs
     ]
 
 
@@ -281,10 +339,12 @@ def pytest_collection_modifyitems(
     if state is None:
         return
     settings = state.settings
-    soak_selected = "soak" in (config.getoption("markexpr", "") or "")
+    # Read again here: a conftest's pytest_configure may register after ours.
+    theirs = state.project_markers = markers.foreign_names(config.getini("markers"))
+    soak_selected = "soak" not in theirs and "soak" in (config.getoption("markexpr", "") or "")
     measured = errors = soaks = False
     for item in items:
-        calls = _mark_calls(item)
+        calls = _mark_calls(item, theirs)
         if not (settings.active or calls):
             continue
         names = {c.name for c in calls}

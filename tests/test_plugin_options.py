@@ -5,6 +5,7 @@ Nothing is measured when configuration fails, so these run in process.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 import pytest
@@ -45,16 +46,74 @@ def test_bad_repeat_value(suite: pytest.Pytester, runner: Runner) -> None:
     )
 
 
-def test_a_path_after_the_optional_repeat_value_is_read_as_its_value(
+def collected(result: pytest.RunResult) -> list[str]:
+    return [line for line in result.stdout.lines if ".py::" in line and " " not in line]
+
+
+def test_a_test_path_after_repeat_is_a_test_path(pytester: pytest.Pytester) -> None:
+    # argparse gives an optional-value option the next word: a test path there
+    # means the option without a value, then the path.
+    pytester.makepyfile(
+        test_one="def test_one():\n    pass\n", test_two="def test_two():\n    pass\n"
+    )
+    for args in (("test_one.py",), ("test_one.py::test_one",), ("test_one.py", "-p", "no:xdist")):
+        result = pytester.runpytest_inprocess("--co", "-q", "--memwatch-repeat", *args)
+        assert result.ret == 0, result.stdout.lines
+        assert collected(result) == ["test_one.py::test_one"]
+
+
+def test_repeat_then_a_path_repeats_that_path(pytester: pytest.Pytester, runner: Runner) -> None:
+    pytester.makepyfile(
+        test_one="def test_one():\n    pass\n", test_two="def test_two():\n    pass\n"
+    )
+    result = runner.sub("--memwatch-repeat", "test_one.py", "--memwatch-json=out.json")
+    assert result.ret == 0, result.stdout.lines
+    result.assert_outcomes(passed=1)
+    doc = json.loads(pytester.path.joinpath("out.json").read_text())
+    (test,) = [t for t in doc["tests"] if t.get("measured", True)]
+    assert test["nodeid"] == "test_one.py::test_one"
+    assert doc["run"]["settings"]["repeat"] is not None
+
+
+def test_a_directory_after_repeat_is_a_test_path(pytester: pytest.Pytester) -> None:
+    pytester.mkpydir("pkg")
+    pytester.path.joinpath("pkg", "test_in.py").write_text("def test_in():\n    pass\n")
+    pytester.makepyfile(test_out="def test_out():\n    pass\n")
+    result = pytester.runpytest_inprocess("--co", "-q", "--memwatch-repeat", "pkg")
+    assert collected(result) == ["pkg/test_in.py::test_in"]
+
+
+def test_repeat_value_before_a_path_is_still_its_value(
     suite: pytest.Pytester, runner: Runner
 ) -> None:
-    # argparse gives an optional-value option the next word: the message must make
-    # that visible rather than silently running nothing.
-    result = runner.inproc("--memwatch-repeat", "test_one.py")
+    result = runner.inproc("--memwatch-repeat", "2:0", "test_one.py")
+    assert usage_error(result).startswith("ERROR: memwatch: bad value '2:0' for --memwatch-repeat")
+
+
+def test_a_word_after_repeat_that_is_no_path_is_still_a_bad_value(
+    suite: pytest.Pytester, runner: Runner
+) -> None:
+    result = runner.inproc("--memwatch-repeat", "lots")
     assert usage_error(result) == (
-        "ERROR: memwatch: bad value 'test_one.py' for --memwatch-repeat (from command line "
+        "ERROR: memwatch: bad value 'lots' for --memwatch-repeat (from command line "
         "option --memwatch-repeat): expected WARMUP:RUNS, e.g. 2:5."
     )
+
+
+def test_a_test_path_after_compare_is_a_test_path(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_one="def test_one():\n    pass\n", test_two="def test_two():\n    pass\n"
+    )
+    saved = pytester.runpytest_inprocess("--memwatch", "--memwatch-save=base")
+    assert saved.ret == 0
+    result = pytester.runpytest_inprocess("--memwatch", "--memwatch-compare", "test_one.py")
+    assert result.ret == 0, result.stdout.lines
+    result.assert_outcomes(passed=1)
+    listed = pytester.runpytest_inprocess("--co", "-q", "--memwatch-compare", "test_one.py")
+    assert collected(listed) == ["test_one.py::test_one"]
+    out = result.stdout.str()
+    # Compared with the latest saved run, not with a run named "test_one.py".
+    assert "compared with 0001_base" in out
 
 
 def test_bad_trace_value(suite: pytest.Pytester, runner: Runner) -> None:
