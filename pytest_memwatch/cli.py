@@ -1,4 +1,5 @@
-"""``python -m pytest_memwatch``: render, merge and compare results, plot saved runs.
+"""``memwatch`` (or ``python -m pytest_memwatch``): render, merge and compare results,
+plot saved runs.
 
 Commands::
 
@@ -31,7 +32,7 @@ from pytest_memwatch.report_json import (
     read_json,
 )
 
-PROG = "python -m pytest_memwatch"
+PROG = "memwatch"  # the console script; ``python -m pytest_memwatch`` names itself
 OK, REGRESSION, ERROR = 0, 1, 2
 
 
@@ -152,27 +153,37 @@ def cmd_soak_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return OK
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG,
+        prog=prog,
         description="Render, merge and compare pytest-memwatch results.",
         epilog="Exit status: 0 ok, 1 regression (compare), 2 bad input or unwritable output.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("report", help="render a results file as a self-contained HTML report")
-    p.add_argument("results", metavar="RESULTS.json")
-    p.add_argument("-o", "--output", required=True, metavar="REPORT.html")
+    p = sub.add_parser("report", help="render a results file as a self-contained HTML report",
+                       description="Render a results file (--memwatch-json) as one HTML page "
+                                   "that opens offline.")
+    p.add_argument("results", metavar="RESULTS.json",
+                   help="a results document written by --memwatch-json or merge")
+    p.add_argument("-o", "--output", required=True, metavar="REPORT.html",
+                   help="the HTML file to write (replaced atomically)")
     p.add_argument("--title", default=None, help="page title (default: pytest-memwatch report)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("merge", help="merge results files from parallel CI jobs (shards)")
-    p.add_argument("results", nargs="+", metavar="RESULTS.json")
-    p.add_argument("-o", "--output", required=True, metavar="MERGED.json")
+    p = sub.add_parser("merge", help="merge results files from parallel CI jobs (shards)",
+                       description="Merge the results files of several CI jobs (shards) into "
+                                   "one results document.")
+    p.add_argument("results", nargs="+", metavar="RESULTS.json",
+                   help="two or more results documents, one per shard")
+    p.add_argument("-o", "--output", required=True, metavar="MERGED.json",
+                   help="the merged results document to write (replaced atomically)")
     p.set_defaults(func=cmd_merge)
 
-    p = sub.add_parser("compare", help="compare two results files; exit 1 on regression")
+    p = sub.add_parser("compare", help="compare two results files; exit 1 on regression",
+                       description="Compare two results documents test by test; exit 1 when "
+                                   "a --fail tolerance is exceeded.")
     p.add_argument("old", metavar="OLD.json", help="the baseline")
     p.add_argument("new", metavar="NEW.json", help="the run to judge")
     p.add_argument("--fail", action="append", default=[], metavar="EXPR",
@@ -183,27 +194,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write NEW's HTML report with the comparison")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("history", help="plot each test's memory across saved runs")
+    p = sub.add_parser("history", help="plot each test's memory across saved runs",
+                       description="Plot each test's memory across the runs saved with "
+                                   "--memwatch-save.")
     p.add_argument("storage", metavar="STORAGE", help="the saved runs directory, e.g. .memwatch")
-    p.add_argument("-o", "--output", required=True, metavar="TREND.html")
+    p.add_argument("-o", "--output", required=True, metavar="TREND.html",
+                   help="the HTML page to write (replaced atomically)")
     p.add_argument("--machine", help="only this machine id, e.g. Linux-CPython-3.11-64bit")
     p.set_defaults(func=cmd_history)
 
-    p = sub.add_parser("soak-report", help="render one soak run's samples file (JSONL) as HTML")
+    p = sub.add_parser("soak-report", help="render one soak run's samples file (JSONL) as HTML",
+                       description="Render one soak run, complete or interrupted, from its "
+                                   "samples file as an HTML page.")
     p.add_argument("samples", metavar="SAMPLES.jsonl",
                    help="a file from .memwatch/soak/, complete or interrupted")
-    p.add_argument("-o", "--output", required=True, metavar="SOAK.html")
+    p.add_argument("-o", "--output", required=True, metavar="SOAK.html",
+                   help="the HTML page to write (replaced atomically)")
     p.add_argument("--title", default=None, help="page title (default: soak: NODEID)")
     p.set_defaults(func=cmd_soak_report)
     return parser
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
-         err: TextIO | None = None) -> int:
+         err: TextIO | None = None, prog: str = PROG) -> int:
     """Run the command line; return the exit status (argparse exits 2 on usage errors)."""
     out = out or sys.stdout
     err = err or sys.stderr
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     try:
         status: int = args.func(args, out, err)
     except CliError as exc:

@@ -39,6 +39,41 @@ def test_help_and_version(work: Path) -> None:
     assert res.returncode == 0 and res.stdout.startswith("python -m pytest_memwatch ")
 
 
+def test_the_memwatch_console_script_runs_the_same_commands(work: Path) -> None:
+    script = Path(sys.executable).parent / "memwatch"
+    assert script.exists(), "pip install should put a memwatch script beside python"
+    res = subprocess.run([str(script), "--version"], cwd=work, capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0 and res.stdout.startswith("memwatch "), res
+    res = subprocess.run([str(script), "report", "results.json", "-o", "r.html"], cwd=work,
+                         capture_output=True, text=True, timeout=60)
+    assert (res.returncode, res.stderr) == (0, ""), res
+    assert (work / "r.html").read_text().startswith("<!DOCTYPE html>")
+
+
+@pytest.mark.parametrize("command", ["report", "merge", "compare", "history", "soak-report"])
+def test_each_command_describes_every_argument_in_its_help(command: str, work: Path) -> None:
+    from pytest_memwatch.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    parser = sub.choices[command]  # type: ignore[index]
+    assert parser.description, command
+    for action in parser._actions:
+        if action.dest != "help":
+            assert action.help, f"{command}: {action.dest} has no help"
+    res = memwatch(command, "--help", cwd=work)
+    assert res.returncode == 0 and parser.description.split()[0] in res.stdout
+
+
+def test_the_cli_docs_list_every_command() -> None:
+    from pytest_memwatch.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    table = (ROOT / "docs" / "cli.md").read_text().split("## Exit status")[0]
+    for command in sub.choices:  # type: ignore[union-attr]
+        assert f"| `{command} " in table, command
+
+
 def test_usage_errors_exit_2(work: Path) -> None:
     res = memwatch(cwd=work)
     assert res.returncode == 2 and "the following arguments are required: COMMAND" in res.stderr
