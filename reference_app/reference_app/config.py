@@ -220,9 +220,20 @@ class App:
 
     # -- use cases ----------------------------------------------------------------
     def pcm_blocks(self, source: AudioSource) -> Iterator[np.ndarray]:
-        """``source`` converted to what the engine takes (16 kHz mono int16)."""
+        """``source`` converted to what the engine takes (16 kHz mono int16).
+
+        A WAV file of another sample size (8, 24, 32-bit, float) is requantised
+        to 16 bits, so it is dithered like resampled audio.
+        """
+        dither = None
+        if isinstance(source, WavFileSource) and (source.info.bits != 16 or source.info.is_float):
+            dither = True
         return convert_blocks(
-            iter_blocks(source), source.sample_rate, source.channels, self.engine.sample_rate
+            iter_blocks(source),
+            source.sample_rate,
+            source.channels,
+            self.engine.sample_rate,
+            dither=dither,
         )
 
     def transcribe_source(self, source: AudioSource) -> TranscriptResult:
