@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import os
+import re
 import random
 import sqlite3
 import stat
@@ -358,10 +359,39 @@ def test_a_truncated_store_is_reported_as_corrupt_and_left_untouched(db: Path) -
     with db.open("r+b") as fh:
         fh.truncate(db.stat().st_size // 2)
     before = file_digest(db)
-    with pytest.raises(StorageCorruptError, match="not a readable transcript store"):
-        damaged = SecureStorage(db)
-        list(damaged.iter_transcripts())
+    with pytest.raises(StorageCorruptError, match="is damaged.*nothing was written to it"):
+        SecureStorage(db)
     assert file_digest(db) == before
+
+
+def garble_middle(db: Path, size: int = 8192) -> None:
+    """Overwrite ``size`` bytes in the middle of the file, header and edges intact."""
+    middle = db.stat().st_size // 2
+    with db.open("r+b") as fh:
+        fh.seek(middle - size // 2)
+        fh.write(os.urandom(size))
+
+
+def test_damage_inside_the_file_is_found_before_any_write(db: Path) -> None:
+    store = SecureStorage(db, enable_compression=False)
+    for i in range(300):
+        store.add_transcript(f"s{i % 5}", noise(400, i))
+    del store
+    garble_middle(db)
+    before = file_digest(db)
+    with pytest.raises(StorageCorruptError) as caught:
+        SecureStorage(db)
+    assert re.fullmatch(
+        rf"{re.escape(str(db))} is damaged: SQLite's quick_check found \d+ problem\(s\), "
+        r"first: .+; nothing was written to it\. Restore it from a backup or choose "
+        r"another --store path\.",
+        str(caught.value),
+    )
+    assert file_digest(db) == before
+    # Opting out of the check (for a salvage read) still works and says what it meets.
+    salvage = SecureStorage(db, verify=False)
+    with pytest.raises(StorageCorruptError, match="is damaged .*abandoned"):
+        list(salvage.iter_transcripts())
 
 
 def test_a_newer_schema_is_refused(store: SecureStorage, db: Path) -> None:

@@ -99,3 +99,27 @@ def test_an_unwritable_vtt_path_is_one_line(
     )
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: cannot write {out}: No such file or directory"
+
+
+def test_a_store_damaged_inside_is_refused_before_writing(
+    run_cli: Run, audio_dir: Path, grammar: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "t.db"
+    store = SecureStorage(db, enable_compression=False)
+    for i in range(300):
+        store.add_transcript(f"s{i % 5}", os.urandom(300).hex())
+    del store
+    middle = db.stat().st_size // 2
+    with db.open("r+b") as fh:  # 8 KiB of garbage mid-file, as a bad copy leaves
+        fh.seek(middle - 4096)
+        fh.write(os.urandom(8192))
+    digest = hashlib.sha256(db.read_bytes()).hexdigest()
+    result = run_cli(
+        "transcribe", audio_dir / "play_some_music.wav", "--grammar", grammar, "--store", db
+    )
+    assert result.returncode == 2
+    assert result.stdout == "play some music\n"  # the transcript is not lost
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: {db} is damaged: SQLite's quick_check found ")
+    assert line.endswith("nothing was written to it. Restore it from a backup or choose another --store path.")
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == digest
