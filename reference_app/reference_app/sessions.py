@@ -622,6 +622,20 @@ class SessionManager:
         found.sort(key=lambda s: (s.session.created_at, s.session.id))
         return found
 
+    def damaged_sessions(self) -> list[tuple[str, tuple[str, ...]]]:
+        """Sessions on disk with no readable checkpoint: ``(id, problems)`` each.
+
+        :meth:`stored_sessions` cannot return them (there is no state to
+        show), but a listing must not hide them: their directory is there,
+        and so may be their text in the store.
+        """
+        damaged = []
+        for directory in sorted(p for p in self.sessions_dir.iterdir() if p.is_dir()):
+            if _load_latest(directory) is None:
+                problems = _unreadable(directory)
+                damaged.append((directory.name, problems or ("no checkpoint file",)))
+        return damaged
+
     def find_interrupted(self) -> list[StoredSession]:
         """Sessions live on disk whose process is gone, and not held by this manager."""
         with self._lock:
@@ -834,6 +848,20 @@ def _load_latest(directory: Path) -> StoredSession | None:
             tuple(skipped),
         )
     return None
+
+
+def _unreadable(directory: Path) -> tuple[str, ...]:
+    """Why each checkpoint of ``directory`` could not be read, newest first."""
+    problems = []
+    for _seq, path in _checkpoint_files(directory):
+        try:
+            document = json.loads(path.read_bytes())
+            if document.get("format") != CHECKPOINT_FORMAT:
+                raise ValueError(f"unknown checkpoint format {document.get('format')!r}")
+            Session.from_dict(document["session"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            problems.append(f"{path.name}: {type(exc).__name__}: {exc}")
+    return tuple(problems)
 
 
 def create_session_manager(

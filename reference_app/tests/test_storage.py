@@ -5,8 +5,8 @@ from __future__ import annotations
 import calendar
 import hashlib
 import os
-import re
 import random
+import re
 import sqlite3
 import stat
 import threading
@@ -359,7 +359,7 @@ def test_a_truncated_store_is_reported_as_corrupt_and_left_untouched(db: Path) -
     with db.open("r+b") as fh:
         fh.truncate(db.stat().st_size // 2)
     before = file_digest(db)
-    with pytest.raises(StorageCorruptError, match="is damaged.*nothing was written to it"):
+    with pytest.raises(StorageCorruptError, match=r"is damaged.*nothing was written to it"):
         SecureStorage(db)
     assert file_digest(db) == before
 
@@ -390,7 +390,7 @@ def test_damage_inside_the_file_is_found_before_any_write(db: Path) -> None:
     assert file_digest(db) == before
     # Opting out of the check (for a salvage read) still works and says what it meets.
     salvage = SecureStorage(db, verify=False)
-    with pytest.raises(StorageCorruptError, match="is damaged .*abandoned"):
+    with pytest.raises(StorageCorruptError, match=r"is damaged .*abandoned"):
         list(salvage.iter_transcripts())
 
 

@@ -121,5 +121,7 @@ def test_a_store_damaged_inside_is_refused_before_writing(
     assert result.stdout == "play some music\n"  # the transcript is not lost
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"error: {db} is damaged: SQLite's quick_check found ")
-    assert line.endswith("nothing was written to it. Restore it from a backup or choose another --store path.")
+    assert line.endswith(
+        "nothing was written to it. Restore it from a backup or choose another --store path."
+    )
     assert hashlib.sha256(db.read_bytes()).hexdigest() == digest

@@ -110,8 +110,15 @@ def _stamp(timestamp: float | None) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    with _manager(args) as manager:
-        stored = manager.stored_sessions()
+    data_dir: Path = args.data_dir or default_data_dir()
+    stored: list[StoredSession] = []
+    damaged: list[tuple[str, tuple[str, ...]]] = []
+    # A missing data directory is an empty listing, not an error, and listing
+    # must not create it.
+    if (data_dir / "sessions").is_dir():
+        with SessionManager(data_dir, background=False) as manager:
+            stored = manager.stored_sessions()
+            damaged = manager.damaged_sessions()
     rows: list[dict[str, Any]] = []
     for item in stored:
         s = item.session
@@ -128,21 +135,32 @@ def run_list(args: argparse.Namespace) -> int:
                 "recoveries": s.recoveries,
             }
         )
+    for sid, problems in damaged:
+        rows.append({"session_id": sid, "state": "damaged", "problems": list(problems)})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:
-        print("no sessions")
+        print(f"no sessions in {data_dir}", file=sys.stderr)
         return 0
     header = (
         f"{'SESSION':<28} {'STATE':<12} {'CREATED':<19} {'ACTIVE':>9} {'SEGMENTS':>8} {'CKPTS':>5}"
     )
     print(header)
     for row in rows:
+        if row["state"] == "damaged":
+            print(f"{row['session_id']:<28} {'damaged':<12} {'-':<19} {'-':>9} {'-':>8} {'-':>5}")
+            continue
         print(
             f"{row['session_id']:<28} {row['state']:<12} {_stamp(row['created_at']):<19} "
             f"{_duration(row['active_seconds']):>9} {row['transcriptions']:>8} "
             f"{row['checkpoints']:>5}"
+        )
+    for sid, problems in damaged:
+        print(
+            f"warning: session {sid} has no readable checkpoint ({'; '.join(problems)}); "
+            "its text, if any, is still in the store",
+            file=sys.stderr,
         )
     return 0
 
