@@ -248,7 +248,9 @@ class FileRecorder(_Capturing):
             # never hand the file to the resource manager.
             self._file = open(name, "wb")  # noqa: SIM115 - closed in _close_file()
         else:
-            self.resources.add_temp_file(name)
+            # In use until stop/abort: a memory-pressure cleanup meanwhile must
+            # not delete the file the capture thread is writing.
+            self.resources.add_temp_file(name, in_use=True)
             self._file = os.fdopen(fd, "wb")
         try:
             self._writer = WavWriter(self._file, self.source.sample_rate, self.source.channels)

@@ -44,7 +44,7 @@ def _cleanup_live_managers() -> None:
     with _LIVE_LOCK:
         managers = list(_LIVE_MANAGERS)
     for manager in managers:
-        manager.cleanup()
+        manager.cleanup(final=True)
 
 
 atexit.register(_cleanup_live_managers)
@@ -61,6 +61,7 @@ class CallbackHandle:
 @dataclass(frozen=True)
 class ResourceInfo:
     temp_files: int
+    files_in_use: int
     callbacks: int
     tracked_objects: int
     alive_objects: int
@@ -81,6 +82,9 @@ class ResourceManager:
     def __init__(self, *, config_faults: Iterable[str] = ()) -> None:
         self._lock = threading.RLock()
         self._temp_files: set[Path] = set()
+        # Files a live writer still uses (a recording in progress): a cleanup
+        # under memory pressure must not pull them from under the writer.
+        self._in_use: set[Path] = set()
         self._callbacks: dict[int, tuple[str, Callable[[], object]]] = {}
         self._refs: list[weakref.ref[Any]] = []
         self._ids = itertools.count(1)
@@ -93,23 +97,39 @@ class ResourceManager:
             _LIVE_MANAGERS.add(self)
 
     # -- temp files ---------------------------------------------------------------
-    def add_temp_file(self, path: str | os.PathLike[str]) -> Path:
-        """Register ``path`` to be deleted at cleanup; returns it as a ``Path``."""
+    def add_temp_file(self, path: str | os.PathLike[str], *, in_use: bool = False) -> Path:
+        """Register ``path`` to be deleted at cleanup; returns it as a ``Path``.
+
+        ``in_use=True`` marks a file a writer still holds: :meth:`cleanup`
+        (what memory-pressure handlers call) leaves it alone until
+        :meth:`done_with`, :meth:`delete_temp_file` or :meth:`release_temp_file`;
+        only the final cleanup (:meth:`close`, interpreter exit) removes it.
+        """
         p = Path(path)
         with self._lock:
             self._temp_files.add(p)
+            if in_use:
+                self._in_use.add(p)
         return p
+
+    def done_with(self, path: str | os.PathLike[str]) -> None:
+        """The writer of ``path`` is finished: the next cleanup may delete it."""
+        with self._lock:
+            self._in_use.discard(Path(path))
 
     def release_temp_file(self, path: str | os.PathLike[str]) -> None:
         """Stop tracking ``path`` without deleting it (the caller now owns it)."""
+        p = Path(path)
         with self._lock:
-            self._temp_files.discard(Path(path))
+            self._temp_files.discard(p)
+            self._in_use.discard(p)
 
     def delete_temp_file(self, path: str | os.PathLike[str]) -> bool:
         """Delete ``path`` now and stop tracking it; True if a file was removed."""
         p = Path(path)
         with self._lock:
             self._temp_files.discard(p)
+            self._in_use.discard(p)
         return self._unlink(p)
 
     @property
@@ -138,16 +158,19 @@ class ResourceManager:
             return self._callbacks.pop(handle.id, None) is not None
 
     # -- cleanup ------------------------------------------------------------------
-    def cleanup(self) -> None:
+    def cleanup(self, *, final: bool = False) -> None:
         """Run callbacks, delete temp files, prune dead references.
 
+        Files still in use (see :meth:`add_temp_file`) are kept unless
+        ``final``: memory-pressure cleanup runs while recordings go on.
         A failing callback is logged and does not stop the others: cleanup runs
         on error paths and at exit, where raising would hide the original error.
         """
         with self._lock:
             callbacks = list(self._callbacks.values())
-            files = list(self._temp_files)
-            self._temp_files.clear()
+            files = [p for p in self._temp_files if final or p not in self._in_use]
+            self._temp_files.difference_update(files)
+            self._in_use.difference_update(files)
             self._refs = [r for r in self._refs if r() is not None]
             self._cleanups += 1
         for name, fn in callbacks:
@@ -174,6 +197,7 @@ class ResourceManager:
         with self._lock:
             return ResourceInfo(
                 temp_files=len(self._temp_files),
+                files_in_use=len(self._in_use),
                 callbacks=len(self._callbacks),
                 tracked_objects=len(self._refs),
                 alive_objects=sum(1 for r in self._refs if r() is not None),
@@ -182,8 +206,8 @@ class ResourceManager:
             )
 
     def close(self) -> None:
-        """Clean up and forget this manager (it is no longer cleaned at exit)."""
-        self.cleanup()
+        """Clean up everything, files in use too, and forget this manager."""
+        self.cleanup(final=True)
         with self._lock:
             self._callbacks.clear()
             self._refs.clear()

@@ -162,3 +162,46 @@ def test_streaming_recorder_repeated_leaves_no_threads() -> None:
         )
         rec.start()
         rec.stop()
+
+
+def test_memory_pressure_cleanup_keeps_a_recording_in_progress(
+    make_app: Callable[..., App], tmp_path: Path
+) -> None:
+    # High memory while a file is being transcribed: the chunked processor runs
+    # the app's cleanup (the resource manager's) before each chunk.
+    app = make_app(memory_percent=lambda: 80.0, pause_seconds=0.0, chunk_seconds=0.5)
+    mic = SyntheticSource("tone", seconds=None, realtime=True, frequency=440)
+    recorder = app.file_recorder(mic, directory=tmp_path, max_seconds=1.0)
+    recorder.start()
+    assert recorder.temp_path is not None and recorder.temp_path.exists()
+    processor = app.chunked_processor(lambda pcm: "")
+    list(processor.process(iter([np.zeros(16000, np.int16)] * 3)))
+    assert processor.stats.cleanups >= 3
+    assert recorder.temp_path.exists(), "the cleanup deleted the WAV being written"
+    assert app.resources.info().files_in_use == 1
+    assert recorder.wait(timeout=10)
+    out = tmp_path / "kept.wav"
+    recording = recorder.stop(keep_as=out)
+    assert recording.frames == 16000
+    with WavFileSource(out) as wav:
+        assert wav.info.frames == 16000
+    assert leftovers(tmp_path) == [] and app.resources.info().files_in_use == 0
+
+
+def test_finished_temp_files_go_at_the_next_cleanup_and_in_use_ones_at_close(
+    tmp_path: Path,
+) -> None:
+    resources = ResourceManager()
+    busy = resources.add_temp_file(tmp_path / "busy.tmp", in_use=True)
+    idle = resources.add_temp_file(tmp_path / "idle.tmp")
+    busy.write_bytes(b"x")
+    idle.write_bytes(b"y")
+    resources.cleanup()
+    assert busy.exists() and not idle.exists()
+    resources.done_with(busy)
+    resources.cleanup()
+    assert not busy.exists()
+    again = resources.add_temp_file(tmp_path / "again.tmp", in_use=True)
+    again.write_bytes(b"z")
+    resources.close()  # the final cleanup: nothing survives it
+    assert not again.exists()
