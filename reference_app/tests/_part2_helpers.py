@@ -55,7 +55,13 @@ def run_python(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -c code`` in a clean child; ``cwd`` should be a temp dir so
     the checkout's ``reference_app/`` directory cannot shadow the package."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("REFERENCE_APP_")}
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        # Faults pass through: os.environ holds the user's setting, or nothing
+        # in a fault-isolated test (see conftest.py).
+        if not k.startswith("REFERENCE_APP_") or k == "REFERENCE_APP_FAULTS"
+    }
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-c", code, *args],
@@ -71,7 +77,13 @@ def run_app(
     *argv: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 120.0
 ) -> subprocess.CompletedProcess[str]:
     """``python -m reference_app ARGV`` in a child process."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("REFERENCE_APP_")}
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        # Faults pass through: os.environ holds the user's setting, or nothing
+        # in a fault-isolated test (see conftest.py).
+        if not k.startswith("REFERENCE_APP_") or k == "REFERENCE_APP_FAULTS"
+    }
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "reference_app", *argv],

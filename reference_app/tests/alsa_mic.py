@@ -70,7 +70,6 @@ def mic_env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["HOME"] = str(home)
     env.pop("ALSA_CONFIG_PATH", None)
-    env.pop("REFERENCE_APP_FAULTS", None)
     return env
 
 

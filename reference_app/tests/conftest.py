@@ -24,10 +24,52 @@ FIXTURES_AUDIO = Path(__file__).resolve().parents[2] / "fixtures" / "audio"
 REQUIRE_AUDIO_ENV = "REFERENCE_APP_REQUIRE_AUDIO"
 
 
+FAULT_ISOLATION = "fault_isolation"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{FAULT_ISOLATION}: the test switches faults on and off itself; "
+        f"${faults.ENV_VAR} from the environment is removed for it",
+    )
+    # An unknown fault name would otherwise be ignored test after test.
+    try:
+        faults.validate(faults.enabled_from_env())
+    except ValueError as exc:
+        raise pytest.UsageError(f"${faults.ENV_VAR}: {exc}") from None
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    enabled = faults.enabled_from_env()
+    if not enabled:
+        return None
+    return (
+        f"reference_app faults switched on by ${faults.ENV_VAR}: {', '.join(sorted(enabled))} "
+        f"(tests marked {FAULT_ISOLATION} run without them)"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Tests about faults compare a fault on with it off, so the user's setting
+    # would make them fail for the wrong reason: the modules test_fault*.py and
+    # every test with "fault" in its name run isolated.
+    for item in items:
+        module = Path(str(item.path)).name
+        if module.startswith("test_fault") or "fault" in item.name:
+            item.add_marker(FAULT_ISOLATION)
+
+
 @pytest.fixture(autouse=True)
-def _no_faults_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A developer's REFERENCE_APP_FAULTS must not change what the tests see."""
-    monkeypatch.delenv(faults.ENV_VAR, raising=False)
+def _fault_isolation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Respect the user's REFERENCE_APP_FAULTS, except in tests that test faults.
+
+    ``REFERENCE_APP_FAULTS=chunks_kept pytest --memwatch-repeat=2:5 tests/test_chunking.py``
+    runs the chunking tests with the leak switched on, so memwatch can show it
+    being caught; the fault tests themselves stay isolated.
+    """
+    if request.node.get_closest_marker(FAULT_ISOLATION) is not None:
+        monkeypatch.delenv(faults.ENV_VAR, raising=False)
 
 
 @pytest.fixture(scope="session")
@@ -77,8 +119,9 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., App]]:
 def _cli(
     args: list[str], env: dict[str, str] | None, timeout: float, cwd: Path | None
 ) -> subprocess.CompletedProcess[str]:
+    # os.environ already lost REFERENCE_APP_FAULTS in an isolated test, and
+    # keeps the user's setting in the others: the child sees the same faults.
     base = dict(os.environ if env is None else env)
-    base.pop(faults.ENV_VAR, None)
     return subprocess.run(
         [sys.executable, "-m", "reference_app", *args],
         capture_output=True,

@@ -61,6 +61,10 @@ def test_fault_switched_on_by_environment(monkeypatch: pytest.MonkeyPatch) -> No
 
 @pytest.fixture
 def clean_class_history() -> Iterator[None]:
+    # Before as well as after: tests run earlier with the fault switched on
+    # by $REFERENCE_APP_FAULTS filled the class-level history.
+    ChunkedProcessor._history.clear()
+    transcription._DECODER_CACHE.clear()
     yield
     ChunkedProcessor._history.clear()
     transcription._DECODER_CACHE.clear()

@@ -36,9 +36,8 @@ from reference_app import storage as storage_module
 
 
 @pytest.fixture(autouse=True)
-def _no_key_or_faults_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(KEY_ENV, raising=False)
-    monkeypatch.delenv("REFERENCE_APP_FAULTS", raising=False)
 
 
 @pytest.fixture
