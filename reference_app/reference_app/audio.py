@@ -419,6 +419,21 @@ class SyntheticSource:
 # ---------------------------------------------------------------------------------
 StreamFactory = Callable[..., Any]
 
+# How long stopping a stream may take. A device that stopped delivering can
+# leave PortAudio's stop/abort waiting forever for a read that never returns
+# (measured with ALSA's file device on a pipe that goes quiet); past this the
+# stream is abandoned so the program can report the stall and exit.
+STOP_TIMEOUT_SECONDS = 1.0
+# Streams PortAudio could not stop: kept referenced so that no finaliser calls
+# into the stuck stream, and so that the CLI knows to skip PortAudio's own
+# exit handler (Pa_Terminate would wait on them too).
+_ABANDONED_STREAMS: list[Any] = []
+
+
+def abandoned_streams() -> int:
+    """How many input streams could not be stopped in this process."""
+    return len(_ABANDONED_STREAMS)
+
 
 def _default_stream_factory(**kwargs: Any) -> Any:
     # Imported here, not at module level: importing sounddevice initialises
@@ -492,6 +507,7 @@ class MicrophoneSource:
         self._blocks = self._frames = self._overflows = 0
         self._dropped_frames = self._device_overflows = self._max_queued = 0
         self._closed = False
+        self.stalled = False  # set when close() had to abandon a stuck stream
 
     def start(self) -> None:
         """Open and start the input stream (idempotent)."""
@@ -561,15 +577,39 @@ class MicrophoneSource:
                 self._max_queued,
             )
 
-    def close(self) -> None:
-        """Stop and close the stream; blocks already queued can still be read."""
+    def close(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
+        """Stop and close the stream; blocks already queued can still be read.
+
+        If PortAudio does not stop the stream within ``timeout`` (a stalled
+        device), the stream is abandoned rather than waited for, and
+        :attr:`stalled` is set.
+        """
         self._closed = True
         stream, self._stream = self._stream, None
-        if stream is not None:
+        if stream is None:
+            return
+        errors: list[BaseException] = []
+
+        def stop() -> None:
             try:
                 stream.stop()
+            except BaseException as exc:
+                errors.append(exc)
             finally:
-                stream.close()
+                try:
+                    stream.close()
+                except BaseException as exc:
+                    errors.append(exc)
+
+        stopper = threading.Thread(target=stop, name="portaudio-stop", daemon=True)
+        stopper.start()
+        stopper.join(timeout)
+        if stopper.is_alive():
+            _ABANDONED_STREAMS.append(stream)
+            self.stalled = True
+            return
+        if errors:
+            raise errors[0]
 
     def __enter__(self) -> MicrophoneSource:
         self.start()

@@ -40,14 +40,15 @@ _LIVE_MANAGERS: weakref.WeakSet[ResourceManager] = weakref.WeakSet()
 _LIVE_LOCK = threading.Lock()
 
 
-def _cleanup_live_managers() -> None:
+def cleanup_live_managers() -> None:
+    """The exit hook: final cleanup of every live manager (also for a forced exit)."""
     with _LIVE_LOCK:
         managers = list(_LIVE_MANAGERS)
     for manager in managers:
         manager.cleanup(final=True)
 
 
-atexit.register(_cleanup_live_managers)
+atexit.register(cleanup_live_managers)
 
 
 @dataclass(frozen=True)

@@ -81,8 +81,20 @@ class PacedFeeder:
     gets a fresh, paced stream.
     """
 
-    def __init__(self, fifo: Path, pcm: np.ndarray, sample_rate: int = 16_000) -> None:
+    def __init__(
+        self,
+        fifo: Path,
+        pcm: np.ndarray,
+        sample_rate: int = 16_000,
+        *,
+        stall_after: float | None = None,
+    ) -> None:
+        """``stall_after=S``: after S seconds of audio to one reader, stop writing
+        but keep the pipe open, like a device that hangs (its driver's reads
+        block forever)."""
         self.fifo = fifo
+        self.stall_after = stall_after
+        self.stalled = threading.Event()
         self.data = np.ascontiguousarray(pcm, dtype="<i2").tobytes()
         self.rate = sample_rate
         self.bytes_written = 0
@@ -112,6 +124,10 @@ class PacedFeeder:
                     t0 = time.monotonic()
                     sent = 0
                     while not self._stop.is_set():
+                        if self.stall_after is not None and sent >= self.stall_after * 2 * self.rate:
+                            self.stalled.set()
+                            self._stop.wait()
+                            break
                         start = pos % len(self.data)
                         piece = self.data[start : start + step]
                         f.write(piece)

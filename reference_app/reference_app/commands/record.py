@@ -9,16 +9,31 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from reference_app.audio import AudioError
 from reference_app.cli import UserError
 from reference_app.config import AppConfig, create_app, device_arg, positive_float, positive_int
+from reference_app.recorders import FileRecorder
 
-# How long past the requested duration to wait for a device that stalls before
-# giving up: a real device delivers on time, a broken one must not hang us.
+# How long a device may deliver nothing before we give up: a real device
+# delivers every block period (100 ms), a broken one must not hang us.
 STALL_GRACE_SECONDS = 5.0
+
+
+def wait_for_recording(recorder: FileRecorder, seconds: float, rate: int) -> float | None:
+    """Wait until ``recorder`` has ``seconds`` of audio; None when done, else the
+    seconds captured when the device stalled (nothing new for STALL_GRACE_SECONDS)."""
+    last_frames, last_progress = -1, time.monotonic()
+    while not recorder.wait(timeout=0.25):
+        frames, now = recorder.frames_captured, time.monotonic()
+        if frames != last_frames:
+            last_frames, last_progress = frames, now
+        elif now - last_progress >= STALL_GRACE_SECONDS:
+            return frames / rate
+    return None
 
 
 def add_parser(subparsers: Any) -> None:
@@ -60,12 +75,13 @@ def run(args: argparse.Namespace) -> int:
         recorder = app.file_recorder(mic, directory=directory, max_seconds=args.seconds)
         try:
             recorder.start()
-            if not recorder.wait(timeout=args.seconds + STALL_GRACE_SECONDS):
-                got = recorder.frames_captured / args.rate
+            got = wait_for_recording(recorder, args.seconds, args.rate)
+            if got is not None:
                 recorder.abort()
                 raise UserError(
-                    f"the input device delivered only {got:.2f} s of audio in "
-                    f"{args.seconds + STALL_GRACE_SECONDS:g} s; nothing was written"
+                    f"the input device stopped delivering audio after {got:.2f} s of the "
+                    f"{args.seconds:g} s requested (nothing for {STALL_GRACE_SECONDS:g} s); "
+                    "nothing was written"
                 )
             recording = recorder.stop(keep_as=out)
         except AudioError as exc:
