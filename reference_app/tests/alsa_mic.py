@@ -124,7 +124,8 @@ class PacedFeeder:
                     t0 = time.monotonic()
                     sent = 0
                     while not self._stop.is_set():
-                        if self.stall_after is not None and sent >= self.stall_after * 2 * self.rate:
+                        stall = self.stall_after
+                        if stall is not None and sent >= stall * 2 * self.rate:
                             self.stalled.set()
                             self._stop.wait()
                             break
