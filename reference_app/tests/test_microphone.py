@@ -8,6 +8,7 @@ so it has to be in place before the process starts.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -188,9 +189,130 @@ def test_live_transcribes_paced_microphone(
         r"trend (n/a|[+-]\d+\.\d\d MiB/min) system \d+\.\d % overflows 0"
     )
     assert all(re.fullmatch(pattern, line) for line in status), status
-    summary = result.stderr.splitlines()[-1]
+    (summary,) = [line for line in result.stderr.splitlines() if line.startswith("[live]")]
+    assert result.stderr.splitlines()[-1].startswith("[session] ")
     assert re.fullmatch(
         r"\[live\] 0:00:1[12] done: \d+ utterances, 1[12]\.\d s of audio, "
         r"0 blocks dropped \(0\.00 s\), 0 device overflows",
         summary,
     ), summary
+
+
+def stalling_run(
+    alsa_home: Path, tmp_path: Path, audio_dir: Path, stall_after: float, *args: str | Path
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run the CLI on a device that delivers ``stall_after`` seconds, then goes quiet."""
+    feeder = PacedFeeder(
+        tmp_path / "mic.fifo",
+        speech_pcm(audio_dir / "sequence.wav", pad_seconds=1.0),
+        stall_after=stall_after,
+    ).start()
+    write_asoundrc(alsa_home, feeder.fifo)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reference_app", *map(str, args)],
+            env=mic_env(alsa_home), cwd=tmp_path, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert feeder.stalled.wait(30), "the device never started"
+        stalled_at = time.monotonic()
+        out, err = proc.communicate(timeout=60)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), (
+            time.monotonic() - stalled_at
+        )
+    finally:
+        feeder.stop()
+
+
+def test_record_gives_up_on_a_device_that_stops_delivering(
+    alsa_home: Path, tmp_path: Path, audio_dir: Path
+) -> None:
+    out = tmp_path / "take.wav"
+    result, after_stall = stalling_run(
+        alsa_home, tmp_path, audio_dir, 1.0, "record", "--seconds", "30", "--out", out
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (
+        "error: the input device stopped delivering audio after 1.00 s of the 30 s requested "
+        "(nothing for 5 s); nothing was written\n"
+    )
+    # 5 s without audio, then at most 1 s for PortAudio's stuck stop (abandoned).
+    assert 4.5 < after_stall < 8.0
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_live_gives_up_on_a_device_that_stops_delivering_and_keeps_the_session(
+    alsa_home: Path, tmp_path: Path, audio_dir: Path, grammar: Path
+) -> None:
+    db, data = tmp_path / "t.db", tmp_path / "data"
+    result, after_stall = stalling_run(
+        alsa_home, tmp_path, audio_dir, 4.0,
+        "live", "--minutes", "1", "--grammar", grammar, "--store", db, "--data-dir", data,
+        "--session-id", "stalled",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stdout.splitlines() == ["please open the door and turn on the light"]
+    last = result.stderr.splitlines()[-1]
+    assert re.fullmatch(
+        r"error: the input device stopped delivering audio after 0:00:0[3-5] "
+        r"\(nothing for 5 s\); the session was saved",
+        last,
+    ), result.stderr
+    assert 4.5 < after_stall < 8.0
+    report = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "reference_app", "sessions", "--data-dir", str(data),
+             "export", "stalled", "--store", str(db), "--text"],
+            capture_output=True, text=True, check=True, cwd=tmp_path,
+        ).stdout
+    )  # fmt: skip
+    assert (report["state"], report["stop_reason"]) == ("stopped", "device_stalled")
+    assert [s["text"] for s in report["segments"]] == ["please open the door and turn on the light"]
+    assert report["storage"]["is_active"] is False
+
+
+def test_live_saves_the_session_to_the_store_and_subtitles(
+    alsa_home: Path, tmp_path: Path, audio_dir: Path, grammar: Path
+) -> None:
+    feeder = PacedFeeder(
+        tmp_path / "mic.fifo", speech_pcm(audio_dir / "sequence.wav", pad_seconds=1.0)
+    ).start()
+    write_asoundrc(alsa_home, feeder.fifo)
+    db, vtt, data = tmp_path / "t.db", tmp_path / "t.vtt", tmp_path / "data"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "reference_app", "live", "--minutes", "0.2",
+             "--status-interval", "5", "--grammar", str(grammar), "--store", str(db),
+             "--vtt", str(vtt), "--data-dir", str(data), "--session-id", "kitchen",
+             "--checkpoint-minutes", "0.05"],
+            env=mic_env(alsa_home), capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        feeder.stop()
+    assert result.returncode == 0, result.stderr
+    spoken = [
+        "please open the door and turn on the light",
+        "turn off the radio",
+        "close the window please",
+        "call my mother tomorrow morning",
+    ]
+    assert result.stdout.splitlines()[:4] == spoken
+    session_lines = [line for line in result.stderr.splitlines() if line.startswith("[session]")]
+    assert re.fullmatch(
+        r"\[session\] 0:00:05 kitchen active segments \d checkpoints \d+ cache hit rate "
+        r"\d\.\d\d store \d+ KiB",
+        session_lines[0],
+    ), session_lines
+    assert re.fullmatch(
+        rf"\[session\] kitchen stopped: \d segments, \d+ checkpoints; checkpoints in {data}, "
+        rf"text in {db}, subtitles in {vtt}",
+        session_lines[-1],
+    ), session_lines
+    from reference_app.storage import SecureStorage
+    from reference_app.vtt import VTTReader
+
+    stored = [t.text for t in SecureStorage(db).iter_transcripts("kitchen")]
+    assert stored[:4] == spoken
+    assert [c.text for c in VTTReader(vtt, strict=True)] == stored
+    checkpoints = list((data / "sessions" / "kitchen").glob("checkpoint-*.json"))
+    assert checkpoints and len(checkpoints) <= 3  # every 3 s, the last 3 kept
