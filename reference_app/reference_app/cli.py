@@ -19,6 +19,8 @@ COMMAND_MODULES = [
     "reference_app.commands.record",
     "reference_app.commands.live",
     "reference_app.commands.sessions",
+    "reference_app.commands.store",
+    "reference_app.commands.snapshot",
 ]
 
 

@@ -738,6 +738,54 @@ class SecureStorage:
             ],
         }
 
+    def audit(self) -> dict[str, Any]:
+        """Check everything: SQLite's full ``integrity_check``, every row's
+        authentication and decompression, and each session's totals.
+
+        Returns ``{"integrity": [...], "rows": n, "bad_rows": [...],
+        "sessions": n, "bad_sessions": [...]}``; ``ok`` is True when nothing
+        was found. Reads only; rows are checked in batches, in constant memory.
+        """
+        integrity = self.integrity_check()
+        bad_rows: list[str] = []
+        rows = 0
+        last = 0
+        while True:
+            with self._connect() as conn:
+                batch = conn.execute(
+                    _SELECT_TRANSCRIPT + " WHERE id > ? ORDER BY id LIMIT 200", (last,)
+                ).fetchall()
+            if not batch:
+                break
+            for row in batch:
+                rows += 1
+                try:
+                    self._decode(row)
+                except StorageCorruptError as exc:
+                    bad_rows.append(str(exc))
+                except (zlib.error, UnicodeDecodeError) as exc:
+                    bad_rows.append(f"transcript {row[0]}: {type(exc).__name__}: {exc}")
+            last = batch[-1][0]
+        with self._connect() as conn:
+            totals = conn.execute(
+                """SELECT m.session_id, m.total_transcriptions, COUNT(t.id)
+                   FROM session_metadata m LEFT JOIN transcriptions t
+                   ON t.session_id = m.session_id GROUP BY m.session_id"""
+            ).fetchall()
+        bad_sessions = [
+            f"session {sid}: metadata counts {claimed} transcripts, {found} stored"
+            for sid, claimed, found in totals
+            if claimed != found
+        ]
+        return {
+            "ok": integrity == ["ok"] and not bad_rows and not bad_sessions,
+            "integrity": integrity,
+            "rows": rows,
+            "bad_rows": bad_rows,
+            "sessions": len(totals),
+            "bad_sessions": bad_sessions,
+        }
+
     def integrity_check(self) -> list[str]:
         """SQLite's ``PRAGMA integrity_check``: ``["ok"]`` for a healthy file."""
         with self._connect() as conn:
