@@ -13,6 +13,7 @@ import pytest
 from _part2_helpers import run_python
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from reference_app import cli, nlp
 
 TEXT = (
