@@ -90,7 +90,11 @@ def test_verify_a_store_damaged_inside(tmp_path: Path, capsys: pytest.CaptureFix
         fh.write(os.urandom(8192))
     code, out, _ = run_main(["store", "verify", path], capsys)
     assert code == 1
-    assert re.match(rf"{re.escape(str(path))}: (\d+ problem\(s\)|damaged: )", out)
+    assert re.fullmatch(
+        rf"{re.escape(str(path))}: (\d+ problem\(s\) in \d+ segments\n(  .+\n)+|damaged: .+; "
+        r"restore it from a backup\n)",
+        out,
+    )
 
 
 def test_close_and_delete(db: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -168,7 +168,8 @@ def run_verify(args: argparse.Namespace) -> int:
     try:
         audit = store.audit()
     except StorageCorruptError as exc:
-        print(f"{args.db}: damaged: {exc}")
+        # SQLite stopped the check itself: its own words say more than ours.
+        print(f"{args.db}: damaged: {exc.__cause__ or exc}; restore it from a backup")
         return PROBLEMS_FOUND
     except StorageError as exc:
         raise UserError(str(exc)) from None
