@@ -217,9 +217,9 @@ def stalling_run(
         assert feeder.stalled.wait(30), "the device never started"
         stalled_at = time.monotonic()
         out, err = proc.communicate(timeout=60)
-        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), (
-            time.monotonic() - stalled_at
-        )
+        after_stall = time.monotonic() - stalled_at
+        print(f"\n{args[0]}: exited {after_stall:.2f} s after the device stalled", file=sys.stderr)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), after_stall
     finally:
         feeder.stop()
 
