@@ -437,38 +437,40 @@ class StreamingProcessor:
     def process(self, pieces: Iterable[str]) -> Iterator[ChunkSnapshot]:
         buffer = ""
         consumed = 0  # offset of buffer[0] in the whole text
-        counted_to = 0  # text before this offset was already counted
         index = 0
         for piece in pieces:
             buffer += piece
             while len(buffer) >= self.chunk_size + self.overlap:
                 cut = _cut(buffer, self.chunk_size)
-                yield self._chunk(index, consumed, buffer[:cut], counted_to)
-                counted_to = consumed + cut
-                keep = max(0, cut - self.overlap)
-                keep = _word_start(buffer, keep)
+                # The next chunk starts `overlap` characters before this one
+                # ends, at a word. This chunk counts what starts before that
+                # point; an entity shorter than the overlap that starts before
+                # it also ends inside this chunk, so it is seen whole, and what
+                # starts after it is counted by the next chunk.
+                keep = _word_start(buffer, max(1, cut - self.overlap))
+                keep = min(keep, cut)
+                yield self._chunk(index, consumed, buffer[:cut], keep)
                 consumed += keep
                 buffer = buffer[keep:]
                 index += 1
                 if self.gc_every_chunks and index % self.gc_every_chunks == 0:
                     gc.collect()
-        if buffer.strip() and (consumed + len(buffer) > counted_to or index == 0):
-            yield self._chunk(index, consumed, buffer, counted_to)
+        if buffer.strip() or index == 0:
+            yield self._chunk(index, consumed, buffer, len(buffer))
+        else:
+            self.totals.characters += len(buffer)  # trailing blank text: no chunk of its own
 
-    def _chunk(self, index: int, start: int, text: str, counted_to: int) -> ChunkSnapshot:
-        new_from = max(0, counted_to - start)  # the overlap was counted with the last chunk
-        entities = [
-            (label, found) for label, found, offset in find_entities(text) if offset >= new_from
-        ]
+    def _chunk(self, index: int, start: int, text: str, owned: int) -> ChunkSnapshot:
+        entities = [(label, found) for label, found, offset in find_entities(text) if offset < owned]
         keywords = self.keyword_fn(text, self.top)
         totals = self.totals
         for entity in entities:
             totals.entities.add(entity)
         for phrase, score in keywords:
             totals.add_keyword(phrase, score)
-        fresh = text[new_from:]
-        totals.characters += len(fresh)
-        totals.words += len(fresh.split())
+        mine = text[:owned]
+        totals.characters += len(mine)
+        totals.words += len(mine.split())
         totals.chunks += 1
         return ChunkSnapshot(index, start, len(text), entities, keywords, totals)
 
