@@ -336,9 +336,7 @@ class Snapshot:
         self.keywords.add(phrase)
         self.keyword_scores[phrase] = min(score, self.keyword_scores.get(phrase, score))
         if len(self.keyword_scores) > 2 * self.keywords.capacity:  # stay bounded
-            self.keyword_scores = {
-                p: v for p, v in self.keyword_scores.items() if self.keywords[p]
-            }
+            self.keyword_scores = {p: v for p, v in self.keyword_scores.items() if self.keywords[p]}
 
     def top_entities(self, n: int = 10) -> list[tuple[str, str, int]]:
         return [(label, text, count) for (label, text), count in self.entities.most_common(n)]
@@ -461,7 +459,9 @@ class StreamingProcessor:
             self.totals.characters += len(buffer)  # trailing blank text: no chunk of its own
 
     def _chunk(self, index: int, start: int, text: str, owned: int) -> ChunkSnapshot:
-        entities = [(label, found) for label, found, offset in find_entities(text) if offset < owned]
+        entities = [
+            (label, found) for label, found, offset in find_entities(text) if offset < owned
+        ]
         keywords = self.keyword_fn(text, self.top)
         totals = self.totals
         for entity in entities:
