@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_memwatch.limits import MAX_JSON_INT, short_repr
 from pytest_memwatch.probes import METRICS as PROBE_METRICS
 from pytest_memwatch.probes import bytes_metric
 from pytest_memwatch.units import UnitError, format_size, parse_size
@@ -123,15 +124,20 @@ def parse_tolerance(text: str) -> Tolerance:
         raise ValueError(f"expected {EXPR_EXAMPLE}")
     if metric not in METRICS:
         raise ValueError(
-            f"unknown metric {metric!r}; expected one of {', '.join(METRICS)} ({EXPR_EXAMPLE})"
+            f"unknown metric {short_repr(metric)}; expected one of {', '.join(METRICS)} "
+            f"({EXPR_EXAMPLE})"
         )
     if tol.endswith("%"):
         try:
             pct = float(tol[:-1])
         except ValueError:
-            raise ValueError(f"cannot read {tol!r} as a percentage, e.g. {metric}:10%") from None
+            raise ValueError(
+                f"cannot read {short_repr(tol)} as a percentage, e.g. {metric}:10%"
+            ) from None
         if not math.isfinite(pct) or pct < 0:
-            raise ValueError(f"the percentage must be 0 or more, e.g. {metric}:10%")
+            raise ValueError(
+                f"the percentage must be a finite number, 0 or more, e.g. {metric}:10%"
+            )
         return Tolerance(text, metric, relative=pct / 100.0)
     if METRICS[metric].unit == "bytes":
         try:
@@ -145,8 +151,9 @@ def parse_tolerance(text: str) -> Tolerance:
             f"{metric} is a count: expected a whole number or a percentage, "
             f"e.g. {metric}:100 or {metric}:10%"
         ) from None
-    if count < 0:
-        raise ValueError(f"the tolerance must be 0 or more, e.g. {metric}:100")
+    if not 0 <= count <= MAX_JSON_INT:
+        # float() of a 400-digit count would raise OverflowError.
+        raise ValueError(f"the tolerance must be from 0 to {MAX_JSON_INT}, e.g. {metric}:100")
     return Tolerance(text, metric, absolute=float(count))
 
 

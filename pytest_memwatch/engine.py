@@ -317,6 +317,7 @@ def build_spec(nodeid: str, calls: Sequence[MarkCall], settings: Settings) -> Te
     """Parse a test's markers against the settings; raise MarkerError with the full message."""
     spec = TestSpec(nodeid)
     seen: set[str] = set()
+    opted_out = any(c.name == "memwatch_skip" for c in calls)
     for call in calls:
         schema = markers.SCHEMAS.get(call.name)
         if schema is None:
@@ -329,7 +330,9 @@ def build_spec(nodeid: str, calls: Sequence[MarkCall], settings: Settings) -> Te
             values = schema.parse(call.args, call.kwargs)
         except markers.MarkerError as exc:
             raise markers.MarkerError(
-                markers.error_message(nodeid, call.name, call.args, call.kwargs, str(exc))
+                markers.error_message(
+                    nodeid, call.name, call.args, call.kwargs, str(exc), opted_out=opted_out
+                )
             ) from None
         spec.marker_names.append(call.name)
         if call.name == "memwatch_skip":

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_memwatch.limits import MAX_RUNS, MAX_WARMUP, short_repr
 from pytest_memwatch.units import (
     DURATION_EXAMPLE,
     RATE_EXAMPLE,
@@ -32,6 +33,7 @@ class Param:
     positional: bool = False
     required: bool = False
     minimum: int | None = None
+    maximum: int | None = None
     doc: str = ""
 
 
@@ -86,6 +88,7 @@ class MarkerSchema:
 
 
 def _convert(p: Param, raw: Any) -> Any:
+    shown = short_repr(raw)  # quoted in messages: a 5000-character value is cut short
     try:
         if p.kind == "size":
             return parse_size(raw)
@@ -94,22 +97,30 @@ def _convert(p: Param, raw: Any) -> Any:
         if p.kind == "rate":
             return parse_rate(raw)
     except UnitError as exc:
-        raise MarkerError(f"{p.name}={raw!r}: {exc}") from None
+        raise MarkerError(f"{p.name}={shown}: {exc}") from None
     if p.kind == "int":
         if isinstance(raw, bool) or not isinstance(raw, int):
-            raise MarkerError(f"{p.name}={raw!r}: expected a whole number, e.g. {p.name}=3")
+            raise MarkerError(
+                f"{p.name}={shown}: expected a whole number, e.g. {p.name}=3"
+            )
         if p.minimum is not None and raw < p.minimum:
             raise MarkerError(
-                f"{p.name}={raw!r}: must be {p.minimum} or more, e.g. {p.name}={max(p.minimum, 3)}"
+                f"{p.name}={shown}: must be {p.minimum} or more, "
+                f"e.g. {p.name}={max(p.minimum, 3)}"
+            )
+        if p.maximum is not None and raw > p.maximum:
+            raise MarkerError(
+                f"{p.name}={shown}: must be {p.maximum} or less, "
+                f"e.g. {p.name}={max(p.minimum or 0, 3)}"
             )
         return raw
     if p.kind == "bool":
         if not isinstance(raw, bool):
-            raise MarkerError(f"{p.name}={raw!r}: expected True or False")
+            raise MarkerError(f"{p.name}={shown}: expected True or False")
         return raw
     if p.kind == "str":
         if not isinstance(raw, str):
-            raise MarkerError(f"{p.name}={raw!r}: expected a string")
+            raise MarkerError(f"{p.name}={shown}: expected a string")
         return raw
     if p.kind == "fraction":
         # "10%" of the soak duration, or a duration such as "5m".
@@ -117,31 +128,31 @@ def _convert(p: Param, raw: Any) -> Any:
             try:
                 pct = float(raw.strip()[:-1])
             except ValueError:
-                raise MarkerError(f"{p.name}={raw!r}: expected a percentage like '10%'") from None
+                raise MarkerError(f"{p.name}={shown}: expected a percentage like '10%'") from None
             if not 0 <= pct < 100:
-                raise MarkerError(f"{p.name}={raw!r}: percentage must be from 0 to below 100")
+                raise MarkerError(f"{p.name}={shown}: percentage must be from 0 to below 100")
             return ("fraction", pct / 100.0)
         try:
             return ("seconds", parse_duration(raw))
         except UnitError as exc:
-            raise MarkerError(f"{p.name}={raw!r}: {exc} or a percentage like '10%'") from None
+            raise MarkerError(f"{p.name}={shown}: {exc} or a percentage like '10%'") from None
     if p.kind == "exprs":
         items = [raw] if isinstance(raw, str) else raw
         if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
-            raise MarkerError(f"{p.name}={raw!r}: expected 'growth:10%' or a list of them")
+            raise MarkerError(f"{p.name}={shown}: expected 'growth:10%' or a list of them")
         from pytest_memwatch.compare import parse_tolerance
 
         for item in items:
             try:
                 parse_tolerance(item)
             except ValueError as exc:
-                raise MarkerError(f"{p.name}={item!r}: {exc}") from None
+                raise MarkerError(f"{p.name}={short_repr(item)}: {exc}") from None
         return tuple(items)
     if p.kind == "rules":
         items = [raw] if isinstance(raw, str) else raw
         if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
             raise MarkerError(
-                f"{p.name}={raw!r}: expected 'KIND:GLOB' or a list of them, "
+                f"{p.name}={shown}: expected 'KIND:GLOB' or a list of them, "
                 f"e.g. {p.name}=['thread:worker-*']"
             )
         from pytest_memwatch.resources import parse_rule
@@ -151,7 +162,7 @@ def _convert(p: Param, raw: Any) -> Any:
             try:
                 rules.append(str(parse_rule(item)))
             except ValueError as exc:
-                raise MarkerError(f"{p.name}={item!r}: {exc}") from None
+                raise MarkerError(f"{p.name}={short_repr(item)}: {exc}") from None
         return tuple(rules)
     raise AssertionError(f"unknown parameter kind {p.kind}")
 
@@ -164,8 +175,8 @@ MAX_GROWTH = MarkerSchema(
     "max_growth",
     (
         Param("limit", "size", positional=True, required=True, doc="bytes left per call"),
-        Param("warmup", "int", 0, minimum=0, doc=_WARMUP_DOC),
-        Param("runs", "int", 1, minimum=1, doc=_RUNS_DOC),
+        Param("warmup", "int", 0, minimum=0, maximum=MAX_WARMUP, doc=_WARMUP_DOC),
+        Param("runs", "int", 1, minimum=1, maximum=MAX_RUNS, doc=_RUNS_DOC),
         _COMPARE,
     ),
     "memory the test leaves behind per call must stay under limit "
@@ -184,8 +195,8 @@ MAX_MEMORY = MarkerSchema(
 NO_LEAKS = MarkerSchema(
     "no_leaks",
     (
-        Param("warmup", "int", 2, minimum=0, doc=_WARMUP_DOC),
-        Param("runs", "int", 5, minimum=2, doc=_RUNS_DOC),
+        Param("warmup", "int", 2, minimum=0, maximum=MAX_WARMUP, doc=_WARMUP_DOC),
+        Param("runs", "int", 5, minimum=2, maximum=MAX_RUNS, doc=_RUNS_DOC),
         Param(
             "resources",
             "bool",
@@ -226,18 +237,33 @@ EXAMPLES = {"duration": DURATION_EXAMPLE, "rate": RATE_EXAMPLE}
 
 
 def describe_call(name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
-    parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    parts = [short_repr(a) for a in args] + [f"{k}={short_repr(v)}" for k, v in kwargs.items()]
     return f"@pytest.mark.{name}({', '.join(parts)})"
 
 
 def error_message(
-    nodeid: str, name: str, args: Sequence[Any], kwargs: Mapping[str, Any], problem: str
+    nodeid: str,
+    name: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    problem: str,
+    *,
+    opted_out: bool = False,
 ) -> str:
+    """The full message for a bad marker; ``opted_out`` when the test has ``memwatch_skip``."""
     schema = SCHEMAS[name]
+    if opted_out and name != "memwatch_skip":
+        # Advising memwatch_skip to a test that has it reads as a contradiction.
+        way_out = (
+            "memwatch_skip does not exempt a test from marker checks (a typo would "
+            "surface only once the opt-out is removed): fix the marker, or remove it "
+            "from this test, its class or its module."
+        )
+    else:
+        way_out = "To opt this test out: @pytest.mark.memwatch_skip(reason)."
     return (
         f"memwatch: {nodeid}: bad marker {describe_call(name, args, kwargs)}: {problem}. "
-        f"Expected {schema.signature()}, e.g. {schema.example}. "
-        "To opt this test out: @pytest.mark.memwatch_skip(reason)."
+        f"Expected {schema.signature()}, e.g. {schema.example}. " + way_out
     )
 
 

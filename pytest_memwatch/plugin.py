@@ -302,7 +302,7 @@ def pytest_configure(config: pytest.Config) -> None:
     cli = {s.name: config.getoption(f"memwatch_{s.name}") for s in SETTINGS}
     ini: dict[str, Any] = {s.name: config.getini(s.ini_key) for s in SETTINGS}
     try:
-        settings = resolve(cli, os.environ, ini)
+        settings = resolve(cli, os.environ, ini, ini_types=_toml_ini_values(config))
     except SettingError as exc:
         raise pytest.UsageError(str(exc)) from None
     state = SessionState(config, settings)
@@ -314,6 +314,27 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_memwatch import xdist as memwatch_xdist
 
         pm.register(memwatch_xdist, "memwatch-xdist")
+
+
+def _toml_ini_values(config: pytest.Config) -> dict[str, object]:
+    """The memwatch keys of a pyproject.toml ``[tool.pytest.ini_options]``, as TOML typed them.
+
+    pytest hands a TOML table or number under that table to a string ini key as
+    its ``str()`` (``memwatch_json = {a = 1}`` would name a file ``{'a': 1}``),
+    so the types are checked on the file itself. Checked on pytest 8.0 and 9.2.
+    """
+    path = config.inipath
+    if path is None or path.name != "pyproject.toml":
+        return {}
+    import tomllib
+
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))["tool"]["pytest"]["ini_options"]
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError):
+        return {}  # pytest itself read the file; anything odd here is its to report
+    if not isinstance(table, dict):
+        return {}
+    return {s.name: table[s.ini_key] for s in SETTINGS if s.ini_key in table}
 
 
 def _state(config: pytest.Config) -> SessionState | None:
@@ -851,7 +872,8 @@ def memwatch(request: pytest.FixtureRequest) -> Generator[MemwatchHandle]:
     """
     from pytest_memwatch.fixture import MemwatchHandle
 
-    handle = MemwatchHandle(request.node.nodeid)
+    handle = MemwatchHandle(request.node.nodeid, managed=True)
+    handle.start()
     yield handle
     handle.finish()
 

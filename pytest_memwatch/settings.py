@@ -9,10 +9,13 @@ the bad value came from. Nothing here imports pytest.
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_memwatch.limits import MAX_RUNS, MAX_WARMUP, has_control_chars, short_repr
 from pytest_memwatch.units import (
     DURATION_EXAMPLE,
     SIZE_EXAMPLE,
@@ -58,10 +61,10 @@ def _repeat(value: str) -> Repeat:
         warmup, runs = int(parts[0]), int(parts[1])
     except ValueError:
         raise ValueError("expected two whole numbers WARMUP:RUNS, e.g. 2:5") from None
-    if warmup < 0:
-        raise ValueError("WARMUP must be 0 or more, e.g. 2:5")
-    if runs < 1:
-        raise ValueError("RUNS must be 1 or more, e.g. 2:5")
+    if not 0 <= warmup <= MAX_WARMUP:
+        raise ValueError(f"WARMUP must be from 0 to {MAX_WARMUP}, e.g. 2:5")
+    if not 1 <= runs <= MAX_RUNS:
+        raise ValueError(f"RUNS must be from 1 to {MAX_RUNS}, e.g. 2:5")
     return Repeat(warmup, runs)
 
 
@@ -69,9 +72,17 @@ def _size(value: str) -> int:
     try:
         # An option value is always a string; a bare number still means MiB.
         stripped = value.strip()
-        return parse_size(float(stripped) if _is_number(stripped) else stripped)
+        return parse_size(_number_or_text(stripped))
     except UnitError as exc:
         raise ValueError(str(exc)) from None
+
+
+def _number_or_text(text: str) -> float | str:
+    # "1e3" is a number only float() reads; "999...9" (400 digits) is one float()
+    # turns into inf, so the parser gets the text and quotes it in its message.
+    if _is_number(text) and math.isfinite(float(text)):
+        return float(text)
+    return text
 
 
 def _is_number(text: str) -> bool:
@@ -85,7 +96,7 @@ def _is_number(text: str) -> bool:
 def _duration(value: str) -> float:
     try:
         stripped = value.strip()
-        return parse_duration(float(stripped) if _is_number(stripped) else stripped)
+        return parse_duration(_number_or_text(stripped))
     except UnitError as exc:
         raise ValueError(str(exc)) from None
 
@@ -103,9 +114,12 @@ def _frames(value: str) -> int:
 
 def _count(value: str) -> int:
     try:
-        return max(0, int(value))
+        n = int(value)
     except ValueError:
-        raise ValueError("expected a whole number, e.g. 10") from None
+        n = -1
+    if not 0 <= n <= 100_000:
+        raise ValueError("expected a whole number from 0 to 100000, e.g. 10")
+    return n
 
 
 def _path(value: str) -> str:
@@ -116,9 +130,16 @@ def _path(value: str) -> str:
 
 def _name(value: str) -> str:
     v = value.strip()
-    if not v or any(c in v for c in "/\\:\0"):
-        raise ValueError("expected a name without slashes or colons, e.g. main")
+    if not v or any(c in v for c in "/\\:\0") or v.startswith("."):
+        raise ValueError(
+            "expected a name without slashes or colons, not starting with a dot, e.g. main"
+        )
+    if has_control_chars(v):
+        raise ValueError(
+            "expected a name without newlines or other control characters, e.g. main"
+        )
     return v
+
 
 
 def _optional_name(value: str) -> str:
@@ -222,7 +243,7 @@ SETTINGS: tuple[Setting, ...] = (
         "how many tests the terminal summary lists as growing most",
         _count,
         10,
-        "a whole number, e.g. 10",
+        "a whole number from 0 to 100000, e.g. 10",
         type_doc="int",
     ),
     Setting(
@@ -414,11 +435,15 @@ def resolve(
     cli: Mapping[str, Any],
     env: Mapping[str, str],
     ini: Mapping[str, str | list[str] | None],
+    *,
+    ini_types: Mapping[str, object] | None = None,
 ) -> Settings:
     """Resolve every setting, CLI > environment > ini > default.
 
     ``cli`` maps setting names to raw CLI values (``None`` when not given; flags
     give ``True``); ``ini`` maps setting names to raw ini strings (or ``None``).
+    ``ini_types`` holds the same ini values as the config file typed them (a
+    TOML list or table), where the file has types, to refuse the wrong ones.
     """
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -438,6 +463,8 @@ def resolve(
         if s.kind == "flag" and raw is True:
             values[s.name] = True
             continue
+        if where.startswith("ini key"):
+            _check_ini_type(s, (ini_types or {}).get(s.name, raw), where)
         items = raw if isinstance(raw, list) else [raw]
         if s.kind == "append" and isinstance(raw, str):
             items = [p for p in raw.replace(",", "\n").splitlines() if p.strip()]
@@ -451,8 +478,47 @@ def resolve(
                 detail = str(exc)
                 expected = "" if s.expected in detail else f" Expected {s.expected}."
                 raise SettingError(
-                    f"memwatch: bad value {item!r} for {s.option} (from {where}): {detail}."
-                    + expected
+                    f"memwatch: bad value {short_repr(item)} for {s.option} (from {where}): "
+                    f"{detail}." + expected
                 ) from None
         values[s.name] = tuple(parsed) if s.kind == "append" else parsed[-1]
+    _check_distinct_outputs(values, sources)
     return Settings(sources=sources, **values)
+
+
+def _check_ini_type(s: Setting, raw: object, where: str) -> None:
+    """A TOML config file can give a list or a table where a string is meant; refuse it.
+
+    ``str()`` of such a value would otherwise be used as is (``memwatch_json =
+    {a = 1}`` wrote a file named ``{'a': 1}``).
+    """
+    if s.kind == "append":
+        if isinstance(raw, str) or (
+            isinstance(raw, list) and all(isinstance(x, str) for x in raw)
+        ):
+            return
+        shape = "a list of strings"
+    else:
+        if isinstance(raw, str):
+            return
+        shape = "a string"
+    raise SettingError(
+        f"memwatch: bad value {short_repr(raw)} for {s.ini_key} (from {where}): expected "
+        f"{shape}, got {type(raw).__name__}. Expected {s.expected}."
+    )
+
+
+def _check_distinct_outputs(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    """Refuse ``--memwatch-json`` and ``--memwatch-html`` naming one file (HTML replaces JSON)."""
+    json_path, html_path = values.get("json"), values.get("html")
+    if not (json_path and html_path):
+        return
+    same = os.path.realpath(json_path) == os.path.realpath(html_path)
+    # Two writes into one device (/dev/null) clobber nothing.
+    if same and not (os.path.exists(json_path) and not os.path.isfile(json_path)):
+        raise SettingError(
+            f"memwatch: --memwatch-json (from {sources.get('json')}) and --memwatch-html "
+            f"(from {sources.get('html')}) both name {json_path!r}: the HTML report would "
+            "replace the results JSON. Give them different paths, e.g. --memwatch-json="
+            "memwatch.json --memwatch-html=memwatch.html"
+        )

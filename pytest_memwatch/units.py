@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import re
 
+from pytest_memwatch.limits import MAX_DURATION, MAX_SIZE, short_repr
+
 MiB = 1024 * 1024
 
 _SIZE_UNITS: dict[str, int] = {
@@ -52,7 +54,7 @@ class UnitError(ValueError):
 
 
 def parse_size(value: object) -> int:
-    """Return a size in bytes.
+    """Return a size in bytes, from 0 to :data:`~pytest_memwatch.limits.MAX_SIZE` (8 EiB).
 
     >>> parse_size(50)
     52428800
@@ -61,48 +63,82 @@ def parse_size(value: object) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise UnitError(
-            f"expected a size, got {type(value).__name__} {value!r}; use {SIZE_EXAMPLE}"
+            f"expected a size, got {type(value).__name__} {short_repr(value)}; use {SIZE_EXAMPLE}"
         )
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
+        # Exact integer arithmetic: float(10**400) would raise OverflowError.
+        if value < 0:
+            raise UnitError(
+                f"expected a non-negative size, got {short_repr(value)}; use {SIZE_EXAMPLE}"
+            )
+        return _bounded_size(value * MiB, value)
+    if isinstance(value, float):
         if not math.isfinite(value) or value < 0:
-            raise UnitError(f"expected a non-negative size, got {value!r}; use {SIZE_EXAMPLE}")
-        return round(value * MiB)
+            raise UnitError(
+                f"expected a non-negative size, got {short_repr(value)}; use {SIZE_EXAMPLE}"
+            )
+        return _bounded_size(value * MiB, value)
     match = _SIZE_RE.match(value)
     if not match:
-        raise UnitError(f"cannot read {value!r} as a size; use {SIZE_EXAMPLE}")
+        raise UnitError(f"cannot read {short_repr(value)} as a size; use {SIZE_EXAMPLE}")
     unit = match["unit"].lower() or "mib"
     if unit not in _SIZE_UNITS:
-        raise UnitError(f"unknown size unit {match['unit']!r} in {value!r}; use {SIZE_EXAMPLE}")
-    return round(float(match["num"]) * _SIZE_UNITS[unit])
+        raise UnitError(
+            f"unknown size unit {short_repr(match['unit'])} in {short_repr(value)}; "
+            f"use {SIZE_EXAMPLE}"
+        )
+    # float("9" * 400) is inf, and round(inf) raises: bound the number first.
+    return _bounded_size(float(match["num"]) * _SIZE_UNITS[unit], value)
+
+
+def _bounded_size(nbytes: float, given: object) -> int:
+    if not nbytes <= MAX_SIZE:  # also catches inf
+        raise UnitError(
+            f"size {short_repr(given)} is too large (at most 8 EiB); use {SIZE_EXAMPLE}"
+        )
+    return round(nbytes)
 
 
 def parse_duration(value: object) -> float:
-    """Return a duration in seconds; a bare number is seconds."""
+    """Return a duration in seconds (a bare number is seconds), at most one year."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise UnitError(
-            f"expected a duration, got {type(value).__name__} {value!r}; use {DURATION_EXAMPLE}"
+            f"expected a duration, got {type(value).__name__} {short_repr(value)}; "
+            f"use {DURATION_EXAMPLE}"
         )
-    if isinstance(value, (int, float)):
-        seconds = float(value)
+    if isinstance(value, int):
+        # float(10**400) raises OverflowError: compare as integers first.
+        seconds = float(value) if abs(value) <= MAX_DURATION else math.inf
+    elif isinstance(value, float):
+        seconds = value
     else:
         match = _DURATION_RE.match(value)
         if not match:
-            raise UnitError(f"cannot read {value!r} as a duration; use {DURATION_EXAMPLE}")
+            raise UnitError(
+                f"cannot read {short_repr(value)} as a duration; use {DURATION_EXAMPLE}"
+            )
         unit = match["unit"].lower() or "s"
         if unit not in _DURATION_UNITS:
             raise UnitError(
-                f"unknown duration unit {match['unit']!r} in {value!r}; use {DURATION_EXAMPLE}"
+                f"unknown duration unit {short_repr(match['unit'])} in {short_repr(value)}; "
+                f"use {DURATION_EXAMPLE}"
             )
         seconds = float(match["num"]) * _DURATION_UNITS[unit]
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise UnitError(f"expected a positive duration, got {value!r}; use {DURATION_EXAMPLE}")
+    if math.isnan(seconds) or seconds <= 0:
+        raise UnitError(
+            f"expected a positive duration, got {short_repr(value)}; use {DURATION_EXAMPLE}"
+        )
+    if seconds > MAX_DURATION:
+        raise UnitError(
+            f"duration {short_repr(value)} is too long (at most 366 days); use {DURATION_EXAMPLE}"
+        )
     return seconds
 
 
 def parse_rate(value: object) -> float:
     """Return a growth rate in bytes per second from ``"SIZE/DURATION-UNIT"``."""
     if not isinstance(value, str) or "/" not in value:
-        raise UnitError(f"cannot read {value!r} as a rate; use {RATE_EXAMPLE}")
+        raise UnitError(f"cannot read {short_repr(value)} as a rate; use {RATE_EXAMPLE}")
     size_part, _, per = value.partition("/")
     per = per.strip()
     # "1 MiB/h" means per one hour: allow a bare unit after the slash.
@@ -113,7 +149,9 @@ def parse_rate(value: object) -> float:
     except UnitError as exc:
         # Quote the whole rate: an error about one half alone ("'1fortnight'")
         # does not say which value was wrong.
-        raise UnitError(f"cannot read {value!r} as a rate ({exc}); use {RATE_EXAMPLE}") from None
+        raise UnitError(
+            f"cannot read {short_repr(value)} as a rate ({exc}); use {RATE_EXAMPLE}"
+        ) from None
 
 
 def format_size(n: float | None, *, signed: bool = False) -> str:

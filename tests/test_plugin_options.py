@@ -42,7 +42,7 @@ def test_bad_repeat_value(suite: pytest.Pytester, runner: Runner) -> None:
     result = runner.inproc("--memwatch-repeat=2:0")
     assert usage_error(result) == (
         "ERROR: memwatch: bad value '2:0' for --memwatch-repeat (from command line option "
-        "--memwatch-repeat): RUNS must be 1 or more, e.g. 2:5. Expected WARMUP:RUNS, e.g. 2:5."
+        "--memwatch-repeat): RUNS must be from 1 to 1000, e.g. 2:5. Expected WARMUP:RUNS, e.g. 2:5."
     )
 
 

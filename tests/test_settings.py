@@ -247,14 +247,14 @@ def test_to_dict_is_json_ready() -> None:
             {},
             {},
             "memwatch: bad value '2:0' for --memwatch-repeat (from command line option "
-            "--memwatch-repeat): RUNS must be 1 or more, e.g. 2:5. Expected WARMUP:RUNS, e.g. 2:5.",
+            "--memwatch-repeat): RUNS must be from 1 to 1000, e.g. 2:5. Expected WARMUP:RUNS, e.g. 2:5.",
         ),
         (
             {"repeat": "-1:3"},
             {},
             {},
             "memwatch: bad value '-1:3' for --memwatch-repeat (from command line option "
-            "--memwatch-repeat): WARMUP must be 0 or more, e.g. 2:5. "
+            "--memwatch-repeat): WARMUP must be from 0 to 1000, e.g. 2:5. "
             "Expected WARMUP:RUNS, e.g. 2:5.",
         ),
         (
@@ -276,7 +276,7 @@ def test_to_dict_is_json_ready() -> None:
             {},
             {},
             "memwatch: bad value 'many' for --memwatch-top (from command line option "
-            "--memwatch-top): expected a whole number, e.g. 10.",
+            "--memwatch-top): expected a whole number from 0 to 100000, e.g. 10.",
         ),
         (
             {},
@@ -291,7 +291,7 @@ def test_to_dict_is_json_ready() -> None:
             {},
             {},
             "memwatch: bad value 'a/b' for --memwatch-save (from command line option "
-            "--memwatch-save): expected a name without slashes or colons, e.g. main. "
+            "--memwatch-save): expected a name without slashes or colons, not starting with a dot, e.g. main. "
             "Expected a name, e.g. main.",
         ),
         (
