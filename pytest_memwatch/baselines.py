@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_memwatch.limits import has_control_chars
 from pytest_memwatch.report_json import (
     ResultsError,
     default_file_mode,
@@ -173,7 +174,13 @@ def save_run(doc: Mapping[str, Any], storage: Path, name: str, machine: str | No
     Raises ``OSError`` when the storage cannot be written (the caller turns it
     into a warning). No partial file is ever left behind.
     """
-    if not name or any(c in name for c in "/\\:\0") or name.startswith("."):
+    if (
+        not name
+        or any(c in name for c in "/\\:\0")
+        or name.startswith(".")
+        or has_control_chars(name)
+    ):
+        # A newline in a file name hides the run from find_run and list_runs.
         raise ValueError(f"bad name for a saved run: {name!r} (use e.g. main)")
     ensure_storage(storage)
     folder = storage / (machine or machine_id())
@@ -218,7 +225,10 @@ def load_history(path: Path) -> tuple[dict[str, list[tuple[SavedRun, dict[str, A
     problems: list[str] = []
     for run in runs:
         try:
-            grouped.setdefault(run.machine, []).append((run, run.load()))
+            loaded = run.load()
         except BaselineError as exc:
             problems.append(str(exc))
+            continue
+        # Grouped only once read: a machine whose every run is unreadable has no runs.
+        grouped.setdefault(run.machine, []).append((run, loaded))
     return grouped, problems

@@ -150,7 +150,15 @@ def finish_run(doc: dict[str, Any], settings: Settings, rootdir: str) -> OutputO
     storage = baselines.resolve_storage(settings.storage, rootdir)
     written = doc
     if settings.compare is not None:
-        comparison = _compare(doc, settings, storage, outcome)
+        try:
+            comparison = _compare(doc, settings, storage, outcome)
+        except Exception as exc:
+            # A comparison that breaks must not cost the run its JSON and HTML.
+            outcome.warnings.append(
+                f"memwatch: could not compare with the saved run ({type(exc).__name__}: "
+                f"{exc}); nothing was compared. Please report this as a pytest-memwatch bug."
+            )
+            comparison = None
         if comparison is not None:
             written = {**doc, "comparison": comparison}
     if settings.json:

@@ -20,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
+import stat
 import tempfile
 from collections.abc import Mapping, Sequence
 from functools import cache
@@ -28,6 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pytest_memwatch.limits import MAX_JSON_INT, MAX_RESULTS_BYTES, short_repr
 from pytest_memwatch.results import SCHEMA_VERSION, TestResult, totals
 
 TOOL = "pytest-memwatch"
@@ -226,12 +229,73 @@ def _json_kind(value: object) -> str:
     return "a number"
 
 
+class _NumberOutOfRange(ValueError):
+    pass
+
+
+def _parse_int(text: str) -> int:
+    # Byte and object counts fit in 64 bits; a 400-digit integer would reach
+    # float() in the comparison and the reports and raise OverflowError there.
+    # Checked on the text: int() of more than 4300 digits raises by itself.
+    digits = len(text.lstrip("-"))
+    if digits > 19 or abs(value := int(text)) > MAX_JSON_INT:
+        shown = text if digits <= 30 else f"{text[:12]}...({digits} digits)"
+        raise _NumberOutOfRange(f"the integer {shown} is out of range (at most 2**63-1)")
+    return value
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NumberOutOfRange(f"the number {short_repr(text)} is out of range")
+    return value
+
+
+def _parse_constant(text: str) -> float:
+    # json.loads accepts NaN and Infinity, which are not JSON.
+    raise _NumberOutOfRange(f"{text} is not a JSON number")
+
+
+def loads_bounded(text: str) -> object:
+    """``json.loads`` that refuses NaN, Infinity, and numbers no memwatch file holds.
+
+    Raises ``ValueError`` (``json.JSONDecodeError`` for bad syntax).
+    """
+    return json.loads(
+        text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
+    )
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int = MAX_RESULTS_BYTES) -> bytes:
+    """Read a text file of at most ``limit`` bytes; ``OSError`` when it is larger or binary.
+
+    A bound, not ``read()``: ``/dev/zero`` or a FIFO never ends. Text files hold
+    no NUL byte, so a binary stream is refused at its first chunk.
+    """
+    chunks: list[bytes] = []
+    total = 0
+    with open(path, "rb") as f:
+        if stat.S_ISREG(os.fstat(f.fileno()).st_mode) and os.fstat(f.fileno()).st_size > limit:
+            raise OSError(errno.EFBIG, _too_large(limit))
+        while chunk := f.read(1024 * 1024):
+            if b"\0" in chunk:
+                raise OSError(errno.EINVAL, "binary data (NUL bytes), not a text file")
+            total += len(chunk)
+            if total > limit:
+                raise OSError(errno.EFBIG, _too_large(limit))
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> str:
+    return f"larger than {limit // (1024 * 1024)} MiB, the most pytest-memwatch reads"
+
+
 def read_json(path: str | os.PathLike[str]) -> object:
     """Parse a JSON file; raise :class:`ResultsError` naming the file when it can't."""
     name = os.fspath(path)
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_bounded(path)
     except IsADirectoryError:
         raise ResultsError(f"{name}: is a directory, not a results file") from None
     except OSError as exc:
@@ -240,7 +304,7 @@ def read_json(path: str | os.PathLike[str]) -> object:
         raise ResultsError(f"{name}: empty file, not a results document")
     try:
         # Decode explicitly: json.loads(bytes) would guess UTF-16/32 from the first bytes.
-        return json.loads(raw.decode("utf-8-sig"))
+        return loads_bounded(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise ResultsError(f"{name}: not valid JSON (not UTF-8 text)") from None
     except json.JSONDecodeError as exc:
@@ -249,6 +313,8 @@ def read_json(path: str | os.PathLike[str]) -> object:
         raise ResultsError(f"{name}: not valid JSON{hint}: {exc}") from None
     except RecursionError:
         raise ResultsError(f"{name}: not valid JSON (nested too deeply)") from None
+    except ValueError as exc:  # _NumberOutOfRange, or int()'s digit limit
+        raise ResultsError(f"{name}: not a results document this version can read: {exc}") from None
 
 
 def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -317,6 +383,13 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:
     On any error the temporary file is removed and the target is untouched;
     the ``OSError`` propagates for the caller to report. Returns the path written.
     """
+    existing = _stat_or_none(path)
+    if existing is not None and not (
+        stat.S_ISREG(existing.st_mode) or stat.S_ISDIR(existing.st_mode)
+    ):
+        # A device or a pipe (/dev/null, /dev/stdout): replacing it with a regular
+        # file would destroy it (as root, even /dev/null). Write into it instead.
+        return _write_in_place(path, existing.st_mode, data)
     # realpath: replacing a symlink would cut the link instead of updating its target.
     target = Path(os.path.realpath(path))
     make_dirs(target.parent)
@@ -328,6 +401,53 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:
             os.unlink(tmp)
         raise
     return target
+
+
+def _stat_or_none(path: str | os.PathLike[str]) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        # Missing (the usual case), or a parent that is not a directory: the
+        # atomic path below reports that with its own message.
+        return None
+
+
+def _write_in_place(path: str | os.PathLike[str], mode: int, data: str | bytes) -> Path:
+    """Write into a character device or a FIFO, as a shell redirection would.
+
+    Block devices and sockets are refused: writing a report over a disk is
+    never what was meant. A FIFO nobody reads is refused rather than waited on.
+    """
+    name = os.fspath(path)
+    if not (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
+        kind = (
+            "a block device"
+            if stat.S_ISBLK(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "not a regular file"
+        )
+        raise OSError(
+            errno.EINVAL,
+            f"{name} is {kind}; memwatch writes only regular files, character devices and pipes",
+        )
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    flags = os.O_WRONLY | (os.O_NONBLOCK if stat.S_ISFIFO(mode) else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise OSError(errno.ENXIO, f"{name} is a pipe that nobody reads") from None
+        raise
+    try:
+        if flags & os.O_NONBLOCK:
+            os.set_blocking(fd, True)
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    return Path(path)
 
 
 def write_results(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
