@@ -110,14 +110,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     state = _state(config)
     pm = config.pluginmanager
     if state is not None and not _is_worker(config) and pm.has_plugin("dsession"):
-        pm.register(WorkerReports(state), "memwatch-worker-reports")
+        pm.register(
+            WorkerReports(state, loadgroup=config.getoption("dist", None) == "loadgroup"),
+            "memwatch-worker-reports",
+        )
 
 
 class WorkerReports:
     """The controller's per-report hooks: a worker's test result rides on its report."""
 
-    def __init__(self, state: SessionState) -> None:
+    def __init__(self, state: SessionState, *, loadgroup: bool = False) -> None:
         self.state = state
+        self.loadgroup = loadgroup
 
     def pytest_report_teststatus(
         self, report: pytest.TestReport
@@ -128,6 +132,46 @@ class WorkerReports:
         data = getattr(report, "memwatch", None)
         if data is not None:
             self.state.results.append(TestResult.from_dict(data))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        """A worker died in a test: list the test, failed, rather than lose it.
+
+        The dead worker never sends that test's report, so without this the
+        results would miss it while the run fails. xdist calls this hook with
+        the failure report it makes for the item (checked on pytest-xdist 3.8).
+        """
+        node = getattr(report, "node", None)
+        gateway = getattr(node, "gateway", None)
+        worker = str(getattr(gateway, "id", None) or "unknown")
+        message = str(report.longrepr or f"worker {worker!r} crashed while running {crashitem!r}")
+        self.state.results.append(
+            TestResult(
+                nodeid=_serial_nodeid(crashitem, loadgroup=self.loadgroup),
+                outcome="failed",
+                worker=worker,
+                verdicts=[
+                    {
+                        "kind": "crash",
+                        "source": "xdist",
+                        "passed": False,
+                        "message": f"{message}; nothing was measured",
+                        "metric": None,
+                        "limit": None,
+                        "measured": None,
+                        "details": {},
+                    }
+                ],
+            )
+        )
+
+
+def _serial_nodeid(nodeid: str, *, loadgroup: bool) -> str:
+    # --dist loadgroup: the controller sees "test_x.py::test@group"; results carry
+    # the ids a serial run has.
+    if loadgroup and "@" in nodeid:
+        return nodeid.rsplit("@", 1)[0]
+    return nodeid
 
 
 @pytest.hookimpl(optionalhook=True)
