@@ -49,6 +49,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any, TypeGuard
 
+from pytest_memwatch.limits import MAX_DURATION, short_repr
 from pytest_memwatch.probes import Prober, get_prober
 from pytest_memwatch.results import now_iso
 from pytest_memwatch.stats import Trend, median, theil_sen
@@ -753,11 +754,17 @@ def _is_number(v: object) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _is_time(v: object) -> TypeGuard[float]:
+    return _is_number(v) and 0 <= v <= MAX_DURATION
+
+
 def read_samples(path: str | os.PathLike[str]) -> SampleFile:
     """Read and check a samples file; :class:`SoakError` names the file and line of a problem."""
+    from pytest_memwatch.report_json import loads_bounded, read_bounded
+
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        raw = read_bounded(p)
     except OSError as exc:
         raise SoakError(f"{p}: cannot read: {exc.strerror or exc}") from None
     text_lines = raw.split(b"\n")
@@ -775,10 +782,13 @@ def read_samples(path: str | os.PathLike[str]) -> SampleFile:
         where = f"{p}:{lineno}"
         last = lineno == len(text_lines)
         try:
-            obj = json.loads(line.decode("utf-8"))
+            obj = loads_bounded(line.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             cut = " (the file was cut short)" if last and not raw.endswith(b"\n") else ""
             raise SoakError(f"{where}: not valid JSON{cut}: {exc}") from None
+        except (ValueError, RecursionError) as exc:
+            # A number no samples file holds (a 400-digit rss, 1e400), or nesting.
+            raise SoakError(f"{where}: not a soak sample this version can read: {exc}") from None
         if not isinstance(obj, dict):
             raise SoakError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         if lineno == 1:
@@ -787,8 +797,11 @@ def read_samples(path: str | os.PathLike[str]) -> SampleFile:
             continue
         event = obj.get("event")
         if event is not None:
-            if not _is_number(obj.get("t")):
-                raise SoakError(f"{where}: {event!r} event without a number t")
+            if not _is_time(obj.get("t")):
+                raise SoakError(
+                    f"{where}: {short_repr(event)} event without a number t from 0 to "
+                    f"{MAX_DURATION:.0f} s"
+                )
             if event == "resume":
                 segment += 1
                 resumes.append(float(obj["t"]))
@@ -798,8 +811,12 @@ def read_samples(path: str | os.PathLike[str]) -> SampleFile:
             # Unknown events are skipped: a newer writer may add some.
             continue
         t = obj.get("t")
-        if not _is_number(t) or t < 0:
-            raise SoakError(f"{where}: sample without a number t >= 0 ({t!r})")
+        if not _is_time(t):
+            # t=1e300 would make a resumed run look finished before it ran.
+            raise SoakError(
+                f"{where}: sample without a number t from 0 to {MAX_DURATION:.0f} s "
+                f"({short_repr(t)})"
+            )
         if t + 1e-6 < prev_t:
             raise SoakError(f"{where}: sample time t={t} goes back (previous {prev_t})")
         prev_t = float(t)
@@ -827,8 +844,11 @@ def _check_header(obj: Mapping[str, Any], where: str) -> None:
     if not isinstance(obj.get("nodeid"), str):
         raise SoakError(f"{where}: header without a nodeid")
     for key in ("duration_s", "interval_s", "warmup_s"):
-        if not _is_number(obj.get(key)) or obj[key] < 0:
-            raise SoakError(f"{where}: header {key} must be a number >= 0, got {obj.get(key)!r}")
+        if not _is_time(obj.get(key)):
+            raise SoakError(
+                f"{where}: header {key} must be a number from 0 to {MAX_DURATION:.0f}, "
+                f"got {short_repr(obj.get(key))}"
+            )
     if obj.get("limit_rate") is not None and not _is_number(obj["limit_rate"]):
         raise SoakError(f"{where}: header limit_rate must be a number or null")
 
@@ -861,6 +881,61 @@ def check_resumable(found: SampleFile, plan: SoakPlan) -> None:
             f"({'; '.join(diffs)}). Run with the same marker and --memwatch-soak-duration, "
             "delete the file to start over, or run without --memwatch-soak-resume"
         )
+
+
+class SamplesLock:
+    """An exclusive ``flock`` on a samples file, held by the run that writes it.
+
+    Two processes running the same soak test in one rootdir would otherwise
+    append to one file and interleave their lines. The second one is refused
+    at setup with a :class:`SoakError`. Where ``flock`` is missing (Windows)
+    or not supported by the file system, nothing is locked.
+    """
+
+    def __init__(self, path: Path, fd: int, created: bool) -> None:
+        self.path = path
+        self._fd: int | None = fd
+        self._created = created
+
+    @classmethod
+    def acquire(cls, path: Path) -> SamplesLock | None:
+        try:
+            import fcntl
+        except ImportError:
+            return None
+        from pytest_memwatch.report_json import make_dirs
+
+        try:
+            make_dirs(path.parent)
+            created = not path.exists()
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            return None  # the writer meets the same problem and reports it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SoakError(
+                f"{path} is being written by another process running this soak test; "
+                "run a soak test in one process at a time, or give each its own "
+                "--memwatch-storage"
+            ) from None
+        except OSError:
+            os.close(fd)
+            return None
+        return cls(path, fd, created)
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            # Still locked: a file this lock created and no run wrote goes again.
+            if self._created and os.fstat(fd).st_size == 0:
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
+        finally:
+            os.close(fd)
 
 
 class SampleWriter:
@@ -992,6 +1067,7 @@ class SoakRun:
         self._install_signals = install_signals
         self._clock = clock
         self.buffer = SampleBuffer()
+        self._file_lock: SamplesLock | None = None
         self.offset = 0.0  # seconds done by earlier processes (resume)
         self.resumes: list[float] = []
         self._segment = 0
@@ -1019,18 +1095,33 @@ class SoakRun:
         """A run whose samples go to ``directory``; with ``resume``, check the file to resume."""
         path = None if directory is None else directory / samples_filename(plan.nodeid)
         run = cls(plan, path, **kwargs)
-        if resume and path is not None and path.exists():
-            try:
-                found = read_samples(path)
-            except SoakError as exc:
-                raise SoakError(
-                    f"cannot resume: {exc}. The file is left as it is: repair or delete "
-                    "it, or run without --memwatch-soak-resume"
-                ) from None
-            check_resumable(found, plan)
-            if not found.complete:
-                run._resume_from = found
+        if path is not None:
+            # Before reading it: the file must not change under this run, nor
+            # get the lines of two processes interleaved.
+            run._file_lock = SamplesLock.acquire(path)
+        try:
+            # An empty file is one a lock created and no run wrote: nothing to resume.
+            if resume and path is not None and path.exists() and path.stat().st_size > 0:
+                try:
+                    found = read_samples(path)
+                except SoakError as exc:
+                    raise SoakError(
+                        f"cannot resume: {exc}. The file is left as it is: repair or delete "
+                        "it, or run without --memwatch-soak-resume"
+                    ) from None
+                check_resumable(found, plan)
+                if not found.complete:
+                    run._resume_from = found
+        except BaseException:
+            run.release()
+            raise
         return run
+
+    def release(self) -> None:
+        """Let another process write this test's samples file (idempotent)."""
+        lock, self._file_lock = self._file_lock, None
+        if lock is not None:
+            lock.release()
 
     # -- clock ------------------------------------------------------------------
     @property
@@ -1212,6 +1303,7 @@ class SoakRun:
         Safe to call more than once: the first call decides.
         """
         if self._outcome is not None or not self.started:
+            self.release()
             return self._outcome
         self._stop.set()
         if self._thread is not None:
@@ -1246,6 +1338,7 @@ class SoakRun:
         )
         if self.write_error:
             self._outcome.data["write_error"] = self.write_error
+        self.release()
         return self._outcome
 
     # -- signals ----------------------------------------------------------------
