@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
+from pytest_memwatch.limits import MAX_DURATION, check_count, short_repr
 from pytest_memwatch.probes import Sample, bytes_metric, get_prober
 from pytest_memwatch.stats import theil_sen
 from pytest_memwatch.units import format_size, parse_size
@@ -94,13 +95,22 @@ class MemoryTracker:
 class MemoryLimitExceeded(MemoryError):
     """Raised by :func:`memory_limit`; names the function, the limit and the peak."""
 
-    def __init__(self, function: str, limit: int, peak: int) -> None:
+    def __init__(self, function: str, limit: int, peak: int, other_threads: int = 0) -> None:
         self.function = function
         self.limit = limit
         self.peak = peak
+        self.other_threads = other_threads
+        # The peak is the process's RSS: what other threads allocated during the
+        # call counts too. Say so when there were any, or the figure misleads.
+        shared = (
+            f" (a process-wide RSS peak: {other_threads} other thread(s) ran during the "
+            "call and their allocations count too)"
+            if other_threads
+            else ""
+        )
         super().__init__(
             f"{function} used {format_size(peak)} at its peak, over its memory_limit of "
-            f"{format_size(limit)}"
+            f"{format_size(limit)}{shared}"
         )
 
 
@@ -113,20 +123,23 @@ def memory_limit(limit: int | float | str) -> Callable[[Callable[P, R]], Callabl
     limit_b = parse_size(limit)
 
     def deco(fn: Callable[P, R]) -> Callable[P, R]:
+        _check_callable("memory_limit", fn)
         name = getattr(fn, "__qualname__", repr(fn))
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             prober = get_prober()
             start = prober.rss() or 0
+            others = threading.active_count() - 1
             watch = prober.start_peak()
             try:
                 result = fn(*args, **kwargs)
             finally:
                 peak = watch.stop()
+                others = max(others, threading.active_count() - 1)
             used = max(0, (peak or 0) - start)
             if used > limit_b:
-                raise MemoryLimitExceeded(name, limit_b, used)
+                raise MemoryLimitExceeded(name, limit_b, used, others)
             return result
 
         return wrapper
@@ -144,6 +157,7 @@ class Profile:
 
 def memory_profile(fn: Callable[P, R]) -> Callable[P, R]:
     """Log what each call leaves behind and its peak; the last profile is on ``.last_profile``."""
+    _check_callable("memory_profile", fn)
     name = getattr(fn, "__qualname__", repr(fn))
 
     @functools.wraps(fn)
@@ -177,6 +191,15 @@ def memory_profile(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def _check_callable(decorator: str, fn: object) -> None:
+    if not callable(fn):
+        raise TypeError(
+            f"{decorator}: expected a function to wrap, got {type(fn).__name__} "
+            f"{short_repr(fn)}; use it as a decorator, e.g. @{decorator}"
+            + ("(500)" if decorator == "memory_limit" else "")
+        )
+
+
 class MemoryMonitoringService:
     """A background thread sampling process memory, with thresholds and a status call.
 
@@ -194,9 +217,23 @@ class MemoryMonitoringService:
         history: int = 2880,
         on_alert: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
-        if interval <= 0:
-            raise ValueError(f"interval must be positive seconds, got {interval!r}")
-        self.interval = interval
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)):
+            raise TypeError(
+                f"interval must be a number of seconds, e.g. 30, got {short_repr(interval)}"
+            )
+        # NaN compares false with everything: it would pass "<= 0" and busy-loop.
+        if not (0 < interval <= MAX_DURATION):
+            raise ValueError(
+                f"interval must be positive seconds, at most one year, e.g. 30, "
+                f"got {short_repr(interval)}"
+            )
+        if on_alert is not None and not callable(on_alert):
+            raise TypeError(
+                f"on_alert must be a function (level, status) or None, got "
+                f"{type(on_alert).__name__} {short_repr(on_alert)}"
+            )
+        check_count("history", history, minimum=1, maximum=10_000_000)
+        self.interval = float(interval)
         self.warn = None if warn_mb is None else parse_size(warn_mb)
         self.limit = None if limit_mb is None else parse_size(limit_mb)
         self.on_alert = on_alert
@@ -205,6 +242,8 @@ class MemoryMonitoringService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.alerts = 0
+        self.alert_errors = 0
+        self.last_alert_error: str | None = None
         self.peak_rss = 0
         self.started_at: float | None = None
 
@@ -226,6 +265,10 @@ class MemoryMonitoringService:
         if thread is None:
             return
         self._stop.set()
+        if thread is threading.current_thread():
+            # Called from on_alert: the loop ends on its own after this sample;
+            # joining itself would raise and kill the thread mid-call.
+            return
         thread.join()
         self._thread = None
 
@@ -243,12 +286,23 @@ class MemoryMonitoringService:
             self.alerts += 1
             log.warning("memwatch monitor: RSS %s (%s)", format_size(rss), level)
             if self.on_alert is not None:
-                self.on_alert(level, self.status())
+                try:
+                    self.on_alert(level, self.status())
+                except Exception as exc:
+                    # The service outlives a broken callback: it is what watches memory.
+                    self.alert_errors += 1
+                    self.last_alert_error = f"{type(exc).__name__}: {exc}"
+                    log.exception("memwatch monitor: on_alert raised; monitoring goes on")
         return rss
 
     def _loop(self) -> None:
         while True:
-            self.sample_now()
+            try:
+                self.sample_now()
+            except Exception:
+                # A probe that fails once (a /proc read during fork) must not end
+                # the monitoring for good; the error is logged.
+                log.exception("memwatch monitor: sampling failed; trying again next interval")
             if self._stop.wait(self.interval):
                 return
 
@@ -266,6 +320,8 @@ class MemoryMonitoringService:
             "current_rss": samples[-1][1] if samples else None,
             "peak_rss": self.peak_rss or None,
             "alerts": self.alerts,
+            "alert_errors": self.alert_errors,
+            "last_alert_error": self.last_alert_error,
             "trend": trend,
         }
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_memwatch.engine import Measurer, run_repeated
+from pytest_memwatch.limits import MAX_RUNS, MAX_WARMUP, check_count, short_repr
 from pytest_memwatch.probes import PeakWatch, Sample, bytes_metric, get_prober
 from pytest_memwatch.units import format_size, parse_size
 from pytest_memwatch.verdicts import RepeatPlan, Verdict
@@ -46,9 +47,16 @@ class LeakCheck:
 class MemwatchHandle:
     """Baselines, labelled snapshots, growth, peak and leak checks inside one test."""
 
-    def __init__(self, nodeid: str = "<api>") -> None:
+    def __init__(self, nodeid: str = "<api>", *, managed: bool = False) -> None:
         self.nodeid = nodeid
         self._prober = get_prober()
+        # managed: the memwatch fixture made this handle and calls finish() at
+        # teardown, so an object given to assert_collected can be checked then.
+        self._managed = managed
+        self._finished = False
+        # The reading at the test's start: assert_max_growth and growth() without
+        # a baseline() call compare with it, not with the moment of the call.
+        self._start: Sample | None = None
         self._baseline: Sample | None = None
         self._peak: PeakWatch | None = None
         self._peak_value: int | None = None
@@ -66,8 +74,21 @@ class MemwatchHandle:
         self._peak_value = None
         return self._baseline
 
+    def start(self) -> None:
+        """Record the test's starting reading (the fixture calls this at setup)."""
+        self._prober.trim()
+        self._start = self._prober.sample()
+
     def _ensure_baseline(self) -> Sample:
-        return self._baseline if self._baseline is not None else self.baseline()
+        if self._baseline is not None:
+            return self._baseline
+        if self._start is not None:
+            # The peak can only be watched from now on; growth counts from the start.
+            self._baseline = self._start
+            self._peak = self._prober.start_peak()
+            self._peak_value = None
+            return self._baseline
+        return self.baseline()
 
     def snapshot(self, label: str) -> dict[str, int | None]:
         """Record a labelled reading; returns its growth per metric since the baseline."""
@@ -121,7 +142,24 @@ class MemwatchHandle:
         runs: int = 5,
         resources: bool = False,
     ) -> LeakCheck:
-        """Call ``fn`` ``warmup`` + ``runs`` times (more when in doubt) and judge the trend."""
+        """Call ``fn`` ``warmup`` + ``runs`` times (more when in doubt) and judge the trend.
+
+        ``warmup`` is 0 to 1000 and ``runs`` 2 to 1000 (docs/reference.md).
+        """
+        if not callable(fn):
+            raise TypeError(
+                f"memwatch.check_leaks: expected a callable to repeat, got "
+                f"{type(fn).__name__} {short_repr(fn)}; e.g. check_leaks(lambda: parse(doc))"
+            )
+        try:
+            check_count("warmup", warmup, minimum=0, maximum=MAX_WARMUP)
+            check_count("runs", runs, minimum=2, maximum=MAX_RUNS)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"memwatch.check_leaks: {exc}") from None
+        if not isinstance(resources, bool):
+            raise TypeError(
+                f"memwatch.check_leaks: resources={short_repr(resources)}: expected True or False"
+            )
         metrics = ("blocks", "malloc", "rss") + (("fds", "threads") if resources else ())
         plan = RepeatPlan(warmup, runs, metrics=metrics)
         run_repeated(fn, plan, Measurer(self._prober))
@@ -141,6 +179,17 @@ class MemwatchHandle:
         if isinstance(obj, weakref.ref):
             self._check_ref(obj, what or "object")
             return
+        if self._finished:
+            raise RuntimeError(
+                f"memwatch.assert_collected: the test {self.nodeid} has ended, so nothing "
+                "would check this object; call it during the test, or pass a weakref.ref "
+                "to check now"
+            )
+        if not self._managed:
+            raise RuntimeError(
+                "memwatch.assert_collected: outside the memwatch fixture nothing checks the "
+                "object once it is dropped; drop it and pass weakref.ref(obj) to check now"
+            )
         try:
             ref = weakref.ref(obj)
         except TypeError:
@@ -174,6 +223,8 @@ class MemwatchHandle:
         )
 
     def finish(self) -> None:
+        """Check every object given to :meth:`assert_collected` (the fixture's teardown)."""
+        self._finished = self._managed
         pending, self._pending = self._pending, []
         for ref, what in pending:
             self._check_ref(ref, what)

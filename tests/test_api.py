@@ -253,7 +253,9 @@ def test_service_alerts_on_thresholds() -> None:
 
 
 def test_service_rejects_a_non_positive_interval() -> None:
-    with pytest.raises(ValueError, match=r"^interval must be positive seconds, got 0$"):
+    with pytest.raises(
+        ValueError, match=r"^interval must be positive seconds, at most one year, e.g. 30, got 0$"
+    ):
         MemoryMonitoringService(interval=0)
 
 

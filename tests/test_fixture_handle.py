@@ -31,7 +31,8 @@ def handle() -> Iterator[MemwatchHandle]:
     gc.collect()
     gc.freeze()
     try:
-        yield MemwatchHandle("tests/test_fixture_handle.py::x")
+        # managed: as the memwatch fixture makes it (finish() runs at teardown).
+        yield MemwatchHandle("tests/test_fixture_handle.py::x", managed=True)
     finally:
         gc.unfreeze()
 
@@ -118,6 +119,7 @@ def test_assert_collected_object_checked_at_finish(handle: MemwatchHandle) -> No
     del freed
     handle.finish()  # nothing left: no error
 
+    handle = MemwatchHandle("tests/test_fixture_handle.py::y", managed=True)
     held = Node()
     _Registry.items.append(held)
     try:
