@@ -687,3 +687,28 @@ def test_monitoring_stopped_from_its_own_alert_ends_cleanly() -> None:
     finally:
         threading.excepthook = previous
     assert errors == []
+
+
+def test_a_bad_module_marker_on_an_opted_out_test_says_to_fix_the_marker(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_mod="""
+        import pytest
+
+        pytestmark = pytest.mark.max_growth("ten megs")
+
+        @pytest.mark.memwatch_skip("x")
+        def test_opted_out():
+            pass
+        """
+    )
+    result = pytester.runpytest_inprocess()
+    result.assert_outcomes(errors=1)
+    out = result.stdout.str()
+    assert "To opt this test out: @pytest.mark.memwatch_skip(reason)" not in out
+    assert (
+        "memwatch_skip does not exempt a test from marker checks (a typo would surface only "
+        "once the opt-out is removed): fix the marker, or remove it from this test, its class "
+        "or its module." in out
+    )
