@@ -1,14 +1,23 @@
 """Attribution: what leaked, where it was allocated, and what still holds it.
 
-Gathered only when a verdict has failed, by running the code again with
-tracemalloc on, so tests that pass never pay for tracing. The result is plain
-data (see docs/results.md, "attribution")::
+Gathered only when a verdict has failed, so tests that pass never pay for it.
+The result is plain data (see docs/results.md, "attribution")::
 
-    {"trace_frames": 10, "runs": 3, "traced_growth": 3072,
+    {"trace_frames": 10, "runs": 3, "traced_growth": 3072, "mode": "rerun",
      "sites": [{"size": 3072, "count": 3, "traceback": [{"filename", "lineno", "line"}]}],
      "types": [{"type": "builtins.bytes", "delta": 3, "count": 812}],
      "chains": [{"type": "...", "repr": "...", "chain": [{"type", "repr", "via"}]}],
      "note": null}
+
+Its cost is bounded (docs/explanation.md, "Attribution"):
+
+- time: what leaked is found among the objects the re-runs left (the heap is
+  frozen before them, so ``gc.get_objects()`` lists only those), not by
+  walking the heap; the walks that remain (an old container holding a new
+  string, the reference chains) run in C and stop at a deadline;
+- memory: the test is re-run only while the re-runs' leak and tracemalloc's
+  tables fit in :data:`RERUN_BUDGET`; a bigger leak is explained from the
+  objects it already left, without re-running the test; reprs are bounded.
 """
 
 from __future__ import annotations
@@ -18,11 +27,17 @@ import gc
 import linecache
 import os
 import reprlib
+import sys
+import time
 import tracemalloc
 import types
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from itertools import compress, filterfalse, groupby, repeat
+from operator import itemgetter
 from typing import Any
+
+from pytest_memwatch.units import format_size
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _repr = reprlib.Repr()
@@ -31,11 +46,39 @@ _repr.maxother = 80
 _repr.maxlist = 4
 _repr.maxdict = 4
 
+MiB = 1024 * 1024
+# Extra memory the attribution re-runs may add: their leak (the warmup run's
+# and every traced run's) plus tracemalloc's tables for the blocks they keep.
+RERUN_BUDGET = 64 * MiB
+# tracemalloc's cost per traced live block: its trace entry (~50 B) and one
+# snapshot's tuple, Statistic grouping and Python ints (~250 B), measured on
+# CPython 3.11 by bench/attribution.py.
+TRACE_COST_PER_BLOCK = 320
+# Deadlines: the scan of old containers for a new object, and each chain.
+SCAN_SECONDS = 1.0
+CHAIN_SECONDS = 1.0
+# Objects handed to one gc.get_referents()/get_referrers() call.
+_CHUNK = 10_000
+_CHAIN_WIDTH = 8
+# reprlib abbreviates these itself; anything else bigger than this is named, not printed.
+_REPR_SAFE = (str, list, tuple, dict, set, frozenset, deque, int, float, bool, type(None))
+_REPR_MAX_SIZE = 4096
+_UNTRACKED_CONTAINERS = (dict, tuple)
+
 
 def short_repr(obj: object) -> str:
+    """A repr of at most about 80 characters, never the repr of a large object.
+
+    ``reprlib`` abbreviates containers and strings, but for any other type it
+    builds the full repr first: for a 200 MiB ``bytearray`` that is an 800 MiB string.
+    """
     try:
+        if not isinstance(obj, _REPR_SAFE):
+            size = sys.getsizeof(obj)
+            if size > _REPR_MAX_SIZE:
+                return f"<{_type_name(obj)} of {format_size(size)}>"
         return _repr.repr(obj)
-    except Exception as exc:  # a broken __repr__ must not break the report
+    except Exception as exc:  # a broken __repr__ or __sizeof__ must not break the report
         return f"<{type(obj).__name__} (repr failed: {type(exc).__name__})>"
 
 
@@ -48,39 +91,496 @@ def _type_name(obj: object) -> str:
     return _qualified(type(obj))
 
 
-def _reachable() -> Iterator[object]:
-    """Every object the collector tracks, and what those refer to directly.
+def empty(frames: int, note: str) -> dict[str, Any]:
+    """An attribution that explains nothing, and says why."""
+    return {
+        "trace_frames": frames,
+        "runs": 0,
+        "traced_growth": 0,
+        "sites": [],
+        "types": [],
+        "chains": [],
+        "note": note,
+    }
 
-    ``gc.get_objects()`` lists only containers; a leaked ``bytes`` or ``str`` is
-    not tracked, so the objects the containers refer to are included, and
-    CPython's untracked dicts and tuples (holding only atomic values, like a
-    cache of strings) are walked into as well.
+
+def rerun_count(leak_bytes: int | None, leak_blocks: int | None, runs: int = 3) -> int:
+    """How many traced runs (after one warmup) fit in :data:`RERUN_BUDGET`; 0: do not re-run.
+
+    Each re-run keeps what the test leaks (``leak_bytes``, ``leak_blocks`` per
+    run, as measured) and tracemalloc keeps a trace for each of those blocks.
     """
-    seen: set[int] = set()
-    # Newest first: after a full collection every survivor sits in the oldest
-    # generation in the order it got there, so what a test just leaked is at
-    # the end of the list, and walks that stop early find it quickly.
-    for o in reversed(gc.get_objects()):
-        stack = [o, *gc.get_referents(o)]
-        while stack:
-            x = stack.pop()
-            if id(x) in seen:
+    per_run = max(0, leak_bytes or 0) + TRACE_COST_PER_BLOCK * max(0, leak_blocks or 0)
+    if per_run <= 0:
+        return runs
+    return max(0, min(runs, RERUN_BUDGET // per_run - 1))
+
+
+class _Sentinel:
+    __slots__ = ()
+
+
+class _Tracing:
+    """tracemalloc as attribution found it, and whether its traces can still be compared.
+
+    A test may use tracemalloc itself: stop it, restart it with another depth,
+    or leave it running. Its traces are then not ours to compare (nor to
+    clear), so allocation sites are left out and the note says why; the types
+    and chains, found without tracemalloc, are still reported.
+    """
+
+    def __init__(self, frames: int) -> None:
+        self.frames = max(1, frames)
+        self.notes: list[str] = []
+        self.ours = not tracemalloc.is_tracing()
+        self.usable = self.ours
+        if self.ours:
+            tracemalloc.start(self.frames)
+            # Traced from now on: a stop and restart inside the test drops its
+            # trace. Not a list or tuple: those come from free lists, untraced.
+            self._sentinel: object = _Sentinel()
+        else:
+            self._sentinel = None
+            self.notes.append(
+                f"tracemalloc was already running ({tracemalloc.get_traceback_limit()} frames, "
+                "started by the test, a fixture or PYTHONTRACEMALLOC): allocation sites are "
+                "left out rather than compare or clear its traces"
+            )
+
+    def check(self) -> None:
+        """After a run: are our traces intact?"""
+        if not self.usable:
+            return
+        if not tracemalloc.is_tracing():
+            why = "the test stops tracemalloc itself (tracemalloc.stop())"
+        elif tracemalloc.get_traceback_limit() != self.frames:
+            why = (
+                f"the test restarts tracemalloc with {tracemalloc.get_traceback_limit()} frames "
+                f"instead of {self.frames}"
+            )
+        elif tracemalloc.get_object_traceback(self._sentinel) is None:
+            why = "the test restarts tracemalloc itself, which drops the traces taken before"
+        else:
+            return
+        self.usable = False
+        self.notes.append(f"{why}: allocation sites are not available for this test")
+
+    def close(self) -> None:
+        # As found: a test that leaves tracemalloc running keeps it running.
+        if self.ours and tracemalloc.is_tracing():
+            tracemalloc.stop()
+        self._sentinel = None
+
+
+Trace = tuple[tuple[str, int], ...]  # tracemalloc's raw traceback: (filename, lineno), newest first
+
+
+def _grouped() -> dict[Trace, tuple[int, int]]:
+    """Traced (size, count) per traceback.
+
+    From the raw traces: ``Snapshot.statistics`` builds a ``Trace`` and a
+    ``Traceback`` object per block in Python, about 20 times slower.
+    """
+    traces = getattr(_tracemalloc, "_get_traces", None)
+    if traces is None:  # not CPython's tracemalloc: the public, slower way
+        snapshot = tracemalloc.take_snapshot()
+        stats = snapshot.statistics("traceback")
+        del snapshot
+        return {
+            tuple((f.filename, f.lineno) for f in reversed(s.traceback)): (s.size, s.count)
+            for s in stats
+        }
+    raw = traces()
+    # Sorted and grouped in C: hashing each block's traceback (a tuple of
+    # frames, whose hash is not cached) in a dict costs 20 times more.
+    raw.sort(key=itemgetter(2))
+    out: dict[Trace, tuple[int, int]] = {}
+    for tb, group in groupby(raw, itemgetter(2)):
+        sizes = list(map(itemgetter(1), group))
+        out[tb] = (sum(sizes), len(sizes))
+    del raw
+    return out
+
+
+def _chunks(objs: Sequence[object], size: int = _CHUNK) -> Iterable[Sequence[object]]:
+    for start in range(0, len(objs), size):
+        yield objs[start : start + size]
+
+
+def _untracked_containers(refs: list[object]) -> list[object]:
+    """Untracked dicts and tuples among ``refs`` (a dict holding only strings, say).
+
+    The collector does not track them, so neither ``gc.get_objects()`` nor
+    ``gc.get_referrers()`` sees what they hold. ``compress``/``map`` keep the
+    filtering in C: ``refs`` can be millions long.
+    """
+    untracked = list(filterfalse(gc.is_tracked, refs))
+    return list(compress(untracked, map(isinstance, untracked, repeat(_UNTRACKED_CONTAINERS))))
+
+
+def _walk_order() -> list[object]:
+    """Every tracked object, module namespaces first, then newest first.
+
+    What a test leaks is most often held by a module global, directly or one
+    container down; otherwise by something recent.
+    """
+    heap: list[object] = [
+        vars(m) for m in list(sys.modules.values()) if isinstance(m, types.ModuleType)
+    ]
+    rest = gc.get_objects()
+    rest.reverse()
+    heap += rest
+    return heap
+
+
+class _Finder:
+    """Live objects whose allocation traceback starts at a site that grew, per site."""
+
+    def __init__(
+        self,
+        sites: Sequence[dict[str, Any]],
+        *,
+        runs: int = 1,
+        enough: int = 50,
+        sampled: int = 2,
+    ) -> None:
+        # A site that did not make a block per run (a dict's table resized, a
+        # buffer grown) made no new object to find.
+        self.wanted = {
+            s["_where"]: i for i, s in enumerate(sites) if s.get("_where") and s["count"] >= runs
+        }
+        # The sites a chain is drawn for, largest first.
+        self.sampled = sorted(self.wanted.values())[:sampled]
+        self.found: list[list[object]] = [[] for _ in sites]
+        # The untracked container a sample was found in: its referrers are
+        # what holds it (gc.get_referrers cannot see the container's link).
+        self.parents: dict[int, object] = {}
+        self._taken: set[int] = set()
+        self.looked = 0
+        self.quota = 4 * enough
+        # As many objects as the site made (the warmup's are alive too), up to ``enough``.
+        self.target = [min(enough, max(1, s["count"])) for s in sites]
+        # The private C accessor returns plain (filename, lineno) tuples, most
+        # recent first; the public one builds Traceback and Frame objects for
+        # every object looked at.
+        self._raw = getattr(_tracemalloc, "_get_object_traceback", None)
+
+    @property
+    def done(self) -> bool:
+        return all(len(self.found[i]) >= self.target[i] for i in self.wanted.values())
+
+    @property
+    def missing(self) -> bool:
+        """No object yet for the largest site (the rest is not worth a walk of the heap)."""
+        return bool(self.sampled) and not self.found[self.sampled[0]]
+
+    @staticmethod
+    def _public(obj: object) -> list[tuple[str, int]] | None:
+        tb = tracemalloc.get_object_traceback(obj)
+        return [(f.filename, f.lineno) for f in reversed(tb)] if tb else None
+
+    def match(self, objs: list[object], parents: list[object] | None = None) -> bool:
+        """Take the objects of ``objs`` that sites made; ``True`` once the search may stop.
+
+        Each traced object costs a traceback lookup, which allocates under
+        tracing (so is itself traced): a few microseconds. Past ``quota``
+        objects looked at, one object for each sampled site is enough (the
+        types come from the census of new objects).
+        """
+        # Only objects allocated since tracing started have a trace: filtered
+        # in C, so a chunk of thousands of old objects costs next to nothing.
+        pairs = (
+            filter(itemgetter(1), zip(objs, map(self._raw, objs), strict=True))
+            if self._raw is not None
+            else ((o, self._public(o)) for o in objs)
+        )
+        for obj, frames in pairs:
+            self.looked += 1
+            if self.looked >= self.quota and not self.missing:
+                return True
+            i = self.wanted.get(tuple(frames[0][:2]) if frames else None)
+            if i is None or len(self.found[i]) >= self.target[i] or id(obj) in self._taken:
                 continue
-            seen.add(id(x))
-            yield x
-            if x is not o and not gc.is_tracked(x) and isinstance(x, (dict, tuple)):
-                stack.extend(gc.get_referents(x))
+            self._taken.add(id(obj))
+            self.found[i].append(obj)
+            if len(self.found[i]) == self.target[i] and self.done:
+                return True
+            if parents is not None and len(self.found[i]) == 1:
+                for p in parents:
+                    if any(x is obj for x in gc.get_referents(p)):
+                        self.parents[id(obj)] = p
+                        break
+        return self.done
+
+    def scan(
+        self, containers: Sequence[object], *, deadline: float, old: bool = False
+    ) -> None:
+        """Match ``containers``, their referents, and what untracked containers among those hold.
+
+        ``old``: containers older than the traced runs, walked only for what
+        the new ones did not explain: one object for each sampled site.
+        """
+        if old:
+            self.quota = 0
+        for chunk in _chunks(containers, 2_000):
+            if time.perf_counter() > deadline or (old and not self.missing):
+                return
+            objs = list(chunk)
+            refs = gc.get_referents(*objs)
+            inner = _untracked_containers(refs)
+            if old:
+                # What is tracked among their referents and new was listed as
+                # new already; the rest is the untracked part.
+                refs = list(filterfalse(gc.is_tracked, refs))
+            elif self.match(objs):
+                return
+            if self.match(refs):
+                return
+            if inner and self.match(gc.get_referents(*inner), parents=inner):
+                return
 
 
-def _census() -> dict[str, int]:
-    # Counting types with Counter over map() runs in C; naming each distinct
-    # type afterwards keeps the Python-level work per type, not per object.
-    by_type = Counter(map(type, gc.get_objects()))
-    counts: dict[str, int] = {}
-    for t, n in by_type.items():
-        name = _qualified(t)
-        counts[name] = counts.get(name, 0) + n
-    return counts
+def attribute(
+    run_once: Callable[[], object],
+    *,
+    frames: int,
+    runs: int = 3,
+    top: int = 10,
+    chains: int = 2,
+    leak_bytes: int | None = None,
+    leak_blocks: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Explain the growth of ``run_once``: re-run it under tracemalloc, or explain it in place.
+
+    ``leak_bytes``/``leak_blocks`` are what one run was measured to leave; they
+    decide how many traced runs fit in :data:`RERUN_BUDGET` (:func:`rerun_count`).
+    When none does, nothing is re-run: the largest objects alive and what holds
+    them are reported (:func:`attribute_in_place`).
+
+    Otherwise the test runs once as a warmup under tracing (tracemalloc started
+    late misses the frees of older objects: a replaced value would look like
+    growth), the heap is collected and frozen, and the test runs ``runs`` more
+    times. What those runs left are the only objects ``gc.get_objects()`` lists
+    then: their types are what grew, and an object among them (or held by them)
+    whose allocation traceback starts at a site that grew is what that site
+    leaked; the chain of references from a module to it is what holds it.
+
+    The heap is frozen by the time this returns only if it was not before:
+    frozen objects are given back to the collector.
+    """
+    say = progress or (lambda _text: None)
+    planned = rerun_count(leak_bytes, leak_blocks, runs)
+    if planned == 0:
+        return attribute_in_place(
+            frames=frames, leak_bytes=leak_bytes or 0, top=top, chains=chains, progress=say
+        )
+    tracing = _Tracing(frames)
+    sites: list[dict[str, Any]] = []
+    traced_growth = 0
+    try:
+        say("warmup run under tracemalloc")
+        run_once()
+        tracing.check()
+        stats0 = _grouped() if tracing.usable else None
+        gc.collect()
+        # From here gc.get_objects() lists only what the traced runs leave.
+        gc.freeze()
+        try:
+            for i in range(planned):
+                say(f"traced run {i + 1} of {planned}")
+                run_once()
+                tracing.check()
+            gc.collect()
+            new = gc.get_objects()
+            if tracing.usable and stats0 is not None:
+                sites, traced_growth = _sites(stats0, _grouped(), runs=planned, top=top)
+            del stats0
+        finally:
+            gc.unfreeze()
+        say("finding what leaked")
+        finder = _Finder(sites, runs=planned, sampled=chains)
+        if tracing.usable:
+            finder.scan(new, deadline=time.perf_counter() + SCAN_SECONDS)
+            if finder.missing:
+                # Held by containers older than the re-runs (a module's list, a
+                # cache dict of strings): a walk of the heap, newest first, in C.
+                heap = _walk_order()
+                finder.scan(heap, deadline=time.perf_counter() + SCAN_SECONDS, old=True)
+                del heap
+    finally:
+        tracing.close()
+    for site in sites:
+        del site["_where"]
+
+    type_rows, picks = _type_rows(new, finder.found, runs=planned, top=top)
+    del new
+    say("finding what holds it")
+    samples: list[tuple[object, object | None]] = []
+    for objs in finder.found:
+        if objs and len(samples) < chains:
+            samples.append((objs[0], finder.parents.get(id(objs[0]))))
+    for obj in picks:
+        if len(samples) >= chains:
+            break
+        if all(obj is not s for s, _ in samples):
+            samples.append((obj, None))
+    finder.found.clear()
+    finder.parents.clear()
+    chain_rows = _chain_rows(samples)
+
+    notes = list(tracing.notes)
+    if tracing.usable and not sites:
+        notes.append(
+            "no Python allocation site grew: the growth is outside tracemalloc's view "
+            "(C extension or native malloc), or it did not recur under tracing"
+        )
+    if planned < runs:
+        notes.append(
+            f"re-run {planned} times instead of {runs}: the test leaves "
+            f"{format_size(leak_bytes or 0)} per run, and attribution adds at most "
+            f"{format_size(RERUN_BUDGET)}"
+        )
+    return {
+        "trace_frames": frames,
+        "runs": planned,
+        "mode": "rerun",
+        "traced_growth": traced_growth,
+        "sites": sites,
+        "types": type_rows,
+        "chains": chain_rows,
+        "note": "; ".join(notes) or None,
+    }
+
+
+def _type_rows(
+    new: list[object], found: list[list[object]], *, runs: int, top: int
+) -> tuple[list[dict[str, Any]], list[object]]:
+    """Types that grew by at least one object per run, and a recent object of the top ones.
+
+    ``new`` are the tracked survivors of the traced runs; the untracked objects
+    the sites leaked (strings, bytes) are added from ``found``.
+    """
+    by_type: Counter[type] = Counter(map(type, new))
+    for objs in found:
+        for obj in objs:
+            if not gc.is_tracked(obj):
+                by_type[type(obj)] += 1
+    grew = [(t, n) for t, n in by_type.most_common() if n >= max(1, runs)][:top]
+    if not grew:
+        return [], []
+    census = Counter(map(type, gc.get_objects()))  # counted in C
+    rows = [
+        {"type": _qualified(t), "delta": n, "count": max(n, census.get(t, 0))} for t, n in grew
+    ]
+    picks: list[object] = []
+    # The newest object of each top container type, for a chain when no site has one.
+    for t, _ in grew[:3]:
+        for obj in reversed(new):
+            if type(obj) is t:
+                picks.append(obj)
+                break
+    return rows, picks
+
+
+_BIG_FLOOR = 64 * 1024
+_BIG_KEEP = 16
+
+
+def _sized(objs: list[object], floor: int) -> list[tuple[int, object]]:
+    """(size, object) of the objects in ``objs`` of at least ``floor`` bytes (filtered in C)."""
+    try:
+        sizes = list(map(sys.getsizeof, objs))
+    except Exception:  # a __sizeof__ that raises: one by one
+        sizes = []
+        for o in objs:
+            try:
+                sizes.append(sys.getsizeof(o))
+            except Exception:
+                sizes.append(0)
+    keep = list(map(floor.__le__, sizes))
+    return list(zip(compress(sizes, keep), compress(objs, keep), strict=True))
+
+
+def attribute_in_place(
+    *,
+    frames: int,
+    leak_bytes: int,
+    top: int = 10,
+    chains: int = 2,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Explain a leak too big to re-run from what is alive: the largest objects, what holds them.
+
+    Nothing is re-run and nothing is traced, so the extra memory is a list of
+    the tracked objects (8 bytes each) and the chunk being looked at. When the
+    heap was frozen before the test (a single measured run), the objects the
+    test left are the unfrozen ones: their types are reported too.
+    """
+    say = progress or (lambda _text: None)
+    say("looking for the largest objects alive (not re-running the test)")
+    young = gc.get_objects() if gc.get_freeze_count() else []
+    type_rows: list[dict[str, Any]] = []
+    if young:
+        by_type = Counter(map(type, young))
+        type_rows = [
+            {"type": _qualified(t), "delta": n, "count": n} for t, n in by_type.most_common(top)
+        ]
+    del young
+    gc.unfreeze()
+    deadline = time.perf_counter() + 2 * SCAN_SECONDS
+    floor = _BIG_FLOOR
+    pool: dict[int, tuple[int, object]] = {}
+    heap = _walk_order()
+    complete = True
+    for chunk in _chunks(heap):
+        if time.perf_counter() > deadline:
+            complete = False
+            break
+        objs = list(chunk)
+        refs = gc.get_referents(*objs)
+        inner = _untracked_containers(refs)
+        groups = [objs, refs, gc.get_referents(*inner)] if inner else [objs, refs]
+        for group in groups:
+            for size, obj in _sized(group, floor):
+                pool[id(obj)] = (size, obj)
+        if any(size * 2 >= leak_bytes for size, _ in pool.values()):
+            break  # the leak itself, most likely: the rest of the heap is smaller
+        if len(pool) > 4 * _BIG_KEEP:
+            kept = sorted(pool.values(), key=lambda so: -so[0])[:_BIG_KEEP]
+            pool = {id(o): (s, o) for s, o in kept}
+            floor = max(floor, kept[-1][0])
+        del objs, refs, inner, groups
+    del heap
+    largest = sorted(pool.values(), key=lambda so: -so[0])[:_BIG_KEEP]
+    pool.clear()
+    rows = [
+        {"type": _type_name(o), "size": s, "repr": short_repr(o)} for s, o in largest[:top]
+    ]
+    say("finding what holds them")
+    chain_rows = _chain_rows([(o, None) for _, o in largest[:chains]])
+    del largest
+    note = (
+        f"not re-run: the test leaves {format_size(leak_bytes)} per run, and re-running it "
+        f"under tracemalloc would add more than the {format_size(RERUN_BUDGET)} attribution "
+        "may use; shown are the largest objects alive and what holds them (no allocation sites)"
+    )
+    if not complete:
+        note += f"; the search stopped after {2 * SCAN_SECONDS:.0f} s"
+    return {
+        "trace_frames": frames,
+        "runs": 0,
+        "mode": "in_place",
+        "traced_growth": 0,
+        "sites": [],
+        "types": type_rows,
+        "largest": rows,
+        "chains": chain_rows,
+        "note": note,
+    }
+
+
+# -- reference chains -----------------------------------------------------------------
 
 
 def _via(parent: object, child: object) -> str | None:
@@ -112,18 +612,31 @@ def _via(parent: object, child: object) -> str | None:
     return None
 
 
-def _chain(obj: object, ignore: list[int]) -> list[dict[str, Any]] | None:
-    try:
-        import objgraph
-    except ImportError:
-        return None
-    chain = objgraph.find_backref_chain(
-        obj, objgraph.is_proper_module, max_depth=25, extra_ignore=ignore
-    )
-    if not chain or not objgraph.is_proper_module(chain[0]):
-        chain = _chain_through_untracked(obj, ignore)
-    if not chain:
-        return None
+def _link_repr(obj: object) -> str:
+    """A compact description of an intermediate link: which module, how big."""
+    if isinstance(obj, types.ModuleType):
+        return f"<module {obj.__name__!r}>"
+    if isinstance(obj, (dict, list, tuple, set, frozenset)):
+        return f"({len(obj)} items)"
+    return short_repr(obj)
+
+
+def _chain_rows(samples: list[tuple[object, object | None]]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    ignore = {id(samples)}
+    for obj, parent in samples:
+        deadline = time.perf_counter() + CHAIN_SECONDS
+        path = _path_from_module(parent if parent is not None else obj, ignore, deadline)
+        if path is None:
+            continue
+        if parent is not None:
+            path.append(obj)
+        rows.append({"type": _type_name(obj), "repr": short_repr(obj), "chain": _links(path)})
+    samples.clear()
+    return rows
+
+
+def _links(chain: list[object]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for i, link in enumerate(chain):
         nxt = chain[i + 1] if i + 1 < len(chain) else None
@@ -137,44 +650,71 @@ def _chain(obj: object, ignore: list[int]) -> list[dict[str, Any]] | None:
     return out
 
 
-def _chain_through_untracked(obj: object, ignore: list[int], max_depth: int = 25) -> list[Any]:
-    """A module-to-object chain that may pass through untracked containers.
+def _path_from_module(
+    target: object, ignore: set[int], deadline: float, *, max_depth: int = 25
+) -> list[object] | None:
+    """The shortest chain of references from a module to ``target``, or ``None``.
 
-    objgraph walks ``gc.get_referrers``, which only searches objects the
-    collector tracks; a dict holding only strings is untracked, so a string
-    cached in it has no referrer objgraph can see. Here a reverse index is built
-    over every reachable object (costly, but only for a failed verdict).
+    Breadth first, one ``gc.get_referrers`` call per level for the whole
+    frontier (one pass over the heap in C, where objgraph's
+    ``find_backref_chain`` makes one per object visited); the frontier is
+    capped at a few objects, module namespaces first, and the search stops at
+    ``deadline``.
     """
-    parents: dict[int, list[object]] = {}
-    for x in _reachable():
-        if isinstance(x, types.FrameType) or id(x) in ignore:
-            continue
-        for r in gc.get_referents(x):
-            parents.setdefault(id(r), []).append(x)
-    ignore = [*ignore, id(parents)]
-    queue: list[tuple[object, list[object]]] = [(obj, [obj])]
-    seen = {id(obj)}
-    while queue:
-        current, path = queue.pop(0)
-        if isinstance(current, types.ModuleType) and current is not obj:
-            return list(reversed(path))
-        if len(path) > max_depth:
-            continue
-        for parent in parents.get(id(current), ()):
-            if id(parent) in seen or id(parent) in ignore:
+    modules = {
+        id(vars(m)): m for m in list(sys.modules.values()) if isinstance(m, types.ModuleType)
+    }
+    # id -> the object one step closer to the target; kept in dicts that are
+    # themselves ignored as referrers.
+    child: dict[int, object] = {}
+    keep: dict[int, object] = {id(target): target}
+    own = {id(child), id(keep), id(modules), id(ignore)}
+    frontier: list[object] = [target]
+    found: object | None = None
+    for _ in range(max_depth):
+        if time.perf_counter() > deadline or not frontier:
+            return None
+        own.add(id(frontier))
+        referrers = gc.get_referrers(*frontier)
+        own.add(id(referrers))
+        ids = {id(f): f for f in frontier}
+        own.add(id(ids))
+        nxt: list[object] = []
+        for r in referrers:
+            rid = id(r)
+            if rid in keep or rid in own or rid in ignore or isinstance(r, types.FrameType):
                 continue
-            seen.add(id(parent))
-            queue.append((parent, [*path, parent]))
-    return []
+            refs = gc.get_referents(r)
+            to = next(compress(refs, map(ids.__contains__, map(id, refs))), None)  # in C
+            del refs
+            if to is None:
+                continue
+            keep[rid] = r
+            child[rid] = to
+            if isinstance(r, types.ModuleType) and sys.modules.get(r.__name__) is r:
+                found = r
+                break
+            if rid in modules:
+                module = modules[rid]
+                keep[id(module)] = module
+                child[id(module)] = r
+                found = module
+                break
+            nxt.append(r)
+        del referrers, ids
+        if found is not None:
+            break
+        own.discard(id(frontier))
+        frontier = nxt[:_CHAIN_WIDTH]
+    if found is None:
+        return None
+    path = [found]
+    while id(path[-1]) in child:
+        path.append(child[id(path[-1])])
+    return path
 
 
-def _link_repr(obj: object) -> str:
-    """A compact description of an intermediate link: which module, how big."""
-    if isinstance(obj, types.ModuleType):
-        return f"<module {obj.__name__!r}>"
-    if isinstance(obj, (dict, list, tuple, set, frozenset)):
-        return f"({len(obj)} items)"
-    return short_repr(obj)
+# -- allocation sites ---------------------------------------------------------------------
 
 
 _FRAMEWORK = (f"{os.sep}_pytest{os.sep}", f"{os.sep}pluggy{os.sep}", _HERE)
@@ -184,194 +724,60 @@ def _framework_file(filename: str) -> bool:
     return any(part in filename for part in _FRAMEWORK)
 
 
-def attribute(
-    run_once: Callable[[], object],
-    *,
-    frames: int,
-    runs: int = 3,
-    top: int = 10,
-    chains: int = 2,
-) -> dict[str, Any]:
-    """Run ``run_once`` ``1 + runs`` times under tracemalloc and explain the growth.
-
-    The first run is a warmup under tracing: tracemalloc started late misses
-    the frees of older objects, and a replaced value would look like growth.
-    Leaked objects are found by their allocation traceback: a new object whose
-    traceback matches a site that grew is what that site leaked, and the chain
-    of references from a module to it is what still holds it. A census of
-    containers (as objgraph's ``growth``) adds types that grew elsewhere.
-    """
-    started = not tracemalloc.is_tracing()
-    if started:
-        tracemalloc.start(max(1, frames))
-    try:
-        run_once()
-        gc.collect()
-        # The censuses stay outside the two snapshots, so what they allocate
-        # (ABC caches, counters) is not read as the code's growth.
-        census0 = _census()
-        snap0 = tracemalloc.take_snapshot()
-        for _ in range(runs):
-            run_once()
-        gc.collect()
-        snap1 = tracemalloc.take_snapshot()
-        sites, traced_growth = _sites(snap0, snap1, runs=runs, top=top)
-        # Gone before the second census: their traces are tuples it would count.
-        del snap0, snap1
-        census1 = _census()
-        leaked, totals = _leaked_objects(sites[:chains])
-        for site in sites:
-            del site["_where"]
-    finally:
-        if started:
-            tracemalloc.stop()
-
-    type_rows: list[dict[str, Any]] = []
-    by_type: dict[str, int] = {}
-    for objs in leaked:
-        for obj in objs:
-            by_type[_type_name(obj)] = by_type.get(_type_name(obj), 0) + 1
-    for name, n in sorted(by_type.items(), key=lambda kv: -kv[1]):
-        type_rows.append({"type": name, "delta": n, "count": totals.get(name, n)})
-    grew = {
-        name: count - census0.get(name, 0)
-        for name, count in census1.items()
-        if count - census0.get(name, 0) >= runs and name not in by_type
-    }
-    if grew:
-        # A type must grow again over more runs (untraced): one-time growth,
-        # such as a module imported while the snapshots were compared, does not.
-        for _ in range(runs):
-            run_once()
-        gc.collect()
-        census2 = _census()
-        for name, delta in sorted(grew.items(), key=lambda kv: -kv[1]):
-            if census2.get(name, 0) - census1.get(name, 0) >= runs:
-                type_rows.append({"type": name, "delta": delta, "count": census1[name]})
-    type_rows = type_rows[:top]
-
-    chain_rows: list[dict[str, Any]] = []
-    ignore = [id(leaked)]
-    for objs in leaked:
-        if len(chain_rows) >= chains or not objs:
-            continue
-        obj = objs[-1]
-        chain = _chain(obj, ignore)
-        if chain:
-            chain_rows.append({"type": _type_name(obj), "repr": short_repr(obj), "chain": chain})
-    leaked.clear()
-
-    note = None
-    if not sites:
-        note = (
-            "no Python allocation site grew: the growth is outside tracemalloc's view "
-            "(C extension or native malloc), or it did not recur under tracing"
-        )
-    return {
-        "trace_frames": frames,
-        "runs": runs,
-        "traced_growth": traced_growth,
-        "sites": sites,
-        "types": type_rows,
-        "chains": chain_rows,
-        "note": note,
-    }
-
-
 def _sites(
-    snap0: tracemalloc.Snapshot, snap1: tracemalloc.Snapshot, *, runs: int, top: int
+    stats0: dict[Trace, tuple[int, int]],
+    stats1: dict[Trace, tuple[int, int]],
+    *,
+    runs: int,
+    top: int,
 ) -> tuple[list[dict[str, Any]], int]:
-    # Grouping first and dropping the harness's own sites afterwards: the
-    # snapshots' filter_traces() matches every trace with fnmatch in Python,
-    # seconds on a large suite.
-    stats = snap1.compare_to(snap0, "traceback")
+    grown: list[tuple[int, int, Trace]] = []
+    for tb, (size, count) in stats1.items():
+        size0, count0 = stats0.get(tb, (0, 0))
+        if size - size0 > 0:
+            grown.append((size - size0, count - count0, tb))
+    grown.sort(key=lambda g: -g[0])
     sites: list[dict[str, Any]] = []
     traced_growth = 0
-    for stat in stats:
-        if stat.size_diff <= 0:
-            continue
-        newest = stat.traceback[-1].filename if len(stat.traceback) else ""
+    for size_diff, count_diff, tb_frames in grown:
+        newest = tb_frames[0][0] if tb_frames else ""
         if newest == tracemalloc.__file__ or newest.startswith(_HERE):
             continue
-        traced_growth += stat.size_diff
+        traced_growth += size_diff
         # A leak recurs: at least one new block per run, or a sizeable amount.
         # A single block is the harness's own per-run state being replaced.
-        if len(sites) >= top or (stat.count_diff < runs and stat.size_diff < 4096):
+        if len(sites) >= top or (count_diff < runs and size_diff < 4096):
             continue
-        tb_frames = list(reversed(stat.traceback))
-        own = [fr for fr in tb_frames if not _framework_file(fr.filename)]
+        own = [fr for fr in tb_frames if not _framework_file(fr[0])]
         # Most recent call first, as the user reads a leak: where it was made;
         # pytest's and pluggy's own frames only when nothing else is there.
         sites.append(
             {
-                "size": stat.size_diff,
-                "count": stat.count_diff,
+                "size": size_diff,
+                "count": count_diff,
                 "traceback": [
                     {
-                        "filename": fr.filename,
-                        "lineno": fr.lineno,
-                        "line": linecache.getline(fr.filename, fr.lineno).strip(),
+                        "filename": filename,
+                        "lineno": lineno,
+                        "line": linecache.getline(filename, lineno).strip(),
                     }
-                    for fr in own or tb_frames
+                    for filename, lineno in own or tb_frames
                 ],
-                "_where": (tb_frames[0].filename, tb_frames[0].lineno) if tb_frames else None,
+                "_where": tuple(tb_frames[0]) if tb_frames else None,
             }
         )
     return sites, traced_growth
 
 
-def _leaked_objects(
-    sites: list[dict[str, Any]], *, enough: int = 50
-) -> tuple[list[list[object]], dict[str, int]]:
-    """Per site, live objects whose allocation traceback starts at that site,
-    and how many of each type were found.
-
-    Every object still alive from a site that keeps growing is one it leaked
-    (those from the warmup run included), so no "new since" filter is needed,
-    and the walk stops once every site has ``enough`` of them.
-    """
-    wanted = {site["_where"]: i for i, site in enumerate(sites) if site.get("_where")}
-    found: list[list[object]] = [[] for _ in sites]
-    totals: dict[str, int] = {}
-    if not wanted:
-        return found, totals
-    # The private C accessor returns plain (filename, lineno) tuples, most
-    # recent first; the public one builds Traceback and Frame objects for every
-    # object walked, which made this walk take seconds.
-    raw = getattr(_tracemalloc, "_get_object_traceback", None)
-    # Once every site has an object, a bounded stretch more of the walk
-    # gathers the rest of a burst; the whole heap is not worth it.
-    budget: int | None = None
-    for obj in _reachable():
-        if budget is not None:
-            budget -= 1
-            if budget <= 0:
-                break
-        if raw is not None:
-            frames = raw(obj)
-            key = frames[0][:2] if frames else None
-        else:
-            tb = tracemalloc.get_object_traceback(obj)
-            key = (tb[-1].filename, tb[-1].lineno) if tb else None
-        i = wanted.get(key) if key is not None else None
-        if i is None or len(found[i]) >= enough:
-            continue
-        found[i].append(obj)
-        name = _type_name(obj)
-        totals[name] = totals.get(name, 0) + 1
-        if all(len(f) >= enough for f in found):
-            break
-        if budget is None and all(found):
-            budget = 20_000
-    return found, totals
-
-
 def format_attribution(attr: dict[str, Any], *, max_sites: int = 5) -> str:
     """Plain-text report section for a failed test."""
-    lines = [
-        f"traced growth over {attr['runs']} runs: {attr['traced_growth']} bytes "
-        f"(tracemalloc, {attr['trace_frames']} frames)"
-    ]
+    if attr.get("mode") == "in_place":
+        lines = ["not re-run (the leak is too big to repeat): largest objects alive"]
+    else:
+        lines = [
+            f"traced growth over {attr['runs']} runs: {attr['traced_growth']} bytes "
+            f"(tracemalloc, {attr['trace_frames']} frames)"
+        ]
     if attr.get("note"):
         lines.append(f"note: {attr['note']}")
     if attr["sites"]:
@@ -380,6 +786,10 @@ def format_attribution(attr: dict[str, Any], *, max_sites: int = 5) -> str:
             lines.append(f"  +{site['size']} B in {site['count']:+d} blocks")
             for fr in site["traceback"]:
                 lines.append(f"    {fr['filename']}:{fr['lineno']}: {fr['line']}")
+    if attr.get("largest"):
+        lines.append("largest objects alive:")
+        for row in attr["largest"][:max_sites]:
+            lines.append(f"  {format_size(row['size'])} {row['type']} {row['repr']}")
     if attr["types"]:
         lines.append("object types that grew:")
         for row in attr["types"][:max_sites]:
@@ -389,4 +799,12 @@ def format_attribution(attr: dict[str, Any], *, max_sites: int = 5) -> str:
         for link in ch["chain"]:
             via = f" {link['via']}" if link.get("via") else ""
             lines.append(f"  {link['type']} {link['repr']}{via}")
+    if attr.get("resources"):
+        lines.append("what one more run left open, and where (most recent call first):")
+        for res in attr["resources"][:max_sites]:
+            lines.append(f"  {res['description']}")
+            frames = res.get("origin") or []
+            own = [fr for fr in frames if not _framework_file(fr["filename"])]
+            for fr in own or frames:
+                lines.append(f"    {fr['filename']}:{fr['lineno']} in {fr['function']}")
     return "\n".join(lines)

@@ -21,6 +21,7 @@ memwatch adds no call to any test's run. How a measured test runs
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -44,11 +45,17 @@ from pytest_memwatch.engine import (
 )
 from pytest_memwatch.ledger import Ledger, ledger_lines, merge_ledgers
 from pytest_memwatch.probes import bytes_metric
-from pytest_memwatch.resources import ResourceChecker, ResourceReport, ResourceWatch, parse_rules
+from pytest_memwatch.resources import (
+    OPENED_KINDS,
+    ResourceChecker,
+    ResourceReport,
+    ResourceWatch,
+    parse_rules,
+)
 from pytest_memwatch.results import Results, RunMeta, TestResult, now_iso
 from pytest_memwatch.settings import SETTINGS, Setting, SettingError, Settings, resolve
 from pytest_memwatch.terminal import summary_lines
-from pytest_memwatch.verdicts import RepeatPlan
+from pytest_memwatch.verdicts import MEMORY_METRICS, RepeatPlan
 
 if TYPE_CHECKING:
     # Imported where used: the soak engine (with tracemalloc and pickle) and the
@@ -580,19 +587,22 @@ def _protocol(
     verdicts = judge(spec, measures, plan, state.measurer, found) if judged else []
     failed = [v for v in verdicts if not v.passed]
     attribution = None
-    # Attribution explains growth; a peak over its limit leaves nothing behind.
-    if (
-        failed
-        and state.settings.trace > 0
-        and any(v.kind in ("max_growth", "leak") for v in failed)
-    ):
-        kept = True
-        attribution = _attribute(item, state, keep or _KeepCollectors(item), state.settings.trace)
+    attribution_s: float | None = None
+    if failed and state.settings.trace > 0:
+        why = _attribution_needs(failed, found)
+        if why[0] or why[1]:
+            kept = True
+            began = time.perf_counter()
+            attribution = _attribute(
+                item, m, state, keep or _KeepCollectors(item), measures, failed, found, *why
+            )
+            attribution_s = time.perf_counter() - began
     if kept:
         final = _teardown_for_next(item, nextitem)
         if final is not None:
             reports.append(final)
     result = _result(item, state, spec, measures, plan, verdicts, attribution, reports, duration)
+    result.timing = _timing(plan, duration, attribution_s)
     growth = result.growth
     state.ledger.record_growth(result.nodeid, bytes_metric(growth) if growth else None)
     state.ledger.settle(result.nodeid, functools.partial(_scoped_fixtures, item))
@@ -612,21 +622,151 @@ def _protocol(
     m.last = None
 
 
+def _attribution_needs(failed: list[Any], found: ResourceReport | None) -> tuple[bool, bool]:
+    """Whether the failure asks for memory attribution, and for where resources were opened.
+
+    A leak verdict failing only on descriptors or threads has no memory to
+    explain: tracing it would blame pytest's own per-run allocations.
+    """
+    memory = False
+    for v in failed:
+        if v.kind == "max_growth":
+            memory = True
+        elif v.kind == "leak":
+            metrics = v.details.get("metrics") or {}
+            suspect = {
+                k for k, d in metrics.items() if isinstance(d, dict) and d.get("state") == "suspect"
+            }
+            memory = memory or bool(suspect & set(MEMORY_METRICS)) or not metrics
+    opened = found is not None and any(r.kind in OPENED_KINDS for r in found.leaked)
+    return memory, opened
+
+
+def _leak_size(measures: list[RunMeasure], failed: list[Any]) -> tuple[int, int]:
+    """Bytes and blocks one run was measured to leave, for attribution's memory budget."""
+    size = blocks = 0
+    if measures:
+        growth = measures[-1].after.minus(measures[-1].before)
+        size = bytes_metric(growth) or 0
+        blocks = growth.get("blocks") or 0
+    for v in failed:
+        if v.kind == "max_growth" and isinstance(v.measured, (int, float)):
+            size = max(size, int(v.measured))
+        for name, d in (v.details.get("metrics") or {}).items():
+            slope = (d.get("trend") or {}).get("slope") if isinstance(d, dict) else None
+            if not isinstance(slope, (int, float)):
+                continue
+            if name in ("rss", "malloc"):
+                size = max(size, int(slope))
+            elif name == "blocks":
+                blocks = max(blocks, int(slope))
+    return max(0, size), max(0, blocks)
+
+
 def _attribute(
-    item: pytest.Item, state: SessionState, keep: _KeepCollectors, frames: int
+    item: pytest.Item,
+    m: ItemMeasure,
+    state: SessionState,
+    keep: _KeepCollectors,
+    measures: list[RunMeasure],
+    failed: list[Any],
+    found: ResourceReport | None,
+    memory: bool,
+    opened: bool,
 ) -> dict[str, Any]:
-    from pytest_memwatch.attribution import attribute
+    """Explain a failed verdict; never raises (a broken explanation must not stop the session)."""
+    from pytest_memwatch import attribution
 
     def run_once() -> None:
-        # No before-reading is pending (see _run): the reruns take no readings
-        # and so never freeze the heap again.
+        # As _run: no reading is pending, so the reruns take none and never
+        # freeze the heap; what pytest keeps per run on the item is dropped.
+        item._report_sections.clear()
+        item.user_properties.clear()
         runtestprotocol(item, nextitem=keep, log=False)  # type: ignore[arg-type]
+        _drop_finished_dependents(item, m)
 
-    # gc.get_objects() and gc.get_referrers() skip frozen objects: with the heap
-    # frozen between runs, the census would miss the leaked types and no chain
-    # would reach a module. The next measured test freezes it again.
-    state.measurer.thaw()
-    return attribute(run_once, frames=frames)
+    frames = state.settings.trace
+    progress = _AttributionProgress(item.config, _nodeid(item))
+    try:
+        if memory:
+            size, blocks = _leak_size(measures, failed)
+            result = attribution.attribute(
+                run_once, frames=frames, leak_bytes=size, leak_blocks=blocks, progress=progress
+            )
+        else:
+            result = attribution.empty(frames, "the failure is about resources, not memory")
+        if opened:
+            progress("one more run recording where resources are opened")
+            result["resources"] = [
+                r.to_dict() for r in state.resources.trace_openers(run_once, frames)
+            ]
+    except Exception as exc:
+        result = attribution.empty(frames, f"attribution failed: {type(exc).__name__}: {exc}")
+    finally:
+        progress.done()
+        # Attribution gave the frozen heap back to the collector; the next
+        # measured test freezes it again.
+        state.measurer.thaw()
+    return result
+
+
+def _timing(plan: Any, runs_s: float, attribution_s: float | None) -> dict[str, Any]:
+    """Where memwatch's time on a test went (docs/results.md, "timing")."""
+    count = len(plan.records) if plan is not None else 1
+    return {"runs": count, "runs_s": round(runs_s, 6), "attribution_s": (
+        None if attribution_s is None else round(attribution_s, 6)
+    )}
+
+
+class _AttributionProgress:
+    """A terminal line while an attribution takes more than about two seconds.
+
+    Attribution re-runs the failed test, which can take a while on a large
+    heap; past :data:`SHOW_AFTER` seconds each step is shown, rewritten in
+    place on a terminal, one line per step in a log. Nothing on xdist workers.
+    """
+
+    SHOW_AFTER = 2.0
+
+    def __init__(self, config: pytest.Config, nodeid: str) -> None:
+        self._tr = None if hasattr(config, "workerinput") else (
+            config.pluginmanager.get_plugin("terminalreporter")
+        )
+        self._capman = config.pluginmanager.get_plugin("capturemanager")
+        self._nodeid = nodeid
+        self._start = time.perf_counter()
+        self._width = 0
+        self._shown = False
+
+    def __call__(self, step: str) -> None:
+        tr = self._tr
+        if tr is None or time.perf_counter() - self._start < self.SHOW_AFTER:
+            return
+        import shutil
+
+        text = (
+            f"memwatch: explaining {self._nodeid} "
+            f"({time.perf_counter() - self._start:.0f} s): {step}"
+        )
+        suspended = (
+            self._capman.global_and_fixture_disabled()
+            if self._capman is not None
+            else contextlib.nullcontext()
+        )
+        with suspended:
+            if not tr.isatty():
+                tr.write(("" if self._shown else "\n") + text + "\n", flush=True)
+            else:
+                text = text[: shutil.get_terminal_size().columns - 1]
+                tr.write(("" if self._shown else "\n") + "\r" + text.ljust(self._width), flush=True)
+                self._width = len(text)
+        self._shown = True
+
+    def done(self) -> None:
+        if self._shown and self._tr is not None:
+            self(f"done in {time.perf_counter() - self._start:.1f} s")
+            if self._tr.isatty():
+                self._tr.write("\n", flush=True)
 
 
 def _result(
@@ -965,7 +1105,6 @@ def _warn_unavailable_probes(config: pytest.Config, state: SessionState) -> None
 # so that its verdict becomes the test's outcome. Sampling, the samples file,
 # signals, resuming and the verdict live in pytest_memwatch.soak; docs/soak.md.
 
-import contextlib  # noqa: E402  (this section stands alone)
 from pathlib import Path  # noqa: E402
 
 SOAK_RUN = pytest.StashKey["soak_engine.SoakRun"]()

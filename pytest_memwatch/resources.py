@@ -36,7 +36,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pytest_memwatch.verdicts import Verdict
@@ -625,10 +625,74 @@ _TEMP_NOTES: list[_TempNotes] = []
 _AUDIT_INSTALLED = False
 
 
+# Kinds a test opens (descriptors, sockets, temp entries): where each was
+# opened can be recorded through the audit hook (see trace_openers).
+OPENED_KINDS = ("fd", "socket", "tempfile")
+_OPEN_EVENTS = ("open", "socket.__new__", "os.mkdir", "tempfile.mkstemp", "tempfile.mkdtemp")
+_OPENERS: list[_Openers] = []
+
+
+def _stack(frame: Any, depth: int) -> tuple[Frame, ...]:
+    out: list[Frame] = []
+    while frame is not None and len(out) < depth:
+        code = frame.f_code
+        module = str(frame.f_globals.get("__name__", ""))
+        out.append(Frame(code.co_filename, frame.f_lineno, code.co_name, module))
+        frame = frame.f_back
+    return tuple(out)
+
+
+class _Openers:
+    """Where files, sockets and temp entries were opened during one recorded run.
+
+    Recording costs a traceback per open, and what it keeps would read as the
+    test's own growth, so it runs only in the extra run made to explain a
+    failed check (``ResourceChecker.trace_openers``), never while measuring.
+    """
+
+    def __init__(self, depth: int) -> None:
+        self.depth = max(1, min(depth, 50))
+        self.paths: dict[str, tuple[Frame, ...]] = {}
+        self.sockets: list[tuple[Any, tuple[Frame, ...]]] = []
+
+    def note(self, event: str, args: tuple[Any, ...], frame: Any) -> None:
+        if event == "socket.__new__":
+            with contextlib.suppress(TypeError):  # a C-level _socket.socket takes no weakref
+                self.sockets.append((weakref.ref(args[0]), _stack(frame, self.depth)))
+            return
+        path = args[0]
+        if not isinstance(path, (str, bytes, os.PathLike)):
+            return  # open(fd): the descriptor was opened elsewhere
+        real = os.path.realpath(os.fsdecode(path))
+        self.paths[real] = _stack(frame, self.depth)
+
+    def origin(self, res: Resource) -> tuple[Frame, ...]:
+        if res.kind == "socket":
+            for ref, frames in self.sockets:
+                sock = ref()
+                with contextlib.suppress(OSError, AttributeError):
+                    if sock is not None and sock.fileno() == res.key[1]:
+                        return frames
+            return ()
+        target = res.key[2] if res.kind == "fd" else res.key[1]
+        found = self.paths.get(target) or self.paths.get(os.path.realpath(target))
+        if found is None and res.kind == "tempfile":
+            # A temp directory: where its first entry was made.
+            prefix = os.path.realpath(target) + os.sep
+            found = next((f for p, f in self.paths.items() if p.startswith(prefix)), None)
+        return found or ()
+
+
 def _audit(event: str, args: tuple[Any, ...]) -> None:
     # Called for every audited event in the process: return at once when no
     # watch is open, and never raise (an exception here would fail the
     # operation being audited).
+    if not _TEMP_NOTES and not _OPENERS:
+        return
+    if _OPENERS and event in _OPEN_EVENTS:
+        with contextlib.suppress(Exception):
+            for openers in _OPENERS:
+                openers.note(event, args, sys._getframe(1))
     if not _TEMP_NOTES:
         return
     try:
@@ -657,13 +721,17 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         return
 
 
-def _watch_temp() -> _TempNotes:
+def _install_audit() -> None:
     global _AUDIT_INSTALLED
     if not _AUDIT_INSTALLED:
         # Audit hooks cannot be removed: one is installed per process, the first
         # time a watch opens, and does nothing while none is open.
         sys.addaudithook(_audit)
         _AUDIT_INSTALLED = True
+
+
+def _watch_temp() -> _TempNotes:
+    _install_audit()
     notes = _TempNotes()
     _TEMP_NOTES.append(notes)
     return notes
@@ -835,6 +903,39 @@ class ResourceChecker:
                 pause *= 2
         finally:
             watch.close()
+
+
+    def trace_openers(self, run_once: Callable[[], object], depth: int) -> list[Resource]:
+        """Run once more, recording where files, sockets and temp entries are opened.
+
+        Returns the descriptors, sockets and temp entries that run left behind
+        (ignore rules applied), each with the traceback of where it was opened
+        as its ``origin``: a failed check names what was left, this says which
+        line of the test opened it. Pipes and descriptors inherited or made
+        in C have no audit event: their origin stays empty.
+        """
+        openers = _Openers(depth)
+        _install_audit()
+        watch = ResourceWatch()
+        _OPENERS.append(openers)
+        try:
+            run_once()
+        finally:
+            _OPENERS.remove(openers)
+        try:
+            gc.collect()
+            leaked, _ = self.split(watch.survivors())
+        finally:
+            watch.close()
+        out: list[Resource] = []
+        for res in leaked:
+            if res.kind not in OPENED_KINDS:
+                continue
+            origin = openers.origin(res)
+            shown = _shown_frame(origin)
+            where = f"opened at {shown.where()}" if shown else "where it was opened is unknown"
+            out.append(replace(res, origin=origin, description=f"{res.description}, {where}"))
+        return out
 
 
 class Liveness:

@@ -47,6 +47,7 @@ class TestResult:
     - ``verdicts``: list of :class:`pytest_memwatch.verdicts.Verdict` dicts.
     - ``attribution``: see :mod:`pytest_memwatch.attribution`, or ``None``.
     - ``soak``: a soak time series (issue: soak tests), or ``None``.
+    - ``timing``: where memwatch's time on the test went (its runs, attribution).
     """
 
     __test__ = False  # not a pytest test class, whatever the collector thinks
@@ -66,6 +67,7 @@ class TestResult:
     soak: dict[str, Any] | None = None
     markers: list[str] = field(default_factory=list)
     compare_fail: list[str] = field(default_factory=list)
+    timing: dict[str, Any] | None = None
 
     @property
     def failed_verdicts(self) -> list[dict[str, Any]]:
@@ -88,6 +90,7 @@ class TestResult:
             "attribution": self.attribution,
             "soak": self.soak,
             **({"compare_fail": list(self.compare_fail)} if self.compare_fail else {}),
+            **({"timing": dict(self.timing)} if self.timing is not None else {}),
         }
 
     @classmethod
@@ -108,6 +111,7 @@ class TestResult:
             soak=d.get("soak"),
             markers=list(d.get("markers") or []),
             compare_fail=list(d.get("compare_fail") or []),
+            timing=d.get("timing"),
         )
 
 
