@@ -96,6 +96,7 @@ def empty(frames: int, note: str) -> dict[str, Any]:
     return {
         "trace_frames": frames,
         "runs": 0,
+        "mode": "none",
         "traced_growth": 0,
         "sites": [],
         "types": [],
@@ -413,7 +414,7 @@ def attribute(
     for site in sites:
         del site["_where"]
 
-    type_rows, picks = _type_rows(new, finder.found, runs=planned, top=top)
+    type_rows, picks = _type_rows(new, finder.found, sites, runs=planned, top=top)
     del new
     say("finding what holds it")
     samples: list[tuple[object, object | None]] = []
@@ -454,7 +455,12 @@ def attribute(
 
 
 def _type_rows(
-    new: list[object], found: list[list[object]], *, runs: int, top: int
+    new: list[object],
+    found: list[list[object]],
+    sites: list[dict[str, Any]],
+    *,
+    runs: int,
+    top: int,
 ) -> tuple[list[dict[str, Any]], list[object]]:
     """Types that grew by at least one object per run, and a recent object of the top ones.
 
@@ -462,10 +468,12 @@ def _type_rows(
     the sites leaked (strings, bytes) are added from ``found``.
     """
     by_type: Counter[type] = Counter(map(type, new))
-    for objs in found:
-        for obj in objs:
-            if not gc.is_tracked(obj):
-                by_type[type(obj)] += 1
+    for objs, site in zip(found, sites, strict=True):
+        # Only a sample of a site's untracked objects is found: the site's
+        # block count says how many it made.
+        kinds = {type(o) for o in objs if not gc.is_tracked(o)}
+        for t in kinds:
+            by_type[t] += max(site["count"] // len(kinds), 1)
     grew = [(t, n) for t, n in by_type.most_common() if n >= max(1, runs)][:top]
     if not grew:
         return [], []
@@ -771,13 +779,14 @@ def _sites(
 
 def format_attribution(attr: dict[str, Any], *, max_sites: int = 5) -> str:
     """Plain-text report section for a failed test."""
+    lines: list[str] = []
     if attr.get("mode") == "in_place":
-        lines = ["not re-run (the leak is too big to repeat): largest objects alive"]
-    else:
-        lines = [
+        lines.append("not re-run (the leak is too big to repeat): largest objects alive")
+    elif attr.get("mode") != "none":
+        lines.append(
             f"traced growth over {attr['runs']} runs: {attr['traced_growth']} bytes "
             f"(tracemalloc, {attr['trace_frames']} frames)"
-        ]
+        )
     if attr.get("note"):
         lines.append(f"note: {attr['note']}")
     if attr["sites"]:

@@ -235,6 +235,50 @@ def runs_chart(test: Mapping[str, Any], clip_id: str) -> Chart | None:
     return plot.chart
 
 
+def leaked_metrics(test: Mapping[str, Any]) -> list[str]:
+    """Metrics other than RSS and malloc on which a leak verdict of the test failed."""
+    out: list[str] = []
+    for v in test.get("verdicts") or []:
+        if v.get("kind") != "leak" or v.get("passed", True):
+            continue
+        for name, d in ((v.get("details") or {}).get("metrics") or {}).items():
+            suspect = isinstance(d, dict) and d.get("state") == "suspect"
+            if suspect and name not in BYTE_METRICS and name not in out:
+                out.append(name)
+    return out
+
+
+def metric_chart(test: Mapping[str, Any], metric: str, clip_id: str) -> Chart | None:
+    """One leaked metric per run (descriptors, threads, blocks): what the verdict judged."""
+    runs = test.get("runs") or []
+    first = runs[0] if runs else {}
+    after0 = (first.get("after") or {}).get(metric)
+    delta0 = (first.get("delta") or {}).get(metric)
+    if len(runs) < 2 or after0 is None or delta0 is None:
+        return None
+    base = after0 - delta0
+    ys: list[float | None] = [
+        None if (v := (r.get("after") or {}).get(metric)) is None else float(v - base)
+        for r in runs
+    ]
+    extent = _extent(ys)
+    if extent is None:
+        return None
+    unit = METRICS[metric].unit if metric in METRICS else metric
+    plot = _Plot(f"{metric} per run", (0, len(runs)), (min(0.0, extent[0]), max(1.0, extent[1])),
+                 xunit="run", yunit=unit, height=160, clip_id=clip_id)
+    warm = sum(1 for r in runs if r.get("warmup"))
+    if warm:
+        plot.band(0, warm, f"{warm} warmup run{'s' if warm > 1 else ''}")
+    points: list[tuple[float, float | None, str]] = [(0, 0.0, f"{metric}: start")]
+    for i, y in enumerate(ys, start=1):
+        kind = " (warmup)" if runs[i - 1].get("warmup") else ""
+        points.append((i, y, f"run {i}{kind}: {metric} {y:+g} in total" if y is not None
+                       else f"run {i}{kind}: {metric} n/a"))
+    plot.series(metric, f"mw-s-{metric}", points)
+    return plot.chart
+
+
 def _intercept(ts: Sequence[float], ys: Sequence[float], slope: float) -> float:
     # Theil-Sen's intercept: the median residual, robust like the slope itself.
     return median([y - slope * t for t, y in zip(ts, ys, strict=True)])
@@ -343,6 +387,8 @@ class TestView:
     runs_chart: Chart | None
     soak_chart: Chart | None
     change: dict[str, Any] | None = None
+    # Charts of the other metrics a leak verdict failed on (fds, threads...).
+    metric_charts: list[Chart] = field(default_factory=list)
 
     @property
     def anchor(self) -> str:
@@ -380,6 +426,10 @@ def make_view(test: dict[str, Any], index: int, change: dict[str, Any] | None = 
         soak_chart=(soak_chart(test["soak"], f"{id_prefix}{index}s") if test.get("soak")
                     else None),
         change=change,
+        metric_charts=[
+            c for i, m in enumerate(leaked_metrics(test))
+            if (c := metric_chart(test, m, f"{id_prefix}{index}m{i}")) is not None
+        ],
     )
 
 

@@ -673,6 +673,12 @@ class _Openers:
                 with contextlib.suppress(OSError, AttributeError):
                     if sock is not None and sock.fileno() == res.key[1]:
                         return frames
+            # A socket object gone while its descriptor stays open (detached,
+            # or its fd taken over): the earliest such creation not yet claimed.
+            for n, (ref, frames) in enumerate(self.sockets):
+                if ref() is None and frames:
+                    self.sockets[n] = (ref, ())
+                    return frames
             return ()
         target = res.key[2] if res.kind == "fd" else res.key[1]
         found = self.paths.get(target) or self.paths.get(os.path.realpath(target))
@@ -928,7 +934,7 @@ class ResourceChecker:
         finally:
             watch.close()
         out: list[Resource] = []
-        for res in leaked:
+        for res in sorted(leaked, key=lambda r: (r.kind, r.key[1] if r.kind != "tempfile" else 0)):
             if res.kind not in OPENED_KINDS:
                 continue
             origin = openers.origin(res)
