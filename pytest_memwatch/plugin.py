@@ -451,10 +451,7 @@ def _run(
     item: pytest.Item, m: ItemMeasure, nextitem: Any, state: SessionState
 ) -> tuple[list[pytest.TestReport], RunMeasure | None]:
     m.last = None
-    # pytest appends each run's captured output and recorded properties to the
-    # item; across repetitions that would grow run after run and read as a leak.
-    item._report_sections.clear()
-    item.user_properties.clear()
+    _forget_previous_run(item)
     # The before-reading is due at the first function-scoped fixture, or at
     # the end of setup (see MeasuredTests).
     state.pending = (item, m)
@@ -463,6 +460,17 @@ def _run(
     finally:
         state.pending = None
     return reports, m.last
+
+
+def _forget_previous_run(item: pytest.Item) -> None:
+    """Drop what pytest kept on the item from the previous run of a repeated test.
+
+    pytest appends each run's captured output and recorded properties to the
+    item; across repetitions that would grow run after run and read as a leak.
+    ``Item._report_sections`` is private: present since pytest 3, checked on 9.2.
+    """
+    item._report_sections.clear()
+    item.user_properties.clear()
 
 
 def _teardown_for_next(item: pytest.Item, nextitem: pytest.Item | None) -> pytest.TestReport | None:
@@ -680,8 +688,7 @@ def _attribute(
     def run_once() -> None:
         # As _run: no reading is pending, so the reruns take none and never
         # freeze the heap; what pytest keeps per run on the item is dropped.
-        item._report_sections.clear()
-        item.user_properties.clear()
+        _forget_previous_run(item)
         runtestprotocol(item, nextitem=keep, log=False)  # type: ignore[arg-type]
         _drop_finished_dependents(item, m)
 
@@ -870,6 +877,9 @@ def _junit_properties(result: TestResult) -> list[tuple[str, object]]:
     failed = [v["kind"] for v in result.verdicts if not v["passed"]]
     props.append(("memwatch_verdict", "failed: " + ",".join(failed) if failed else "passed"))
     props.append(("memwatch_duration_s", round(result.duration_s, 6)))
+    attribution_s = (result.timing or {}).get("attribution_s")
+    if attribution_s is not None:
+        props.append(("memwatch_attribution_s", attribution_s))
     return props
 
 

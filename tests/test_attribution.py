@@ -326,8 +326,10 @@ def test_an_opened_descriptor_is_traced_to_the_line_that_opened_it(
         plugin._AttributionProgress.SHOW_AFTER = 0.0
         """
     )
-    result = runner.sub("--memwatch-json=out.json", "-p", "no:randomly")
+    result = runner.sub("--memwatch-json=out.json", "--junit-xml=out.xml", "-p", "no:randomly")
     result.assert_outcomes(failed=2)
+    junit = (pytester.path / "out.xml").read_text()
+    assert junit.count('<property name="memwatch_attribution_s" value="') == 2, junit
     fd = runner.report_section(result, "test_leaks_a_descriptor", "memwatch attribution")
     # Not blamed on pytest: the memory part is skipped, the opening line named.
     assert fd[0] == "note: the failure is about resources, not memory", fd
