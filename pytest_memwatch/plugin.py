@@ -610,7 +610,10 @@ def _protocol(
         if final is not None:
             reports.append(final)
     result = _result(item, state, spec, measures, plan, verdicts, attribution, reports, duration)
-    result.timing = _timing(plan, duration, attribution_s)
+    if plan is not None or attribution_s is not None:
+        # A single run's time is duration_s already; kept off the others, as
+        # each extra object a worker sends shows in the next test's readings.
+        result.timing = _timing(plan, duration, attribution_s)
     growth = result.growth
     state.ledger.record_growth(result.nodeid, bytes_metric(growth) if growth else None)
     state.ledger.settle(result.nodeid, functools.partial(_scoped_fixtures, item))
