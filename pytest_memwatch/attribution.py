@@ -54,6 +54,8 @@ RERUN_BUDGET = 64 * MiB
 # snapshot's tuple, Statistic grouping and Python ints (~250 B), measured on
 # CPython 3.11 by bench/attribution.py.
 TRACE_COST_PER_BLOCK = 320
+# Traced leaked blocks worth their time: past this, fewer traced runs.
+TRACED_BLOCKS = 60_000
 # Deadlines: the scan of old containers for a new object, and each chain.
 SCAN_SECONDS = 1.0
 CHAIN_SECONDS = 1.0
@@ -111,10 +113,16 @@ def rerun_count(leak_bytes: int | None, leak_blocks: int | None, runs: int = 3) 
     Each re-run keeps what the test leaks (``leak_bytes``, ``leak_blocks`` per
     run, as measured) and tracemalloc keeps a trace for each of those blocks.
     """
-    per_run = max(0, leak_bytes or 0) + TRACE_COST_PER_BLOCK * max(0, leak_blocks or 0)
+    blocks = max(0, leak_blocks or 0)
+    per_run = max(0, leak_bytes or 0) + TRACE_COST_PER_BLOCK * blocks
     if per_run <= 0:
         return runs
-    return max(0, min(runs, RERUN_BUDGET // per_run - 1))
+    fit = RERUN_BUDGET // per_run - 1
+    if blocks:
+        # Time, too: every traced allocation records a traceback (microseconds
+        # each), so a leak of many small objects gets fewer traced runs, but one.
+        fit = min(fit, max(1, TRACED_BLOCKS // blocks - 1))
+    return max(0, min(runs, fit))
 
 
 class _Sentinel:
@@ -438,9 +446,10 @@ def attribute(
         )
     if planned < runs:
         notes.append(
-            f"re-run {planned} times instead of {runs}: the test leaves "
-            f"{format_size(leak_bytes or 0)} per run, and attribution adds at most "
-            f"{format_size(RERUN_BUDGET)}"
+            f"traced {planned} runs instead of {runs}: the test leaves "
+            f"{format_size(leak_bytes or 0)} in {leak_blocks or 0} blocks per run, and "
+            f"attribution adds at most {format_size(RERUN_BUDGET)} and traces about "
+            f"{TRACED_BLOCKS} leaked blocks"
         )
     return {
         "trace_frames": frames,

@@ -70,8 +70,12 @@ def test_short_repr_survives_a_broken_repr() -> None:
         (30 * MiB, 0, 1),
         (33 * MiB, 0, 0),
         (200 * MiB, 0, 0),
-        # Many small blocks: tracemalloc's tables count, not only the bytes.
+        # Many small blocks: tracemalloc's tables count, not only the bytes,
         (1 * MiB, 100_000, 1),
+        # and the time to trace them.
+        (64 * 1024, 15_000, 3),
+        (64 * 1024, 30_000, 1),
+        (64 * 1024, 200_000, 0),
     ],
 )
 def test_rerun_count_fits_the_budget(leak: int, blocks: int, expected: int) -> None:
