@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_memwatch import attribution
+from pytest_memwatch import attribution, report_json
 from pytest_memwatch.attribution import (
     RERUN_BUDGET,
     attribute,
@@ -34,6 +34,13 @@ def _tracemalloc_as_found() -> Iterator[None]:
     yield
     if tracemalloc.is_tracing() and not was:
         tracemalloc.stop()
+
+
+def schema_check(doc: Any) -> None:
+    """Valid for the real jsonschema and for the built-in interpreter."""
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.Draft202012Validator(report_json.load_schema()).validate(doc)
+    assert report_json.validate(doc) == []
 
 
 # -- unit: bounds ----------------------------------------------------------------------
@@ -292,6 +299,7 @@ def test_a_large_leak_is_attributed_without_blowing_up_memory(
     # Now: not re-run; the extra is the scan's list of objects, a few MiB.
     assert with_attribution - without < 64 * 1024, (without, with_attribution)
     doc = json.loads((pytester.path / "out.json").read_text())
+    schema_check(doc)
     [test] = doc["tests"]
     attr = test["attribution"]
     assert attr["mode"] == "in_place"
@@ -344,6 +352,7 @@ def test_an_opened_descriptor_is_traced_to_the_line_that_opened_it(
     ), fd
     assert any(re.search(r"test_fds\.py:12 in test_leaks_a_descriptor$", ln) for ln in fd)
     doc = json.loads((pytester.path / "out.json").read_text())
+    schema_check(doc)
     by_name = {t["nodeid"].split("::")[-1]: t for t in doc["tests"]}
     [res] = by_name["test_leaks_a_descriptor"]["attribution"]["resources"]
     assert res["kind"] == "fd" and res["origin"][0]["lineno"] == 12
@@ -422,6 +431,7 @@ def test_html_plots_the_leaked_metric_and_the_time() -> None:
     assert chart.series[0].points[-1][2] == "run 5: fds +5 in total"
     meta = RunMeta(plugin_version="0", pytest_version="9", machine=machine_info())
     doc = Results(meta, [TestResult.from_dict(test)]).to_dict()
+    schema_check(doc)
     html = render_report(doc)
     assert "fds per run" in html
     assert "memwatch: 5 runs 1.500s, attribution 0.250s" in html
