@@ -372,9 +372,19 @@ def test_an_opened_descriptor_is_traced_to_the_line_that_opened_it(
 # -- where the time went, and the leaked metric's chart (renderers) ---------------------------
 
 
+def _sample(fds: int) -> dict[str, Any]:
+    keys = ("rss", "malloc", "blocks", "gc_objects", "threads")
+    return {"t": float(fds), **dict.fromkeys(keys, 100), "fds": fds}
+
+
+def _delta(fds: int) -> dict[str, Any]:
+    keys = ("rss", "malloc", "blocks", "gc_objects", "threads")
+    return {**dict.fromkeys(keys, 0), "fds": fds}
+
+
 def _fd_leak_result() -> dict[str, Any]:
     runs = [
-        {"warmup": i == 0, "delta": {"fds": 1, "rss": 0}, "after": {"fds": 10 + i, "rss": 100}}
+        {"warmup": i == 0, "delta": _delta(1), "after": _sample(10 + i), "peak_rss": None}
         for i in range(5)
     ]
     return {
@@ -383,9 +393,9 @@ def _fd_leak_result() -> dict[str, Any]:
         "worker": None,
         "duration_s": 1.5,
         "markers": ["no_leaks"],
-        "before": {"fds": 9, "rss": 100},
-        "after": {"fds": 14, "rss": 100},
-        "growth": {"fds": 1, "rss": 0},
+        "before": _sample(9),
+        "after": _sample(14),
+        "growth": _delta(1),
         "peak_rss": None,
         "peak_growth": None,
         "runs": runs,
