@@ -394,6 +394,9 @@ class Analysis:
     # For an RSS analysis: whether the allocators' own counts (malloc bytes,
     # allocated blocks) climb too, by the same rule with no limit.
     allocators: dict[str, bool] = field(default_factory=dict)
+    # For an RSS analysis: the allocators' own series analysed alike, in bytes
+    # (see ALLOCATOR_SCALE), judged beside RSS as max_growth judges both.
+    others: dict[str, Analysis] = field(default_factory=dict)
 
     @property
     def corroborated(self) -> bool:
@@ -401,14 +404,33 @@ class Analysis:
         return not self.allocators or any(self.allocators.values())
 
     def leaking(self, limit: float | None) -> bool:
-        """The memory verdict: climbing over ``limit``; with no limit, corroborated too.
+        """The memory verdict: some series climbs over ``limit`` (see :meth:`deciding`)."""
+        return self.deciding(limit) is not None
 
-        RSS creeps while a heap fragments (pages touched once, never handed
-        back) though nothing is kept: with no limit, a climb fails only when
-        the C heap or the Python heap climbs with it. A ``max_growth_rate`` is
-        a budget for what the OS charges, whatever the cause: RSS alone decides.
+    def deciding(self, limit: float | None) -> Analysis | None:
+        """The series that fails the verdict, the fastest when several do; ``None``: none.
+
+        Each series is judged alike: RSS, and the allocators' own counts
+        (malloc bytes, allocated blocks as bytes). The allocators reuse pages
+        the process already holds, so a heap can climb for hours while RSS
+        stays flat; and RSS creeps while a heap fragments (pages touched once,
+        never handed back) though nothing is kept. So:
+
+        - with a ``max_growth_rate``, the verdict is the larger of the rates:
+          any series climbing over the limit fails (the limit is a budget for
+          what the OS charges and for what the heap keeps);
+        - with no limit, an allocator count that climbs fails, and an RSS
+          climb fails only when an allocator count climbs with it.
         """
-        return self.climbing(limit) and (limit is not None or self.corroborated)
+        failing: list[Analysis] = []
+        if self.climbing(limit) and (limit is not None or self.corroborated):
+            failing.append(self)
+        for other in self.others.values():
+            if other.corroborates() if limit is None else other.climbing(limit):
+                failing.append(other)
+        if not failing:
+            return None
+        return max(failing, key=lambda a: a.rate.slope if a.rate is not None else 0.0)
 
     def climbing(self, limit: float | None = None) -> bool:
         """Memory still climbs faster than ``limit`` bytes/s (``None``: faster than zero).
@@ -470,27 +492,38 @@ def pick_metric(samples: Sequence[Mapping[str, Any]]) -> str | None:
 
 
 ALLOCATOR_METRICS = ("malloc", "blocks")
+# Bytes per unit of each series. An allocated block is counted as 16 bytes,
+# the smallest block pymalloc hands out (its alignment) and less than any
+# Python object needs: a rate of blocks turned into bytes never overstates
+# what a leak of small objects costs, so it fails a budget only when even the
+# smallest objects would exceed it.
+ALLOCATOR_SCALE: Mapping[str, float] = {"malloc": 1.0, "blocks": 16.0}
 
 
 def analyze(samples: Sequence[Mapping[str, Any]], warmup_s: float) -> Analysis:
     """Judge-ready figures from samples (dicts with ``t``, optional ``segment``, metrics).
 
-    The memory series (RSS where available) is analysed, and when it climbs,
-    the allocator counts are analysed too (see :meth:`Analysis.leaking`).
+    The memory series (RSS where available) is analysed, and beside it the
+    allocator counts, in bytes (see :meth:`Analysis.deciding`).
     """
     main = analyze_metric(samples, warmup_s, pick_metric(samples))
-    if main.metric != "rss" or not main.climbing(None):
+    if main.metric != "rss":
         return main
-    allocators = {
-        m: analyze_metric(samples, warmup_s, m).corroborates()
+    others = {
+        m: analyze_metric(samples, warmup_s, m, scale=ALLOCATOR_SCALE[m])
         for m in ALLOCATOR_METRICS
         if any(s.get(m) is not None for s in samples)
     }
-    return dataclasses.replace(main, allocators=allocators)
+    allocators = {m: a.corroborates() for m, a in others.items()}
+    return dataclasses.replace(main, allocators=allocators, others=others)
 
 
 def analyze_metric(
-    samples: Sequence[Mapping[str, Any]], warmup_s: float, metric: str | None
+    samples: Sequence[Mapping[str, Any]],
+    warmup_s: float,
+    metric: str | None,
+    *,
+    scale: float = 1.0,
 ) -> Analysis:
     """Judge-ready figures for one metric's series.
 
@@ -514,7 +547,7 @@ def analyze_metric(
             continue
         ts, ys = per_seg.setdefault(seg, ([], []))
         ts.append(t)
-        ys.append(float(y))
+        ys.append(float(y) * scale)
     usable = {k: v for k, v in sorted(per_seg.items()) if len(v[0]) >= 3}
     if len(usable) > 1:
         longest = max(usable.values(), key=lambda v: len(v[0]))
@@ -616,35 +649,45 @@ def soak_verdict(
     parts: list[str] = []
     failed = False
     rate = analysis.rate
+    measured = None if rate is None else rate.slope
+    decided_by: str | None = None
     if rate is None:
         parts.append(
             f"too few samples after the {warm} warmup to fit a trend "
             f"({analysis.n}, need {MIN_FIT_POINTS}): sample more often or run longer"
         )
     else:
-        figures = (
-            f"{analysis.metric} {'grows ' if rate.slope > 0 else ''}{format_rate(rate.slope)} "
-            f"(95% CI {format_rate(rate.low)}..{format_rate(rate.high)}) "
-            f"over {format_seconds(analysis.span)} after the {warm} warmup"
-        )
-        if not analysis.climbing(limit):
-            within = "" if limit is None else f", within the limit of {format_rate(limit)}"
-            parts.append(f"{figures}: {analysis.shape()}{within}")
-        elif not analysis.leaking(limit):
-            parts.append(
-                f"{figures}: climbs in {analysis.metric} only, while neither malloc bytes nor "
-                "allocated blocks grow (a fragmenting heap keeps its pages, nothing is kept "
-                "alive); budget it with max_growth_rate if it matters"
-            )
-        elif limit is not None:
+        deciding = analysis.deciding(limit)
+        if deciding is not None and deciding.rate is not None:
             failed = True
-            parts.append(f"{figures}, over the limit of {format_rate(limit)}")
+            measured = deciding.rate.slope
+            decided_by = deciding.metric
+            figures = _figures(deciding, warm)
+            if deciding is not analysis:
+                # The heap climbs inside pages the process already holds.
+                figures += f" while {_figures(analysis, None)}"
+            if limit is not None:
+                parts.append(f"{figures}, over the limit of {format_rate(limit)}")
+            else:
+                parts.append(
+                    f"{figures} and is still climbing; with no max_growth_rate any steady climb "
+                    'fails (allow some with max_growth_rate="1 MiB/h")'
+                )
+        elif analysis.climbing(limit):
+            parts.append(
+                f"{_figures(analysis, warm)}: climbs in {analysis.metric} only, while neither "
+                "malloc bytes nor allocated blocks grow (a fragmenting heap keeps its pages, "
+                "nothing is kept alive); budget it with max_growth_rate if it matters"
+            )
         else:
-            failed = True
-            parts.append(
-                f"{figures} and is still climbing; with no max_growth_rate any steady climb "
-                'fails (allow some with max_growth_rate="1 MiB/h")'
-            )
+            within = "" if limit is None else f", within the limit of {format_rate(limit)}"
+            heap = [
+                f"{m} {format_rate(a.rate.slope)}"
+                for m, a in analysis.others.items()
+                if a.rate is not None
+            ]
+            others = f" (heap: {', '.join(heap)})" if heap else ""
+            parts.append(f"{_figures(analysis, warm)}: {analysis.shape()}{others}{within}")
     grown = {m: v for m, v in analysis.resources.items() if v[1] > v[0]}
     for metric, (start, end) in grown.items():
         failed = True
@@ -659,6 +702,13 @@ def soak_verdict(
         "shape": analysis.shape(),
         "plateau": analysis.plateau,
         "allocators_climbing": analysis.allocators,
+        # Every series judged, in bytes/s (blocks at 16 bytes each), and the one that failed.
+        "rates": {
+            m: a.rate.to_dict()
+            for m, a in {analysis.metric or "rss": analysis, **analysis.others}.items()
+            if a.rate is not None
+        },
+        "decided_by": decided_by,
         "resources": {m: {"start": a, "end": b} for m, (a, b) in analysis.resources.items()},
         "complete": complete,
         "stop_reason": stop_reason,
@@ -668,11 +718,26 @@ def soak_verdict(
         "marker",
         not failed,
         f"{head}: {'; '.join(parts)}",
-        metric=analysis.metric,
+        metric=decided_by or analysis.metric,
         limit=limit,
-        measured=None if rate is None else rate.slope,
+        measured=measured,
         details=details,
     )
+
+
+def _figures(analysis: Analysis, warm: str | None) -> str:
+    """``rss grows +1.0 MiB/h (95% CI ...)`` and, given the warmup, the span it covers."""
+    rate = analysis.rate
+    if rate is None:
+        return f"{analysis.metric} has too few samples"
+    unit = " (blocks counted as 16 B)" if analysis.metric == "blocks" else ""
+    text = (
+        f"{analysis.metric}{unit} {'grows ' if rate.slope > 0 else ''}{format_rate(rate.slope)} "
+        f"(95% CI {format_rate(rate.low)}..{format_rate(rate.high)})"
+    )
+    if warm is not None:
+        text += f" over {format_seconds(analysis.span)} after the {warm} warmup"
+    return text
 
 
 def _trend_dict(rate: Trend, analysis: Analysis) -> dict[str, Any]:
