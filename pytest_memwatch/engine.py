@@ -171,8 +171,15 @@ class Measurer:
         freeze: bool = True,
         collect: bool = True,
         light: bool = False,
+        trim: bool = False,
     ) -> RunToken:
         """Read the probes before a run.
+
+        ``trim=True`` (tests with a ``max_memory`` budget) hands the C heap's
+        free pages back to the OS before the reading. The peak is the
+        high-water mark of RSS, and memory already resident does not move it:
+        a test reusing what an earlier test (or its own previous run) freed
+        would read a peak of nothing.
 
         ``freeze=False`` for repeated runs, whose verdict depends on every
         cycle being collected: with part of the heap frozen, garbage that
@@ -205,6 +212,8 @@ class Measurer:
             # Collects, then freezes what survived.
             self.hygiene.before_test(1 if light else 2)
             collect = False
+        if trim:
+            self.prober.trim()
         before = self.prober.sample(
             collect=collect, generation=1 if light else 2, gc_objects=self._frozen()
         )
@@ -322,11 +331,9 @@ def build_spec(nodeid: str, calls: Sequence[MarkCall], settings: Settings) -> Te
         schema = markers.SCHEMAS.get(call.name)
         if schema is None:
             continue
-        if call.name in seen:
-            # The closest marker wins, as pytest's get_closest_marker does.
-            continue
-        seen.add(call.name)
         try:
+            # Every marker is checked, the ones a closer marker overrides too:
+            # a bad value is reported wherever it is written.
             values = schema.parse(call.args, call.kwargs)
         except markers.MarkerError as exc:
             raise markers.MarkerError(
@@ -334,6 +341,11 @@ def build_spec(nodeid: str, calls: Sequence[MarkCall], settings: Settings) -> Te
                     nodeid, call.name, call.args, call.kwargs, str(exc), opted_out=opted_out
                 )
             ) from None
+        if call.name in seen:
+            # The closest marker wins, as pytest's get_closest_marker does
+            # (calls come closest first: case, function, class, module).
+            continue
+        seen.add(call.name)
         spec.marker_names.append(call.name)
         if call.name == "memwatch_skip":
             spec.skip_reason = values["reason"] or "memwatch_skip"
@@ -424,6 +436,8 @@ def judge(
                 )
             )
     if spec.max_memory is not None:
+        # The first measured run follows the trim (see Measurer.begin): its
+        # allocations cannot reuse pages a previous run freed.
         runs = plan.measured if plan is not None else measures
         peaks = [
             m.peak_rss - m.before.rss
