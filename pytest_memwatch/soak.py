@@ -408,7 +408,7 @@ class Analysis:
         return self.deciding(limit) is not None
 
     def deciding(self, limit: float | None) -> Analysis | None:
-        """The series that fails the verdict, the fastest when several do; ``None``: none.
+        """The series that fails the verdict; ``None`` when none does.
 
         Each series is judged alike: RSS, and the allocators' own counts
         (malloc bytes, allocated blocks as bytes). The allocators reuse pages
@@ -419,17 +419,23 @@ class Analysis:
         - with a ``max_growth_rate``, the verdict is the larger of the rates:
           any series climbing over the limit fails (the limit is a budget for
           what the OS charges and for what the heap keeps);
-        - with no limit, an allocator count that climbs fails, and an RSS
-          climb fails only when an allocator count climbs with it.
+        - with no limit, two series must climb together: RSS and an allocator
+          count, or both counts. Against a limit of zero, one exact count
+          alone reads noise and a start-up residue as a trend now and then.
+
+        RSS is named when it fails, else the faster allocator count.
         """
-        failing: list[Analysis] = []
-        if self.climbing(limit) and (limit is not None or self.corroborated):
-            failing.append(self)
-        for other in self.others.values():
-            if other.corroborates() if limit is None else other.climbing(limit):
-                failing.append(other)
+        if limit is not None:
+            failing = [a for a in (self, *self.others.values()) if a.climbing(limit)]
+        else:
+            counts = [a for a in self.others.values() if a.corroborates()]
+            rss = [self] if self.climbing(None) else []
+            votes = rss + counts
+            failing = votes if len(votes) >= 2 or (rss and not self.others) else []
         if not failing:
             return None
+        if failing[0] is self:
+            return self
         return max(failing, key=lambda a: a.rate.slope if a.rate is not None else 0.0)
 
     def climbing(self, limit: float | None = None) -> bool:
