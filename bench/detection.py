@@ -75,16 +75,18 @@ def main() -> int:
         times = [r.get(name, {}).get("time", 0.0) for r in rounds]
         runs = [r.get(name, {}).get("runs", 0) for r in rounds]
         missing = sum(1 for r in rounds if name not in r)
-        truth = "leak" if label["leak"] else "clean"
+        # "fails": a verdict that must fail though nothing leaks (a peak over budget).
+        should_fail = bool(label.get("fails", label["leak"]))
+        truth = "leak" if label["leak"] else (label.get("kind", "fail") if should_fail else "clean")
         for i, f in enumerate(flags):
-            if label["leak"]:
+            if should_fail:
                 tp += f
                 fn += not f
             else:
                 fp += f
                 tn += not f
                 fp_rounds[i] += f
-        mark = "" if (all(flags) if label["leak"] else not any(flags)) else "  <-- wrong"
+        mark = "" if (all(flags) if should_fail else not any(flags)) else "  <-- wrong"
         if missing:
             mark += f"  ({missing} rounds missing)"
         print(f"{name:<52} {truth:<6} {sum(flags):>4}/{args.rounds:<3} "
