@@ -37,7 +37,9 @@ def summary_lines(
     for t in failed:
         for v in t["verdicts"]:
             if not v["passed"]:
-                lines.append(f"FAILED {t['nodeid']} - {v['message']}")
+                # An xfail test's failed verdict is its expected failure (XFAIL).
+                status = "XFAIL" if t.get("outcome") == "xfailed" else "FAILED"
+                lines.append(f"{status} {t['nodeid']} - {v['message']}")
         timing = t.get("timing") or {}
         # A single run's time is pytest's own --durations; repetition and
         # attribution are memwatch's.

@@ -155,5 +155,11 @@ def test_xfail_test_that_passes_is_judged(pytester: pytest.Pytester, runner: Run
     assert found["test_xpass_leaks_expecting_valueerror"]["_"]["outcome"] == "failed"
     # A test that failed as expected ran only once and is not judged.
     assert found["test_xfails"]["_"]["verdicts"] == []
-    summary = "\n".join(runner.section(result))
-    assert "2 failed memory verdicts" in summary
+    summary = runner.section(result)
+    assert "2 failed memory verdicts" in summary[0]
+    xfail_line = "XFAIL test_xfail.py::test_xpass_leaks - leak: "
+    assert any(line.startswith(xfail_line) for line in summary)
+    assert any(
+        line.startswith("FAILED test_xfail.py::test_xpass_leaks_expecting_valueerror - leak: ")
+        for line in summary
+    )

@@ -522,3 +522,66 @@ def test_report_document_is_a_valid_results_document(tmp_path: Path) -> None:
     # The file read back is judged exactly as the live run was.
     assert test["soak"]["rate"] == live.data["rate"]
     assert test["verdicts"][0]["message"] == live.verdict.message
+
+
+def _with_heap(
+    samples: list[dict[str, Any]], malloc: Shape, blocks: Shape, *, seed: int = 7
+) -> list[dict[str, Any]]:
+    """Add allocator counts: exact, with what is in flight as small noise."""
+    rng = random.Random(seed)
+    return [
+        {
+            **s,
+            "malloc": int(60 * MiB + malloc(s["t"]) + rng.gauss(0, 8 * KiB)),
+            "blocks": int(400_000 + blocks(s["t"]) + rng.gauss(0, 50)),
+        }
+        for s in samples
+    ]
+
+
+def test_a_heap_leak_inside_resident_pages_fails_its_budget() -> None:
+    # A 10 KiB bytearray kept every second (35 MiB/h) while RSS stays flat:
+    # the allocator reuses pages the process already holds.
+    samples = _with_heap(series(lambda t: 0.0), lambda t: 10 * KiB * t, lambda t: 2 * t)
+    v = judge(samples, limit=4 * MiB / HOUR)
+    assert not v.passed
+    assert v.metric == "malloc" and v.details["decided_by"] == "malloc"
+    assert v.measured == pytest.approx(10 * KiB, rel=0.05)
+    assert v.message.startswith("soak: malloc grows +35.")
+    assert " while rss " in v.message and v.message.endswith(", over the limit of +4.0 MiB/h")
+    assert set(v.details["rates"]) == {"rss", "malloc", "blocks"}
+    # The RSS series stays the one plotted and reported as the soak's rate.
+    assert v.details["rate"]["metric"] == "rss"
+    # No limit: malloc bytes and blocks climb together, which is a leak too.
+    assert not judge(samples).passed
+
+
+def test_a_leak_of_small_objects_is_judged_on_blocks_at_16_bytes_each() -> None:
+    # 100 small objects a second: 5.5 MiB/h at 16 B each, under RSS slack.
+    samples = _with_heap(series(lambda t: 0.0), lambda t: 0.0, lambda t: 100 * t)
+    v = judge(samples, limit=4 * MiB / HOUR)
+    assert not v.passed and v.metric == "blocks", v.message
+    assert v.measured == pytest.approx(1600, rel=0.05)
+    assert "blocks (blocks counted as 16 B) grows" in v.message
+    # The same count under a budget it fits in passes.
+    assert judge(samples, limit=8 * MiB / HOUR).passed
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_heap_sawtooth_and_plateau_pass_under_a_budget(seed: int) -> None:
+    flat = series(lambda t: 0.0, seed=seed)
+    saw = _with_heap(flat, lambda t: 16 * MiB * ((t % 120) / 120), lambda t: 0.0, seed=seed)
+    v = judge(saw, limit=4 * MiB / HOUR)
+    assert v.passed and v.details["decided_by"] is None, v.message
+    assert "(heap: malloc " in v.message
+    fill = _with_heap(flat, lambda t: 20 * MiB * min(1.0, t / 300), lambda t: 0.0, seed=seed)
+    assert judge(fill, limit=4 * MiB / HOUR).passed
+    assert judge(fill).passed
+
+
+def test_one_allocator_count_alone_does_not_fail_a_run_with_no_limit() -> None:
+    # With a zero limit, one exact count alone would read noise as a trend now
+    # and then: it needs RSS or the other count with it (a budget needs neither).
+    samples = _with_heap(series(lambda t: 0.0), lambda t: 0.0, lambda t: 3 * t)
+    assert judge(samples).passed
+    assert not judge(samples, limit=1.0).passed
