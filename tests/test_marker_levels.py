@@ -7,8 +7,36 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from pytest_memwatch.engine import MarkCall, build_spec
+from pytest_memwatch.markers import MarkerError
+from pytest_memwatch.settings import Settings
+from pytest_memwatch.units import MiB
 from tests.conftest import Runner
+
+# A marker level: a valid budget in MiB, or a value no size parser accepts.
+LEVEL = st.one_of(st.integers(min_value=1, max_value=10_000), st.just("lots"))
+
+
+@given(st.lists(st.tuples(st.sampled_from(["max_growth", "max_memory"]), LEVEL), min_size=1))
+def test_build_spec_takes_the_closest_and_checks_every_level(
+    levels: list[tuple[str, object]],
+) -> None:
+    calls = [MarkCall(name, (value,), {}) for name, value in levels]
+    if any(value == "lots" for _, value in levels):
+        with pytest.raises(MarkerError, match="'lots'"):
+            build_spec("t.py::test_a[case]", calls, Settings())
+        return
+    spec = build_spec("t.py::test_a[case]", calls, Settings())
+    for name in ("max_growth", "max_memory"):
+        closest = next((v for n, v in levels if n == name), None)
+        got = getattr(spec, name)
+        if closest is None:
+            assert got is None
+        else:
+            assert got["limit"] == closest * MiB
 
 LEVELS = """
     import pytest

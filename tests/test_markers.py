@@ -317,10 +317,14 @@ def test_spec_from_stacked_markers() -> None:
 
 
 def test_closest_marker_wins() -> None:
-    # iter_markers yields the function's own marker before its class's or module's.
-    calls = [MarkCall("max_growth", (1,), {}), MarkCall("max_growth", ("ten megs",), {})]
+    # Calls come closest first (case, function, class, module; see plugin._mark_calls).
+    calls = [MarkCall("max_growth", (1,), {}), MarkCall("max_growth", (50,), {})]
     spec = build_spec("t.py::test_a", calls, Settings())
     assert spec.max_growth is not None and spec.max_growth["limit"] == MiB
+    # A bad value is reported even where a closer marker overrides it.
+    calls = [MarkCall("max_growth", (1,), {}), MarkCall("max_growth", ("ten megs",), {})]
+    with pytest.raises(MarkerError, match=r"bad marker @pytest.mark.max_growth\('ten megs'\)"):
+        build_spec("t.py::test_a", calls, Settings())
 
 
 def test_option_budget_applies_only_without_a_marker() -> None:
