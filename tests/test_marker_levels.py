@@ -191,3 +191,32 @@ def test_xfail_test_that_passes_is_judged(pytester: pytest.Pytester, runner: Run
         line.startswith("FAILED test_xfail.py::test_xpass_leaks_expecting_valueerror - leak: ")
         for line in summary
     )
+
+
+def test_case_marker_and_xfail_verdicts_under_xdist(
+    pytester: pytest.Pytester, runner: Runner
+) -> None:
+    pytest.importorskip("xdist")
+    pytester.makepyfile(test_x="""
+        import pytest
+
+        HELD = []
+
+        @pytest.mark.xfail(reason="flaky upstream")
+        @pytest.mark.no_leaks(warmup=1, runs=5)
+        def test_xpass_leaks():
+            HELD.append(bytearray(100 * 1024))
+
+        @pytest.mark.max_growth(50)
+        @pytest.mark.parametrize("n", [
+            pytest.param(1, id="case", marks=pytest.mark.max_growth("1 KiB")), 2,
+        ])
+        def test_case(n):
+            HELD.append(bytearray(1024 * 1024))
+    """)
+    result = runner.sub("--memwatch", "--memwatch-trace=0", "-n", "2", "-rxf")
+    result.assert_outcomes(passed=1, failed=1, xfailed=1)
+    result.stdout.fnmatch_lines([
+        "XFAIL test_x.py::test_xpass_leaks - flaky upstream",
+        "FAILED (memwatch) test_x.py::test_case[[]case[]] - memwatch max_growth: *",
+    ])
