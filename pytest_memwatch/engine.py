@@ -102,6 +102,8 @@ class GcHygiene:
 class RunToken:
     before: Sample
     peak: PeakWatch
+    # Stop the peak watch before the after-reading (see Measurer.begin).
+    peak_first: bool = False
 
 
 @dataclass
@@ -217,7 +219,13 @@ class Measurer:
         before = self.prober.sample(
             collect=collect, generation=1 if light else 2, gc_objects=self._frozen()
         )
-        return RunToken(before, self.prober.start_peak())
+        if trim:
+            # Again, for what the reading itself paged in after reading RSS: its
+            # list of every tracked object, a megabyte on an unfrozen heap
+            # (repeated runs), would otherwise raise the mark the peak starts
+            # from. For the same reason the peak ends before the after-reading.
+            self.prober.trim()
+        return RunToken(before, self.prober.start_peak(), peak_first=trim)
 
     def end(
         self, token: RunToken, *, clear_caches: bool = False, light: bool = False
@@ -225,14 +233,16 @@ class Measurer:
         if clear_caches:
             clear_interpreter_caches()
         ob, om = self._offset or (0, 0)
+        peak = token.peak.stop() if token.peak_first else None
         after = self.prober.sample(
             generation=1 if light else 2,
             blocks=-ob,
             malloc=-om,
             gc_objects=self._frozen(),
         )
-        # Stopped after the reading, whose RSS lets the watch skip /proc/self/status.
-        peak = token.peak.stop(floor=max(token.before.rss or 0, after.rss or 0) or None)
+        if not token.peak_first:
+            # Stopped after the reading, whose RSS lets the watch skip /proc/self/status.
+            peak = token.peak.stop(floor=max(token.before.rss or 0, after.rss or 0) or None)
         if peak is not None:
             # The kernel's RSS counters are per-CPU approximations, so the
             # high-water mark can read a little below a plain RSS reading taken

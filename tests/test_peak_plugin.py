@@ -70,3 +70,31 @@ def test_a_20mib_peak_fails_a_5mib_budget_whatever_ran_before(
         assert v["message"].startswith("max_memory: peak ")
     ok = found["test_peak_within_budget"]
     assert ok["passed"] and ok["measured"] > 18 * 1024 * 1024, ok["message"]
+
+
+def test_the_harness_own_work_is_no_peak(pytester: pytest.Pytester, runner: Runner) -> None:
+    # The trim hands back what the readings page in too: an empty test reads no
+    # peak, repeated (heap unfrozen, so each reading lists a megabyte of objects)
+    # or not, after a test that freed 100 MiB.
+    pytester.makepyfile(test_empty="""
+        import pytest
+
+        def test_frees_100mib_of_small_objects():
+            junk = [bytearray(1000) for _ in range(100_000)]
+            del junk
+
+        @pytest.mark.max_memory("256 KiB")
+        def test_empty():
+            pass
+
+        @pytest.mark.max_memory("256 KiB")
+        @pytest.mark.no_leaks(warmup=1, runs=3)
+        def test_empty_repeated():
+            pass
+    """)
+    result = runner.sub("--memwatch", "--memwatch-json=r.json", "--memwatch-trace=0",
+                        "-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    found = peaks(pytester)
+    assert found["test_empty"]["measured"] < 256 * 1024
+    assert found["test_empty_repeated"]["measured"] < 256 * 1024
