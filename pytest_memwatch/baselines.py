@@ -32,7 +32,7 @@ from pytest_memwatch.limits import has_control_chars
 from pytest_memwatch.report_json import (
     ResultsError,
     default_file_mode,
-    dumps,
+    iter_dumps,
     load_results,
     make_dirs,
     write_temp,
@@ -185,7 +185,7 @@ def save_run(doc: Mapping[str, Any], storage: Path, name: str, machine: str | No
     ensure_storage(storage)
     folder = storage / (machine or machine_id())
     folder.mkdir(exist_ok=True)
-    tmp = write_temp(folder, dumps(doc), prefix=".save-")
+    tmp = write_temp(folder, iter_dumps(doc), prefix=".save-")
     try:
         number = max((r.number for r in list_runs(storage, folder.name)), default=0) + 1
         while True:

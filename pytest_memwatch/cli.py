@@ -10,15 +10,19 @@ Commands::
     soak-report SAMPLES.jsonl -o soak.html      one soak run from its samples file
 
 Exit status: 0 success, 1 regression (``compare``), 2 bad input or an output
-that cannot be written. On an error nothing is written: every output is
-rendered in memory first and then written atomically.
+that cannot be written. On an error nothing is written: every output goes to
+a temporary file that replaces the target only once complete.
+
+``report``, ``merge`` and ``compare`` read results files as a stream
+(:func:`pytest_memwatch.report_json.load_results_stream`) and write their
+outputs in pieces, so a file of 50 000 tests is never held whole in memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,10 +30,10 @@ from pytest_memwatch.compare import compare_docs, machine_warnings, parse_tolera
 from pytest_memwatch.report_json import (
     ResultsError,
     atomic_write,
-    dumps,
-    load_results,
+    iter_dumps,
+    load_results_stream,
     merge_documents,
-    read_json,
+    read_json_stream,
 )
 
 PROG = "memwatch"  # the console script; ``python -m pytest_memwatch`` names itself
@@ -49,9 +53,12 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def _write(path: str, text: str, what: str, out: TextIO) -> None:
+def _write(path: str, text: str | Iterable[str], what: str, out: TextIO) -> None:
     try:
         written = atomic_write(path, text)
+    except ResultsError as exc:
+        # An input read as the output is written (a stream) went bad meanwhile.
+        raise CliError(str(exc)) from None
     except OSError as exc:
         # exc.filename may be the temporary file, which means nothing to the user.
         raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
@@ -60,16 +67,16 @@ def _write(path: str, text: str, what: str, out: TextIO) -> None:
 
 def _load(path: str) -> dict[str, Any]:
     try:
-        return load_results(path)
+        return load_results_stream(path)
     except ResultsError as exc:
         raise CliError(str(exc)) from None
 
 
 def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from pytest_memwatch.report_html import render_report
+    from pytest_memwatch.report_html import iter_report
 
     doc = _load(args.results)
-    _write(args.output, render_report(doc, title=args.title), "HTML report", out)
+    _write(args.output, iter_report(doc, title=args.title), "HTML report", out)
     return OK
 
 
@@ -77,7 +84,7 @@ def cmd_merge(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     inputs = []
     for name in args.results:
         try:
-            inputs.append((name, read_json(name)))
+            inputs.append((name, read_json_stream(name)))
         except ResultsError as exc:
             raise CliError(str(exc)) from None
     try:
@@ -86,7 +93,7 @@ def cmd_merge(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise CliError(str(exc)) from None
     for warning in warnings:
         print(f"memwatch: warning: {warning}", file=err)
-    _write(args.output, dumps(merged), "merged results", out)
+    _write(args.output, iter_dumps(merged), "merged results", out)
     totals = merged["totals"]
     print(
         f"{len(merged['shards'])} shards, {totals['tests']} tests, "
@@ -107,9 +114,9 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"memwatch: warning: {warning}", file=err)
     comparison = compare_docs(old, new, args.fail, baseline={"label": args.old, "path": args.old})
     if args.html:
-        from pytest_memwatch.report_html import render_report
+        from pytest_memwatch.report_html import iter_report
 
-        _write(args.html, render_report({**new, "comparison": comparison.to_dict()}),
+        _write(args.html, iter_report({**new, "comparison": comparison.to_dict()}),
                "HTML report", err)
     for line in comparison.table(None if args.all else 10):
         print(line, file=out)

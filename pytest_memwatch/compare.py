@@ -293,12 +293,10 @@ class Comparison:
         return lines
 
 
-def _change(
-    metric: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
-) -> dict[str, int | None]:
-    extract = METRICS[metric].extract
-    a = extract(old) if old is not None else None
-    b = extract(new) if new is not None else None
+def _change(metric: str, old: _Slim | None, new: _Slim | None) -> dict[str, int | None]:
+    i = _METRIC_INDEX[metric]
+    a = old[0][i] if old is not None else None
+    b = new[0][i] if new is not None else None
     return {"old": a, "new": b, "delta": None if a is None or b is None else b - a}
 
 
@@ -316,6 +314,18 @@ def _failure(nodeid: str, tol: Tolerance, change: Mapping[str, int | None]) -> s
         f"{nodeid}: {tol.metric} {m.format(old)} -> {m.format(new)} "
         f"({m.format(delta, signed=True)}{pct}) exceeds {tol.text}{how}"
     )
+
+
+# What a comparison keeps of a test: every metric's value, and its own
+# compare_fail expressions. The documents may be streams of tens of thousands
+# of tests (see report_json.StreamedTests), so not the tests themselves.
+_Slim = tuple[tuple[int | None, ...], tuple[str, ...]]
+_METRIC_INDEX = {name: i for i, name in enumerate(METRICS)}
+
+
+def _slim(test: Mapping[str, Any]) -> _Slim:
+    values = tuple(m.extract(test) for m in METRICS.values())
+    return values, tuple(test.get("compare_fail") or ())
 
 
 def compare_docs(
@@ -340,12 +350,12 @@ def compare_docs(
         "started_at": old_run.get("started_at"),
         "commit": old_run.get("commit"),
     }
-    old_tests = {t["nodeid"]: t for t in old.get("tests", [])}
-    new_tests = {t["nodeid"]: t for t in new.get("tests", [])}
+    old_tests = {t["nodeid"]: _slim(t) for t in old.get("tests", [])}
+    new_tests = {t["nodeid"]: _slim(t) for t in new.get("tests", [])}
     changes: list[TestChange] = []
     for nodeid, test in new_tests.items():
         before = old_tests.get(nodeid)
-        own, own_errors = parse_tolerances(test.get("compare_fail") or (), where=nodeid)
+        own, own_errors = parse_tolerances(test[1], where=nodeid)
         errors += own_errors
         tolerances = effective_tolerances(session, own)
         wanted = list(SHOWN) + [t.metric for t in tolerances if t.metric not in SHOWN]

@@ -30,7 +30,7 @@ from typing import Any
 
 from pytest_memwatch import baselines
 from pytest_memwatch.compare import METRICS, compare_docs, machine_warnings, parse_tolerance
-from pytest_memwatch.report_json import ResultsError, atomic_write, dumps, load_results
+from pytest_memwatch.report_json import ResultsError, atomic_write, iter_dumps, load_results
 from pytest_memwatch.settings import Settings
 
 # load_results and ResultsError are re-exported: the plugin and the CLI read results here.
@@ -69,19 +69,21 @@ def check_compare_fail(exprs: Iterable[str]) -> None:
             ) from None
 
 
-def _write(outcome: OutputOutcome, what: str, path: str, render: Callable[[], str]) -> None:
+def _write(
+    outcome: OutputOutcome, what: str, path: str, render: Callable[[], str | Iterable[str]]
+) -> None:
+    # A renderer may stream (an iterable of pieces, written as they come): its
+    # errors then surface while writing, and are told apart from I/O errors.
     try:
-        text = render()
+        written = atomic_write(path, render())
+    except OSError as exc:
+        outcome.warnings.append(f"memwatch: cannot write the {what} to {path}: {_reason(exc)}")
+        return
     except Exception as exc:  # a renderer bug must not hide the run's results
         outcome.warnings.append(
             f"memwatch: could not render the {what} ({type(exc).__name__}: {exc}); "
             f"{path} was not written. Please report this as a pytest-memwatch bug."
         )
-        return
-    try:
-        written = atomic_write(path, text)
-    except OSError as exc:
-        outcome.warnings.append(f"memwatch: cannot write the {what} to {path}: {_reason(exc)}")
         return
     outcome.lines.append(f"{what} written to {_show(written)}")
 
@@ -162,11 +164,11 @@ def finish_run(doc: dict[str, Any], settings: Settings, rootdir: str) -> OutputO
         if comparison is not None:
             written = {**doc, "comparison": comparison}
     if settings.json:
-        _write(outcome, "results JSON", settings.json, lambda: dumps(written))
+        _write(outcome, "results JSON", settings.json, lambda: iter_dumps(written))
     if settings.html:
-        from pytest_memwatch.report_html import render_report
+        from pytest_memwatch.report_html import iter_report
 
-        _write(outcome, "HTML report", settings.html, lambda: render_report(written))
+        _write(outcome, "HTML report", settings.html, lambda: iter_report(written))
     if settings.save:
         try:
             path = baselines.save_run(doc, storage, settings.save)

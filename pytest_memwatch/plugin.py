@@ -52,9 +52,10 @@ from pytest_memwatch.resources import (
     ResourceWatch,
     parse_rules,
 )
-from pytest_memwatch.results import Results, RunMeta, TestResult, now_iso
+from pytest_memwatch.results import RunMeta, TestResult, document, now_iso
 from pytest_memwatch.settings import SETTINGS, Setting, SettingError, Settings, resolve
-from pytest_memwatch.terminal import summary_lines
+from pytest_memwatch.spool import ResultSpool
+from pytest_memwatch.terminal import Summary
 from pytest_memwatch.verdicts import MEMORY_METRICS, RepeatPlan
 
 if TYPE_CHECKING:
@@ -75,7 +76,15 @@ class SessionState:
         self.is_controller = self.worker is None
         self.hygiene = GcHygiene()
         self._measurer: Measurer | None = None
-        self.results: list[TestResult] = []
+        # The tests' results: spooled to disk when a report or -vv needs them
+        # all, otherwise only counted (see record()).
+        self._spool: ResultSpool | None = None
+        self.summary = Summary(keep=2 * settings.top)
+        self.verbosity = config.get_verbosity()
+        # Plain measuring counts allocated blocks only when a comparison judges them.
+        self.plain_blocks = any(
+            e.strip().lower().startswith("blocks") for e in settings.compare_fail or ()
+        )
         self.meta = RunMeta(
             plugin_version=__version__,
             pytest_version=pytest.__version__,
@@ -109,6 +118,32 @@ class SessionState:
         # (one test runs at a time in a process).
         self.pending: tuple[pytest.Item, ItemMeasure] | None = None
 
+    @property
+    def spool(self) -> ResultSpool:
+        if self._spool is None:
+            s = self.settings
+            wanted = bool(s.json or s.html or s.save or s.compare is not None)
+            self._spool = ResultSpool(
+                [os.path.dirname(os.path.abspath(p)) for p in (s.json, s.html) if p],
+                # Without a report, only -vv (every test listed) reads them again.
+                spool=wanted or self.verbosity >= 2,
+            )
+        return self._spool
+
+    def record(self, data: dict[str, Any]) -> None:
+        """Keep one test's result (a results-document dict) for the summary and the reports."""
+        self.summary.add(data)
+        s = self.settings
+        if s.json or s.html or s.save or s.compare is not None or self.verbosity >= 2:
+            self.spool.add(data)
+        else:
+            # Counted only: nothing will read the records again.
+            self.spool.totals.add(data)
+
+    def close(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+
     def _not_ignored(self, found: list[Any]) -> list[Any]:
         return self.resources.split(found)[0]
 
@@ -139,7 +174,9 @@ class SessionState:
         from pytest_memwatch.outputs import finish_run
 
         self.meta.commit = _git_commit(str(session.config.rootpath))
-        doc = Results(self.meta, self.results, ledger=self.ledger_doc).to_dict()
+        # The tests stream from the spool into each output, one at a time.
+        spool = self.spool
+        doc = document(self.meta, spool, spool.totals.to_dict(), ledger=self.ledger_doc)
         outcome = finish_run(doc, settings, str(session.config.rootpath))
         self.output_lines.extend(outcome.lines)
         for w in outcome.warnings:
@@ -158,13 +195,16 @@ class SessionState:
             f"{', '.join(sorted(theirs))}"
         ]
 
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.close()
+
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
-        if not self.is_controller or (not self.results and not self.output_lines):
+        if not self.is_controller or (not self.summary.measured and not self.output_lines):
             return
-        lines = summary_lines(
-            [r.to_dict() for r in self.results],
+        lines = self.summary.lines(
             verbosity=config.get_verbosity(),
             top=self.settings.top,
+            every=lambda: iter(self.spool),
         )
         if not lines and not self.output_lines:
             return
@@ -185,12 +225,14 @@ class ItemMeasure:
     higher-scoped fixture definitions, listed at its first run.
     """
 
-    __slots__ = ("check_resources", "clear", "last", "plan", "scoped", "spec", "watch")
+    __slots__ = ("blocks", "check_resources", "clear", "last", "plan", "scoped", "spec", "watch")
 
     def __init__(self, spec: TestSpec) -> None:
         self.spec = spec
         self.plan: RepeatPlan | None = None
         self.clear = True
+        # Whether readings count allocated blocks (a verdict or a comparison needs them).
+        self.blocks = True
         self.check_resources = False
         self.watch: ResourceWatch | None = None
         self.last: RunMeasure | None = None
@@ -199,6 +241,9 @@ class ItemMeasure:
 
 STATE = pytest.StashKey[SessionState]()
 MEASURED = pytest.StashKey[ItemMeasure]()
+# A test measured with no memwatch marker: its ItemMeasure is made when it runs
+# and dropped after, so a 50 000-test session keeps none of them.
+PLAIN = pytest.StashKey[None]()
 MARKER_ERROR = pytest.StashKey[str]()
 # The node id memwatch reports, when it differs from item.nodeid: xdist's
 # --dist loadgroup appends "@group" to the ids on its workers (see xdist.py).
@@ -403,7 +448,10 @@ def pytest_collection_modifyitems(
             continue
         if "memwatch_skip" in names:
             continue
-        item.stash[MEASURED] = ItemMeasure(spec)
+        if calls:
+            item.stash[MEASURED] = ItemMeasure(spec)
+        else:
+            item.stash[PLAIN] = None
         measured = True
         soaks = soaks or spec.soak is not None
     if measured:
@@ -534,7 +582,9 @@ class MeasuredTests:
     ) -> bool | None:
         m = item.stash.get(MEASURED, None)
         if m is None:
-            return None
+            if PLAIN not in item.stash:
+                return None
+            m = ItemMeasure(build_spec(_nodeid(item), (), self.state.settings))
         _protocol(item, nextitem, m, self.state)
         return True
 
@@ -591,6 +641,7 @@ def _protocol(
     # Emptying interpreter caches costs every later lookup a refill; do it only
     # where a verdict depends on exact numbers, not for plain measuring.
     m.clear = spec.has_verdict
+    m.blocks = m.clear or state.plain_blocks or bool(spec.compare_fail)
     if not state.ledger.started:
         # Before the first measured test, outside any measured window.
         state.ledger.start(state.measurer.session_reading())
@@ -642,7 +693,7 @@ def _protocol(
     state.ledger.settle(result.nodeid, functools.partial(_scoped_fixtures, item))
     if found is not None:
         state.ledger.add(result.nodeid, "test", found.leaked)
-    _apply(
+    data = _apply(
         reports,
         result,
         failed,
@@ -657,9 +708,13 @@ def _protocol(
     if state.is_controller:
         # In-process; an xdist controller collects its workers' results from
         # their reports instead (pytest_memwatch.xdist).
-        state.results.append(result)
+        state.record(data if data is not None else result.to_dict())
     for rep in reports:
         ihook.pytest_runtest_logreport(report=rep)
+        # The payload rides on the report while it is logged (for plugins,
+        # conftests and xdist, which sends it then); pytest's terminal reporter
+        # keeps every report to the end, and would keep every result with it.
+        rep.__dict__.pop("memwatch", None)
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     m.last = None
 
@@ -877,8 +932,8 @@ def _apply(
     html_extras: bool = False,
     junit: bool = False,
     xfail_any: bool = False,
-) -> None:
-    """Put the verdicts on the reports: a failed one fails the call.
+) -> dict[str, Any] | None:
+    """Put the verdicts on the reports (a failed one fails the call); return the result's dict.
 
     An xfail test that passed (XPASS) and failed its memory verdict becomes an
     expected failure (XFAIL), as pytest counts any failure of an ``xfail`` test,
@@ -887,7 +942,7 @@ def _apply(
     report's ``longrepr`` either way.
     """
     if not reports:
-        return
+        return None
     call = None
     for r in reports:
         if r.when == "call":
@@ -917,6 +972,7 @@ def _apply(
         teardown = next((r for r in reversed(reports) if r.when == "teardown"), None)
         if teardown is not None:
             teardown.user_properties.extend(_junit_properties(result))
+    return data
 
 
 def _junit_properties(result: TestResult) -> list[tuple[str, object]]:
@@ -949,7 +1005,9 @@ class _Run:
             return
         m, state, plan = self.m, self.state, self.m.plan
         _drop_finished_dependents(self.item, m)
-        measure = state.measurer.end(token, clear_caches=m.clear, light=not m.clear)
+        measure = state.measurer.end(
+            token, clear_caches=m.clear, light=not m.clear, blocks=m.blocks
+        )
         if plan is not None:
             plan.record(measure.before, measure.after, measure.peak_rss)
         # Only the latest run is kept: one object per run would itself look like growth.
@@ -980,6 +1038,7 @@ def _begin_run(item: pytest.Item, m: ItemMeasure, state: SessionState) -> None:
         # Before the first measured run only: later runs would count the
         # harness's own work between runs re-touching the trimmed pages.
         trim=m.spec.max_memory is not None and (plan is None or plan.count == plan.warmup),
+        blocks=m.blocks,
     )
     state.ledger.note("fixtures", run.token.before)
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -524,25 +525,147 @@ def _page_assets() -> dict[str, str]:
     }
 
 
+# Up to this many tests, the page is what it always was: every measured test
+# has its details, and the table is rendered in the page (it works without
+# JavaScript). Above it, details are kept for the tests that matter (failed
+# verdicts, most growth) and the script renders the table's rows on demand.
+ALL_DETAILS = 1000
+MAX_FAILED_DETAILS = 500
+TOP_DETAILS = 100
+# Without JavaScript, a large report's table shows its detailed tests only.
+STATIC_ROWS = ALL_DETAILS
+
+
+@dataclass
+class _Ranked:
+    """The ``limit`` most important tests offered, gathered in one pass (bounded memory)."""
+
+    limit: int
+    # A min-heap on importance: the least important kept test is the one evicted.
+    heap: list[tuple[tuple[float, int], int, dict[str, Any]]] = field(default_factory=list)
+
+    def offer(self, importance: tuple[float, int], index: int, test: dict[str, Any]) -> None:
+        entry = (importance, index, test)
+        if len(self.heap) < self.limit:
+            heapq.heappush(self.heap, entry)
+        elif importance > self.heap[0][0]:
+            heapq.heapreplace(self.heap, entry)
+
+    def items(self) -> list[tuple[int, dict[str, Any]]]:
+        return [(i, t) for _, i, t in self.heap]
+
+
+def _row(test: Mapping[str, Any], index: int, anchor: int,
+         change: Mapping[str, Any] | None, with_change: bool) -> list[Any]:
+    """One table row as the page's script reads it: values to sort on, texts to show."""
+    status = verdict_status(test)
+    growth = growth_bytes(test)
+    peak = peak_bytes(test)
+    g = test.get("growth") or {}
+    row: list[Any] = [_STATUS_ORDER[status], str(test.get("nodeid", "")),
+                      str(test.get("outcome", "")), anchor]
+    for value, text in (
+        (growth, format_size(growth, signed=True)),
+        (_int(g.get("rss")), format_size(g.get("rss"), signed=True)),
+        (_int(g.get("malloc")), format_size(g.get("malloc"), signed=True)),
+        (_int(g.get("blocks")), METRICS["blocks"].format(g.get("blocks"), signed=True)),
+        (peak, format_size(peak, signed=True)),
+    ):
+        row += [value, text if value is not None else ""]
+    runs = len(test.get("runs") or ())
+    duration = test.get("duration_s")
+    row += [runs, duration, _fmt_seconds(duration)]
+    if with_change:
+        metrics = (change or {}).get("metrics") or {}
+        d = (metrics.get("growth") or {}).get("delta")
+        status_c = (change or {}).get("status")
+        row += [d, format_size(d, signed=True) if d is not None else "",
+                status_c if status_c in ("new", "regressed") else None]
+    return row
+
+
+def _int(v: object) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _script_json(value: object) -> str:
+    """JSON for a ``<script type="application/json">`` block: no ``</script>`` can end it.
+
+    The same escaping as Jinja2's ``tojson`` (``<``, ``>``, ``&``, ``'``).
+    """
+    return (
+        json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("'", "\\u0027")
+    )
+
+
 def report_context(doc: Mapping[str, Any], *, title: str | None = None) -> dict[str, Any]:
-    """Everything ``report.html.j2`` renders, derived from a results document."""
+    """Everything ``report.html.j2`` renders, derived from a results document.
+
+    ``doc["tests"]`` is read twice, one test at a time (it may be a
+    :class:`pytest_memwatch.spool.ResultSpool` or a file read in a stream):
+    once here for the tests worth details, once while the page is written
+    for the table's rows. Only the detailed tests are held.
+    """
     comparison = doc.get("comparison") or None
     changes = {c["nodeid"]: c for c in (comparison or {}).get("tests", [])}
-    views = [
-        make_view(t, i, changes.get(t.get("nodeid", "")))
-        for i, t in enumerate(doc.get("tests") or [], start=1)
-    ]
+    tests = doc.get("tests") or []
+    count = 0
+    small: list[tuple[int, dict[str, Any]]] = []
+    failed = _Ranked(MAX_FAILED_DETAILS)
+    grown = _Ranked(TOP_DETAILS)
+    for index, t in enumerate(tests, start=1):
+        count = index
+        if index <= ALL_DETAILS:
+            small.append((index, t))
+        elif small:
+            # Past the limit: from here only the tests that matter are kept.
+            for i, kept in small:
+                _offer(failed, grown, i, kept)
+            small = []
+        if not small:
+            _offer(failed, grown, index, t)
+    if small:
+        views = [make_view(t, i, changes.get(t.get("nodeid", ""))) for i, t in small]
+        shown = [v for v in views if v.has_details]
+        everything = True
+    else:
+        picked = dict(failed.items() + grown.items())
+        views = [make_view(t, i, changes.get(t.get("nodeid", ""))) for i, t in picked.items()]
+        shown = views
+        everything = False
     ordered = sorted(views, key=_order)
+    details = sorted(shown, key=_order)
+    anchors = {v.index for v in details}
     grew = sorted((v for v in views if (v.growth or 0) > 0), key=lambda v: -(v.growth or 0))[:10]
     run = doc.get("run") or {}
     totals = doc.get("totals") or {}
+    with_change = comparison is not None
+
+    def rows() -> Iterator[Markup]:
+        # Written while the page streams out: one test read, one row written.
+        first = True
+        for index, t in enumerate(tests, start=1):
+            row = _row(t, index, index if index in anchors else 0,
+                       changes.get(t.get("nodeid", "")), with_change)
+            yield Markup(("" if first else ",\n") + _script_json(row))
+            first = False
+
     return {
         "title": title or "pytest-memwatch report",
-        "doc": doc,
+        "doc_json": Markup(_script_json(_materialized(doc))) if everything else Markup("null"),
+        "rows": rows(),
+        "count": count,
+        "complete": everything,
         "run": run,
         "totals": totals,
-        "views": ordered,
-        "details": [v for v in ordered if v.has_details],
+        "views": ordered[:STATIC_ROWS],
+        "details": details,
+        "failed_omitted": max(0, int(totals.get("failed_verdicts") or 0) - len(failed.heap))
+        if not everything else 0,
         "grew": grew,
         "grew_max": max((v.growth or 0 for v in grew), default=0),
         "comparison": comparison,
@@ -555,9 +678,32 @@ def report_context(doc: Mapping[str, Any], *, title: str | None = None) -> dict[
     }
 
 
+def _offer(failed: _Ranked, grown: _Ranked, index: int, t: dict[str, Any]) -> None:
+    # Most growth first; between equals, the earlier test.
+    importance = (float(growth_bytes(t) or 0), -index)
+    if verdict_status(t) == "fail":
+        failed.offer(importance, index, t)
+    elif importance[0] > 0 or t.get("soak"):
+        grown.offer(importance, index, t)
+
+
+def _materialized(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The document with its tests as a list (only for reports small enough to embed whole)."""
+    tests = doc.get("tests")
+    if tests is None or isinstance(tests, list):
+        return dict(doc)
+    return {**doc, "tests": list(tests)}
+
+
+def iter_report(doc: Mapping[str, Any], *, title: str | None = None) -> Iterator[str]:
+    """The self-contained HTML report of one results document, in pieces as it is written."""
+    template = environment().get_template("report.html.j2")
+    return template.generate(report_context(doc, title=title))
+
+
 def render_report(doc: Mapping[str, Any], *, title: str | None = None) -> str:
     """The self-contained HTML report of one results document."""
-    return environment().get_template("report.html.j2").render(report_context(doc, title=title))
+    return "".join(iter_report(doc, title=title))
 
 
 def html_section(test: dict[str, Any]) -> str:

@@ -19,19 +19,21 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import io
 import json
 import math
 import os
 import stat
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from pytest_memwatch.limits import MAX_JSON_INT, MAX_RESULTS_BYTES, short_repr
-from pytest_memwatch.results import SCHEMA_VERSION, TestResult, totals
+from pytest_memwatch.results import SCHEMA_VERSION, Totals
 
 TOOL = "pytest-memwatch"
 SUPPORTED_VERSIONS = (SCHEMA_VERSION,)
@@ -209,7 +211,19 @@ def check_document(doc: object, name: str) -> dict[str, Any]:
             "that wrote the file"
         )
     assert isinstance(doc, dict)
-    problems = validate(doc)
+    tests = doc.get("tests")
+    if isinstance(tests, StreamedTests):
+        # Checked one test at a time: the document is never whole in memory.
+        problems = validate({**doc, "tests": []})
+        if not problems:
+            schema = load_schema()
+            item = schema["properties"]["tests"]["items"]
+            for index, test in enumerate(tests):
+                problems = _errors(test, item, schema, f"tests/{index}")
+                if problems:
+                    break
+    else:
+        problems = validate(doc)
     if problems:
         # validate() stops early, so the number of other problems is not known exactly.
         more = " (and other problems)" if len(problems) > 1 else ""
@@ -327,13 +341,270 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
     return check_document(read_json(path), os.fspath(path))
 
 
+# -- reading in a stream --------------------------------------------------------------
+# A results document of 50 000 tests is tens of MB of JSON and, parsed whole,
+# hundreds of MB of Python objects. The CLI reads it as a stream instead: the
+# top-level object is walked key by key, and the ``tests`` array one element
+# at a time, each element parsed by the standard library's C decoder
+# (``JSONDecoder.raw_decode``) out of a buffer that holds about one test. Any
+# valid JSON layout is read this way, not only the one-test-per-line layout
+# memwatch writes; no streaming-parser dependency is needed.
+
+_CHUNK = 1 << 16
+_WS = " \t\n\r"
+_NUMBER_START = frozenset("-0123456789")
+_NUMBER_CHARS = frozenset("-+.eE0123456789")
+
+
+class _Reader:
+    """A character buffer over a file, refilled as the parser needs more."""
+
+    def __init__(self, f: Any, name: str) -> None:
+        self.f = f
+        self.name = name
+        self.buf = ""
+        self.pos = 0
+        # Characters dropped from the front of the buffer (for error offsets).
+        self.base = 0
+        self.eof = False
+        self.read = 0
+        # The same bounds as the whole-file reader (loads_bounded, read_bounded).
+        self.decoder = json.JSONDecoder(
+            parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
+        )
+
+    def more(self) -> bool:
+        if self.eof:
+            return False
+        chunk = self.f.read(_CHUNK)
+        if not chunk:
+            self.eof = True
+            return False
+        self.read += len(chunk)
+        if "\0" in chunk:
+            raise ResultsError(f"{self.name}: cannot read: binary data (NUL bytes), "
+                               "not a text file")
+        if self.read > MAX_RESULTS_BYTES:
+            raise ResultsError(f"{self.name}: cannot read: {_too_large(MAX_RESULTS_BYTES)}")
+        if self.pos > _CHUNK:
+            self.base += self.pos
+            self.buf, self.pos = self.buf[self.pos:], 0
+        self.buf += chunk
+        return True
+
+    def peek(self) -> str:
+        """The next character that is not white space ("" at the end of the file)."""
+        while True:
+            buf, pos = self.buf, self.pos
+            while pos < len(buf) and buf[pos] in _WS:
+                pos += 1
+            self.pos = pos
+            if pos < len(buf):
+                return buf[pos]
+            if not self.more():
+                return ""
+
+    def expect(self, chars: str, what: str) -> str:
+        c = self.peek()
+        if c == "" or c not in chars:
+            self.fail(f"expected {what}")
+        self.pos += 1
+        return c
+
+    def value(self) -> Any:
+        """Parse one JSON value, reading on until it is complete."""
+        if self.peek() in _NUMBER_START:
+            # A number cut by the buffer's end parses as a shorter number
+            # ("0." as 0): read on until something follows it.
+            while True:
+                end = self.pos
+                while end < len(self.buf) and self.buf[end] in _NUMBER_CHARS:
+                    end += 1
+                if end < len(self.buf) or not self.more():
+                    break
+        while True:
+            try:
+                value, end = self.decoder.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError as exc:
+                # Most likely cut by the buffer's end: read on, and fail only
+                # when the file has no more to give.
+                if self.more():
+                    continue
+                truncated = exc.pos >= len(self.buf) - 1 or "Unterminated" in exc.msg
+                hint = " (the file ends early: truncated?)" if truncated else ""
+                raise ResultsError(f"{self.name}: not valid JSON{hint}: {exc.msg} "
+                                   f"(at character {self.base + exc.pos})") from None
+            except RecursionError:
+                raise ResultsError(f"{self.name}: not valid JSON (nested too deeply)") from None
+            except ValueError as exc:  # _NumberOutOfRange, or int()'s digit limit
+                raise ResultsError(
+                    f"{self.name}: not a results document this version can read: {exc}"
+                ) from None
+            self.pos = end
+            return value
+
+    def fail(self, message: str) -> None:
+        hint = " (the file ends early: truncated?)" if self.peek() == "" else ""
+        raise ResultsError(f"{self.name}: not valid JSON{hint}: {message}")
+
+
+def _open_text(path: str | os.PathLike[str], name: str) -> Any:
+    try:
+        f = open(path, encoding="utf-8-sig")  # noqa: SIM115 (closed by the caller)
+    except IsADirectoryError:
+        raise ResultsError(f"{name}: is a directory, not a results file") from None
+    except OSError as exc:
+        raise ResultsError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(f.fileno())
+        if stat.S_ISREG(st.st_mode) and st.st_size > MAX_RESULTS_BYTES:
+            raise ResultsError(f"{name}: cannot read: {_too_large(MAX_RESULTS_BYTES)}")
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def _walk(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
+    """Read a document: yield ``(index, test)`` for each test, then ``(-1, head)``.
+
+    In ``head`` an array of tests is replaced by an empty list, and its
+    length is under the key ``"\0count"``.
+    """
+    name = os.fspath(path)
+    f = _open_text(path, name)
+    with f:
+        r = _Reader(f, name)
+        try:
+            first = r.peek()
+            if first == "":
+                raise ResultsError(f"{name}: empty file, not a results document")
+            if first != "{":
+                # Not an object: the caller says what it is.
+                yield -1, {"__not_object__": r.value()}
+                return
+            r.pos += 1
+            head: dict[str, Any] = {}
+            if r.peek() == "}":
+                r.pos += 1
+            else:
+                while True:
+                    if r.peek() != '"':
+                        r.fail("expected a key")
+                    key = r.value()
+                    r.expect(":", "':'")
+                    if key == "tests" and r.peek() == "[":
+                        r.pos += 1
+                        count = 0
+                        if r.peek() == "]":
+                            r.pos += 1
+                        else:
+                            while True:
+                                yield count, r.value()
+                                count += 1
+                                if r.expect(",]", "',' or ']' in the tests") == "]":
+                                    break
+                        head[key] = []
+                        head["\0count"] = count
+                    else:
+                        head[key] = r.value()
+                    if r.expect(",}", "',' or '}'") == "}":
+                        break
+            if r.peek() != "":
+                r.fail("extra data after the document")
+        except UnicodeDecodeError:
+            raise ResultsError(f"{name}: not valid JSON (not UTF-8 text)") from None
+        yield -1, head
+
+
+class StreamedTests:
+    """The tests of a results file, read from disk each time they are iterated.
+
+    Stands for the ``tests`` list of a document from :func:`load_results_stream`;
+    ``len()`` is their number. The file was checked when it was loaded.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], count: int) -> None:
+        self.path = path
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for index, test in _walk(self.path):
+            if index < 0:
+                return
+            yield test
+
+
+def read_json_stream(path: str | os.PathLike[str]) -> object:
+    """Parse a results file in bounded memory; its ``tests`` become a :class:`StreamedTests`.
+
+    The whole file is read once here (a JSON error anywhere is raised now, as
+    :class:`ResultsError` naming the file); the tests are not kept. Not
+    checked against the schema: see :func:`load_results_stream`.
+    """
+    head: dict[str, Any] = {}
+    for index, value in _walk(path):
+        if index < 0:
+            head = value
+    if "__not_object__" in head:
+        return head["__not_object__"]
+    count = head.pop("\0count", None)
+    if count is not None:
+        head["tests"] = StreamedTests(path, count)
+    return head
+
+
+def load_results_stream(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Like :func:`load_results`, in bounded memory: ``tests`` is a :class:`StreamedTests`.
+
+    The file is read twice (parsed, then each test checked against the
+    schema), holding one test at a time.
+    """
+    return check_document(read_json_stream(path), os.fspath(path))
+
+
 # -- writing ----------------------------------------------------------------------
 
 
 def dumps(doc: Mapping[str, Any]) -> str:
     """Serialise a results document the way every memwatch file is written."""
+    return "".join(iter_dumps(doc))
+
+
+def iter_dumps(doc: Mapping[str, Any]) -> Iterator[str]:
+    """Serialise a results document in pieces, its tests one per line.
+
+    ``doc["tests"]`` may be any iterable (a :class:`pytest_memwatch.spool.ResultSpool`):
+    the tests are read and written one at a time, so a document of 50 000
+    tests is never held as one string. One test per line also lets a reader
+    take a test at a time (:func:`iter_tests`).
+    """
     # allow_nan=False: NaN/Infinity are not JSON, and other tools would choke on them.
-    return json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    def encode(value: object) -> str:
+        # Nested lines one space further in; JSON strings hold no raw newline.
+        return json.dumps(value, indent=1, ensure_ascii=False, allow_nan=False).replace(
+            "\n", "\n "
+        )
+
+    keys = list(doc)
+    yield "{"
+    for i, key in enumerate(keys):
+        yield ("\n " if i == 0 else ",\n ") + json.dumps(key, ensure_ascii=False) + ": "
+        value = doc[key]
+        if key != "tests" or isinstance(value, (str, bytes, Mapping)):
+            yield encode(value)
+            continue
+        first = True
+        for test in value:
+            yield ("[\n  " if first else ",\n  ") + json.dumps(
+                test, ensure_ascii=False, allow_nan=False
+            )
+            first = False
+        yield "[]" if first else "\n ]"
+    yield "\n}\n"
 
 
 def default_file_mode() -> int:
@@ -354,16 +625,29 @@ def make_dirs(path: Path) -> None:
         raise NotADirectoryError(errno.ENOTDIR, f"{blocker} is not a directory") from None
 
 
-def write_temp(directory: str | os.PathLike[str], data: str | bytes, *, prefix: str) -> str:
+Data = str | bytes | Iterable[str]
+
+
+def write_temp(directory: str | os.PathLike[str], data: Data, *, prefix: str) -> str:
     """Write ``data`` to a new, fully flushed temporary file in ``directory``; return its path.
 
-    The caller renames it into place (or links it); on error nothing is left behind.
+    ``data`` may be text in pieces (an iterable of ``str``, e.g.
+    :func:`iter_dumps`), written as they come. The caller renames the file
+    into place (or links it); on error, the renderer's included, nothing is
+    left behind.
     """
-    payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(payload)
+            if isinstance(data, (str, bytes)):
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            else:
+                text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+                for piece in data:
+                    text.write(piece)
+                text.flush()
+                # Detached, not closed: f is closed by its own with block.
+                text.detach()
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, default_file_mode())
@@ -374,7 +658,7 @@ def write_temp(directory: str | os.PathLike[str], data: str | bytes, *, prefix: 
     return tmp
 
 
-def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:
+def atomic_write(path: str | os.PathLike[str], data: Data) -> Path:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
 
     The data goes to a temporary file in the target directory (so the final
@@ -412,7 +696,7 @@ def _stat_or_none(path: str | os.PathLike[str]) -> os.stat_result | None:
         return None
 
 
-def _write_in_place(path: str | os.PathLike[str], mode: int, data: str | bytes) -> Path:
+def _write_in_place(path: str | os.PathLike[str], mode: int, data: Data) -> Path:
     """Write into a character device or a FIFO, as a shell redirection would.
 
     Block devices and sockets are refused: writing a report over a disk is
@@ -431,7 +715,6 @@ def _write_in_place(path: str | os.PathLike[str], mode: int, data: str | bytes) 
             errno.EINVAL,
             f"{name} is {kind}; memwatch writes only regular files, character devices and pipes",
         )
-    payload = data.encode("utf-8") if isinstance(data, str) else data
     flags = os.O_WRONLY | (os.O_NONBLOCK if stat.S_ISFIFO(mode) else 0)
     try:
         fd = os.open(path, flags)
@@ -442,9 +725,11 @@ def _write_in_place(path: str | os.PathLike[str], mode: int, data: str | bytes) 
     try:
         if flags & os.O_NONBLOCK:
             os.set_blocking(fd, True)
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(fd, view):]
+        pieces = [data] if isinstance(data, (str, bytes)) else data
+        for piece in pieces:
+            view = memoryview(piece.encode("utf-8") if isinstance(piece, str) else piece)
+            while view:
+                view = view[os.write(fd, view):]
     finally:
         os.close(fd)
     return Path(path)
@@ -487,35 +772,55 @@ def merge_documents(
     docs = [(name, check_document(raw, name)) for name, raw in inputs]
 
     shards: list[dict[str, Any]] = []
-    tests: list[dict[str, Any]] = []
-    owner: dict[str, tuple[int, str, dict[str, Any]]] = {}
+    offsets: list[int] = []
+    # Per node id: the input it is taken from, that input's name, and a digest
+    # of its result (the tests themselves are read again when written out).
+    owner: dict[str, tuple[int, str, bytes]] = {}
     conflicts: list[str] = []
     ledgers: list[tuple[int, Any]] = []
+    counted = Totals()
+    kept = 0
     for position, (name, doc) in enumerate(docs):
         offset = len(shards)
+        offsets.append(offset)
         ledgers.append((offset, doc.get("ledger")))
         own_shards = doc.get("shards") or [
             {"file": name, "run": doc["run"], "tests": len(doc["tests"])}
         ]
         shards.extend(own_shards)
         for test in doc["tests"]:
-            test = {**test, "shard": offset + int(test.get("shard", 0))}
             bare = {k: v for k, v in test.items() if k != "shard"}
+            digest = hashlib.sha256(
+                json.dumps(bare, sort_keys=True, default=str).encode("utf-8")
+            ).digest()
             nodeid = test["nodeid"]
             # Duplicates within one input are that run's business; across inputs
             # they mean two shards ran the same test.
             if nodeid in owner and owner[nodeid][0] != position:
-                if owner[nodeid][2] != bare:
+                if owner[nodeid][2] != digest:
                     conflicts.append(f"{nodeid} is in both {owner[nodeid][1]} and {name}")
                 continue
-            owner.setdefault(nodeid, (position, name, bare))
-            tests.append(test)
+            owner.setdefault(nodeid, (position, name, digest))
+            counted.add(test)
+            kept += 1
     if conflicts:
         more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
         raise ResultsError(
             f"{conflicts[0]} with different results{more}: each test must run in one shard "
             "only (identical copies are merged)"
         )
+
+    def merged_tests() -> Iterator[dict[str, Any]]:
+        for position, (_, doc) in enumerate(docs):
+            for test in doc["tests"]:
+                if owner[test["nodeid"]][0] == position:
+                    yield {**test, "shard": offsets[position] + int(test.get("shard", 0))}
+
+    tests: Iterable[dict[str, Any]]
+    if all(isinstance(doc["tests"], list) for _, doc in docs):
+        tests = list(merged_tests())
+    else:
+        tests = _Reiterable(merged_tests, kept)
 
     runs = [s["run"] for s in shards]
     run = dict(runs[0])
@@ -542,7 +847,7 @@ def merge_documents(
         "tool": TOOL,
         "run": run,
         "tests": tests,
-        "totals": totals([TestResult.from_dict(t) for t in tests]),
+        "totals": counted.to_dict(),
         "shards": shards,
     }
     from pytest_memwatch.ledger import merge_shard_ledgers
@@ -551,3 +856,17 @@ def merge_documents(
     if ledger is not None:
         merged["ledger"] = ledger
     return merged, warnings
+
+
+class _Reiterable:
+    """Tests produced afresh by ``make()`` at each iteration; ``len()`` is known."""
+
+    def __init__(self, make: Callable[[], Iterator[dict[str, Any]]], count: int) -> None:
+        self._make = make
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self._make()

@@ -23,6 +23,7 @@ import os
 import platform
 import socket
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -173,26 +174,60 @@ class RunMeta:
         }
 
 
-def totals(tests: list[TestResult]) -> dict[str, Any]:
-    measured = [t for t in tests if t.before is not None or t.runs or t.soak]
-    growth = [(t.growth.get("rss") or 0) for t in measured if t.growth.get("rss") is not None]
-    by_worker: dict[str, dict[str, Any]] = {}
-    for t in measured:
-        w = by_worker.setdefault(
-            t.worker or "main", {"measured": 0, "failed_verdicts": 0, "growth_rss": 0}
-        )
+class Totals:
+    """The ``totals`` of a results document, counted one test (dict) at a time.
+
+    Fed as tests finish, so a session keeps these few numbers rather than
+    every record until it ends (see :mod:`pytest_memwatch.spool`).
+    """
+
+    def __init__(self) -> None:
+        self.tests = 0
+        self.measured = 0
+        self.failed_verdicts = 0
+        self.total_growth_rss = 0
+        self.max_peak_rss: int | None = None
+        self.by_worker: dict[str, dict[str, Any]] = {}
+
+    def add(self, t: Mapping[str, Any]) -> None:
+        self.tests += 1
+        failed = any(not v.get("passed", True) for v in t.get("verdicts") or ())
+        if failed:
+            self.failed_verdicts += 1
+        if not (t.get("before") is not None or t.get("runs") or t.get("soak")):
+            return
+        self.measured += 1
+        rss = (t.get("growth") or {}).get("rss") or 0
+        self.total_growth_rss += rss
+        w = self.by_worker.get(t.get("worker") or "main")
+        if w is None:
+            w = self.by_worker[t.get("worker") or "main"] = {
+                "measured": 0, "failed_verdicts": 0, "growth_rss": 0
+            }
         w["measured"] += 1
-        w["failed_verdicts"] += 1 if t.failed_verdicts else 0
-        w["growth_rss"] += t.growth.get("rss") or 0
-    peaks = [t.peak_rss for t in measured if t.peak_rss is not None]
-    return {
-        "tests": len(tests),
-        "measured": len(measured),
-        "failed_verdicts": sum(1 for t in tests if t.failed_verdicts),
-        "total_growth_rss": sum(growth),
-        "max_peak_rss": max(peaks) if peaks else None,
-        "by_worker": by_worker,
-    }
+        w["failed_verdicts"] += 1 if failed else 0
+        w["growth_rss"] += rss
+        peak = t.get("peak_rss")
+        if peak is not None and (self.max_peak_rss is None or peak > self.max_peak_rss):
+            self.max_peak_rss = peak
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tests": self.tests,
+            "measured": self.measured,
+            "failed_verdicts": self.failed_verdicts,
+            "total_growth_rss": self.total_growth_rss,
+            "max_peak_rss": self.max_peak_rss,
+            "by_worker": {k: dict(v) for k, v in self.by_worker.items()},
+        }
+
+
+def totals(tests: Iterable[TestResult | Mapping[str, Any]]) -> dict[str, Any]:
+    """The ``totals`` of a results document with these tests (objects or dicts)."""
+    counted = Totals()
+    for t in tests:
+        counted.add(t.to_dict() if isinstance(t, TestResult) else t)
+    return counted.to_dict()
 
 
 @dataclass
@@ -211,3 +246,25 @@ class Results:
             "totals": totals(self.tests),
             **({"ledger": self.ledger} if self.ledger is not None else {}),
         }
+
+
+def document(
+    run: RunMeta,
+    tests: Iterable[dict[str, Any]],
+    totals_: dict[str, Any],
+    *,
+    ledger: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A results document whose ``tests`` may be a stream (e.g. a :class:`ResultSpool`).
+
+    The writers (:func:`pytest_memwatch.report_json.iter_dumps`, the HTML
+    report) go through ``tests`` once per output without holding them all.
+    """
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "pytest-memwatch",
+        "run": run.to_dict(),
+        "tests": tests,
+        "totals": totals_,
+        **({"ledger": ledger} if ledger is not None else {}),
+    }

@@ -7,7 +7,8 @@ with their per-run deltas, ``-vv`` lists every measured test.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import heapq
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from pytest_memwatch.units import format_size
@@ -18,58 +19,110 @@ def _growth(t: dict[str, Any]) -> int:
     return max(int(g.get("rss") or 0), int(g.get("malloc") or 0))
 
 
+class Summary:
+    """What the terminal summary needs, gathered one test (dict) at a time.
+
+    Keeps the counts, the failed verdicts' lines and the ``keep`` tests that
+    grew most, not every test: a session feeds it as tests finish. Listing
+    every measured test (``-vv``) reads them again through ``every``.
+    """
+
+    def __init__(self, keep: int = 20) -> None:
+        self.keep = keep
+        self.measured = 0
+        self.repeated = 0
+        self.failed = 0
+        self.total_rss = 0
+        self.failures: list[str] = []
+        # Where memwatch's own time went (see _Time).
+        self.time = _Time()
+        # A min-heap of (growth, -arrival, test): ties keep the earlier test,
+        # as a stable sort of the whole list would.
+        self._top: list[tuple[int, int, dict[str, Any]]] = []
+
+    def add(self, t: dict[str, Any]) -> None:
+        if not (t.get("before") is not None or t.get("runs")):
+            return
+        self.measured += 1
+        if t.get("runs"):
+            self.repeated += 1
+        self.total_rss += (t.get("growth") or {}).get("rss") or 0
+        bad = [v for v in t.get("verdicts", []) if not v["passed"]]
+        if bad:
+            self.failed += 1
+            # An xfail test's failed verdict is its expected failure (XFAIL).
+            status = "XFAIL" if t.get("outcome") == "xfailed" else "FAILED"
+            self.failures.extend(f"{status} {t['nodeid']} - {v['message']}" for v in bad)
+            timing = t.get("timing") or {}
+            # A single run's time is pytest's own --durations; repetition and
+            # attribution are memwatch's.
+            if (timing.get("runs") or 0) > 1 or timing.get("attribution_s") is not None:
+                self.failures.append(f"  memwatch time: {format_timing(timing)}")
+        self.time.add(t)
+        grown = _growth(t)
+        if grown <= 0 or self.keep <= 0:
+            return
+        entry = (grown, -self.measured, t)
+        if len(self._top) < self.keep:
+            heapq.heappush(self._top, entry)
+        elif entry[:2] > self._top[0][:2]:
+            heapq.heapreplace(self._top, entry)
+
+    def lines(
+        self,
+        *,
+        verbosity: int = 0,
+        top: int = 10,
+        every: Callable[[], Iterable[dict[str, Any]]] | None = None,
+    ) -> list[str]:
+        if not self.measured:
+            return []
+        failed = self.failed
+        head = (
+            f"memwatch: {self.measured} tests measured"
+            + (f" ({self.repeated} repeated)" if self.repeated else "")
+            + f", {failed} failed memory verdict{'s' if failed != 1 else ''}"
+            + f", total RSS growth {format_size(self.total_rss, signed=True)}"
+        )
+        lines = [head, *self.failures]
+        if verbosity < 0:
+            return lines
+        lines += self.time.lines()
+        if verbosity >= 2 and every is not None:
+            measured = [t for t in every() if t.get("before") is not None or t.get("runs")]
+            growers = sorted(measured, key=_growth, reverse=True)
+        else:
+            count = top * 2 if verbosity == 1 else top
+            ranked = sorted(self._top, key=lambda e: e[:2], reverse=True)
+            growers = [t for _, _, t in ranked][:count]
+        if growers:
+            lines.append("")
+            lines.append(
+                f"{'growth':>11} {'malloc':>11} {'blocks':>8} {'peak':>11}  test"
+                + ("  (tests that grew most)" if verbosity < 2 else "")
+            )
+            for t in growers:
+                g = t.get("growth") or {}
+                blocks = g.get("blocks")
+                lines.append(
+                    f"{format_size(g.get('rss'), signed=True):>11} "
+                    f"{format_size(g.get('malloc'), signed=True):>11} "
+                    f"{'n/a' if blocks is None else f'{blocks:+d}':>8} "
+                    f"{format_size(t.get('peak_growth')):>11}  {t['nodeid']}"
+                )
+                if verbosity >= 1 and t.get("runs"):
+                    deltas = _run_deltas(t["runs"], "blocks")
+                    lines.append(f"{'':>45}  blocks per run: {deltas}")
+        return lines
+
+
 def summary_lines(
     tests: Sequence[dict[str, Any]], *, verbosity: int = 0, top: int = 10
 ) -> list[str]:
-    measured = [t for t in tests if t.get("before") is not None or t.get("runs")]
-    if not measured:
-        return []
-    failed = [t for t in measured if any(not v["passed"] for v in t.get("verdicts", []))]
-    repeated = sum(1 for t in measured if t.get("runs"))
-    total = sum((t.get("growth") or {}).get("rss") or 0 for t in measured)
-    head = (
-        f"memwatch: {len(measured)} tests measured"
-        + (f" ({repeated} repeated)" if repeated else "")
-        + f", {len(failed)} failed memory verdict{'s' if len(failed) != 1 else ''}"
-        + f", total RSS growth {format_size(total, signed=True)}"
-    )
-    lines = [head]
-    for t in failed:
-        for v in t["verdicts"]:
-            if not v["passed"]:
-                # An xfail test's failed verdict is its expected failure (XFAIL).
-                status = "XFAIL" if t.get("outcome") == "xfailed" else "FAILED"
-                lines.append(f"{status} {t['nodeid']} - {v['message']}")
-        timing = t.get("timing") or {}
-        # A single run's time is pytest's own --durations; repetition and
-        # attribution are memwatch's.
-        if (timing.get("runs") or 0) > 1 or timing.get("attribution_s") is not None:
-            lines.append(f"  memwatch time: {format_timing(timing)}")
-    if verbosity < 0:
-        return lines
-    lines += _time_lines(measured)
-    count = len(measured) if verbosity >= 2 else (top * 2 if verbosity == 1 else top)
-    growers = sorted(measured, key=_growth, reverse=True)[:count]
-    growers = [t for t in growers if _growth(t) > 0 or verbosity >= 2]
-    if growers:
-        lines.append("")
-        lines.append(
-            f"{'growth':>11} {'malloc':>11} {'blocks':>8} {'peak':>11}  test"
-            + ("  (tests that grew most)" if verbosity < 2 else "")
-        )
-        for t in growers:
-            g = t.get("growth") or {}
-            blocks = g.get("blocks")
-            lines.append(
-                f"{format_size(g.get('rss'), signed=True):>11} "
-                f"{format_size(g.get('malloc'), signed=True):>11} "
-                f"{'n/a' if blocks is None else f'{blocks:+d}':>8} "
-                f"{format_size(t.get('peak_growth')):>11}  {t['nodeid']}"
-            )
-            if verbosity >= 1 and t.get("runs"):
-                deltas = _run_deltas(t["runs"], "blocks")
-                lines.append(f"{'':>45}  blocks per run: {deltas}")
-    return lines
+    summary = Summary(keep=top * 2)
+    for t in tests:
+        summary.add(t)
+    return summary.lines(verbosity=verbosity, top=top, every=lambda: tests)
 
 
 def _run_deltas(runs: Sequence[dict[str, Any]], metric: str) -> list[int | None]:
@@ -101,31 +154,48 @@ def format_timing(timing: dict[str, Any]) -> str:
     return text
 
 
-def _time_lines(tests: Sequence[dict[str, Any]]) -> list[str]:
+class _Time:
     """Where memwatch's time went, when it repeated or explained tests.
 
     pytest's ``--durations`` shows one run's setup, call and teardown; the
     repetitions and the attribution of a failure are memwatch's own time.
+    Gathered one test at a time.
     """
-    timed = [t for t in tests if t.get("timing")]
-    repeated = [t for t in timed if (t["timing"].get("runs") or 0) > 1]
-    explained = [t for t in timed if t["timing"].get("attribution_s") is not None]
-    if not repeated and not explained:
-        return []
 
-    def total(t: dict[str, Any]) -> float:
-        timing = t["timing"]
-        return float(timing.get("runs_s") or 0) + float(timing.get("attribution_s") or 0)
+    def __init__(self) -> None:
+        self.repeated = 0
+        self.runs_s = 0.0
+        self.explained = 0
+        self.attribution_s = 0.0
+        self.slowest: tuple[float, str, dict[str, Any]] | None = None
 
-    runs_s = sum(float(t["timing"].get("runs_s") or 0) for t in repeated)
-    attribution_s = sum(float(t["timing"]["attribution_s"]) for t in explained)
-    slowest = max([*repeated, *explained], key=total)
-    parts = []
-    if repeated:
-        parts.append(f"repeated runs {runs_s:.2f} s ({len(repeated)} tests)")
-    if explained:
-        parts.append(f"attribution {attribution_s:.2f} s ({len(explained)} tests)")
-    return [
-        f"time in memwatch: {', '.join(parts)}; slowest: {slowest['nodeid']} "
-        f"({format_timing(slowest['timing'])})"
-    ]
+    def add(self, t: dict[str, Any]) -> None:
+        timing = t.get("timing")
+        if not timing:
+            return
+        repeated = (timing.get("runs") or 0) > 1
+        explained = timing.get("attribution_s") is not None
+        if repeated:
+            self.repeated += 1
+            self.runs_s += float(timing.get("runs_s") or 0)
+        if explained:
+            self.explained += 1
+            self.attribution_s += float(timing["attribution_s"])
+        if repeated or explained:
+            total = float(timing.get("runs_s") or 0) + float(timing.get("attribution_s") or 0)
+            if self.slowest is None or total > self.slowest[0]:
+                self.slowest = (total, t["nodeid"], timing)
+
+    def lines(self) -> list[str]:
+        if self.slowest is None:
+            return []
+        parts = []
+        if self.repeated:
+            parts.append(f"repeated runs {self.runs_s:.2f} s ({self.repeated} tests)")
+        if self.explained:
+            parts.append(f"attribution {self.attribution_s:.2f} s ({self.explained} tests)")
+        _, nodeid, timing = self.slowest
+        return [
+            f"time in memwatch: {', '.join(parts)}; slowest: {nodeid} "
+            f"({format_timing(timing)})"
+        ]

@@ -18,12 +18,13 @@ xdist plugin is loaded, in the controller and in every worker.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 import pytest
 
 from pytest_memwatch.plugin import NODEID, SessionState, _state, report_status
-from pytest_memwatch.results import TestResult, totals
+from pytest_memwatch.results import TestResult
 from pytest_memwatch.units import format_size
 
 OUTPUT_KEY = "memwatch"
@@ -96,7 +97,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             "unavailable_probes": dict(state.meta.unavailable_probes),
         }
         return
-    line = worker_totals_line(totals(state.results)["by_worker"])
+    line = worker_totals_line(state.spool.totals.to_dict()["by_worker"])
     if line:
         state.output_lines.insert(0, line)
 
@@ -128,10 +129,17 @@ class WorkerReports:
     ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
         return report_status(report)
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> Generator[None]:
         data = getattr(report, "memwatch", None)
         if data is not None:
-            self.state.results.append(TestResult.from_dict(data))
+            self.state.record(data)
+        try:
+            return (yield)
+        finally:
+            # After every plugin saw it: the terminal reporter keeps the
+            # report to the end, and would keep every worker's result with it.
+            report.__dict__.pop("memwatch", None)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
@@ -145,7 +153,7 @@ class WorkerReports:
         gateway = getattr(node, "gateway", None)
         worker = str(getattr(gateway, "id", None) or "unknown")
         message = str(report.longrepr or f"worker {worker!r} crashed while running {crashitem!r}")
-        self.state.results.append(
+        self.state.record(
             TestResult(
                 nodeid=_serial_nodeid(crashitem, loadgroup=self.loadgroup),
                 outcome="failed",
@@ -162,7 +170,7 @@ class WorkerReports:
                         "details": {},
                     }
                 ],
-            )
+            ).to_dict()
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +58,12 @@ def test_unwritable_output_is_a_warning_not_a_crash(cwd: Path) -> None:
 def test_a_renderer_bug_is_a_warning(cwd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from pytest_memwatch import report_html
 
-    def broken(doc: Any) -> str:
+    def broken(doc: Any) -> Iterator[str]:
+        # The page streams to disk: a bug may strike after part of it is written.
+        yield "<!DOCTYPE html>"
         raise KeyError("boom")
 
-    monkeypatch.setattr(report_html, "render_report", broken)
+    monkeypatch.setattr(report_html, "iter_report", broken)
     out = finish_run(sample_doc(), Settings(html="r.html"), str(cwd))
     assert out.warnings == [
         "memwatch: could not render the HTML report (KeyError: 'boom'); r.html was not "

@@ -1,30 +1,251 @@
-/* Sorting and filtering for the memwatch report and history pages. No dependencies. */
+/* Sorting and filtering for the memwatch report and history pages. No dependencies.
+
+   The report's table comes from the JSON block #memwatch-data ("rows"), one
+   array per test, and only the rows near the viewport are in the document:
+   a 50 000-test report filters and sorts arrays, not elements. Every value
+   reaches the page through textContent (never as HTML). Pages without that
+   block (the history page) filter their [data-nodeid] elements in place. */
 (function () {
   "use strict";
-  var items = Array.prototype.slice.call(document.querySelectorAll("[data-nodeid]"));
   var filter = document.getElementById("filter");
   var status = document.getElementById("status-filter");
   var shown = document.getElementById("shown");
-
-  function applyFilter() {
-    var query = filter ? filter.value.trim().toLowerCase() : "";
-    var wanted = status ? status.value : "all";
-    var count = 0;
-    items.forEach(function (item) {
-      var ok = (query === "" || item.getAttribute("data-nodeid").toLowerCase().indexOf(query) !== -1) &&
-        (wanted === "all" || item.getAttribute("data-status") === wanted);
-      item.hidden = !ok;
-      if (ok) { count += 1; }
-    });
-    if (shown) { shown.textContent = count + " of " + items.length + " tests"; }
-  }
-  if (filter) { filter.addEventListener("input", applyFilter); }
-  if (status) { status.addEventListener("change", applyFilter); }
-
+  var dataBlock = document.getElementById("memwatch-data");
+  var rowsBlock = document.getElementById("memwatch-rows");
   var table = document.getElementById("tests");
-  if (table) {
+
+  function openTarget() {
+    var id = decodeURIComponent(window.location.hash.slice(1));
+    var target = id ? document.getElementById(id) : null;
+    if (target && target.tagName === "DETAILS") { target.open = true; }
+  }
+  window.addEventListener("hashchange", openTarget);
+
+  var download = document.getElementById("download");
+  if (download && dataBlock) {
+    download.addEventListener("click", function () {
+      var blob = new Blob([dataBlock.textContent], { type: "application/json" });
+      var link = document.createElement("a");
+      link.href = URL.createObjectURL(blob);
+      link.download = "memwatch-results.json";
+      document.body.appendChild(link);
+      link.click();
+      link.remove();
+    });
+  }
+
+  if (!table) {
+    staticPage();
+  } else {
+    // A large report carries its rows as data; a small one has them all in
+    // the page (readable without JavaScript), read back into the same form.
+    virtualTable(rowsBlock ? JSON.parse(rowsBlock.textContent) : rowsFromTable(table.tBodies[0]));
+  }
+  openTarget();
+  window.memwatchReady = performance.now();
+
+  /* The history page: show or hide the elements themselves. */
+  function staticPage() {
+    var items = Array.prototype.slice.call(document.querySelectorAll("[data-nodeid]"));
+    function applyFilter() {
+      var query = filter ? filter.value.trim().toLowerCase() : "";
+      var count = 0;
+      items.forEach(function (item) {
+        var ok = query === "" || item.getAttribute("data-nodeid").toLowerCase().indexOf(query) !== -1;
+        item.hidden = !ok;
+        if (ok) { count += 1; }
+      });
+      if (shown) { shown.textContent = count + " of " + items.length + " tests"; }
+    }
+    if (filter) { filter.addEventListener("input", applyFilter); }
+    applyFilter();
+  }
+
+  function rowsFromTable(body) {
+    return Array.prototype.map.call(body.rows, function (tr) {
+      var c = tr.cells;
+      function value(i) {
+        var x = c[i].getAttribute("data-v");
+        return x === null || x === "" ? null : parseFloat(x);
+      }
+      function text(i) { return c[i].textContent.trim(); }
+      var link = c[1].querySelector("a");
+      var row = [value(0), tr.getAttribute("data-nodeid"), c[2].getAttribute("data-v"),
+        link ? parseInt(link.getAttribute("href").slice(2), 10) : 0,
+        value(3), text(3), value(4), text(4), value(5), text(5), value(6), text(6),
+        value(7), text(7), value(8), value(9), text(9)];
+      if (c.length > 10) {
+        var mark = c[10].querySelector(".mw-badge");
+        var kind = mark ? mark.className.replace("mw-badge mw-", "") : null;
+        row.push(value(10), mark ? text(10).slice(mark.textContent.length).trim() : text(10), kind);
+      }
+      return row;
+    });
+  }
+
+  /* The report's table. A row: [verdict order, node id, outcome, details anchor
+     (0: none), growth, text, rss, text, malloc, text, blocks, text, peak, text,
+     runs, seconds, text, (baseline delta, text, badge)]. */
+  function virtualTable(rows) {
+    var ID = 1, OUTCOME = 2, ANCHOR = 3, RUNS = 14, SECONDS = 15, DELTA = 17;
+    // The row field each header sorts on, in header order.
+    var SORT_FIELD = [0, ID, OUTCOME, 4, 6, 8, 10, 12, RUNS, SECONDS, DELTA];
+    var NUMERIC_TEXT = [[4, 5], [6, 7], [8, 9], [10, 11], [12, 13]];
+    var STATUS = ["fail", "pass", "none"];
+    var BADGE = { fail: "FAIL", pass: "ok", none: "-", "new": "new", regressed: "regressed" };
+    var BUFFER = 30;
     var body = table.tBodies[0];
     var headers = Array.prototype.slice.call(table.tHead.rows[0].cells);
+    var withChange = headers.length > 10;
+    var lower = null;
+    var view = rows.slice();
+    var rowHeight = 0;
+    var drawn = [-1, -1];
+    var pending = false;
+
+    // First failed verdicts, then most growth (as the page's static table).
+    view.sort(function (a, b) {
+      return a[0] - b[0] || (b[4] || 0) - (a[4] || 0);
+    });
+    var defaultOrder = view.slice();
+    var note = document.getElementById("static-note");
+    if (note) { note.hidden = true; }
+    table.classList.add("mw-virtual");
+
+    function badge(kind) {
+      var span = document.createElement("span");
+      span.className = "mw-badge mw-" + kind;
+      span.textContent = BADGE[kind] || kind;
+      return span;
+    }
+
+    function cell(tr, value, text) {
+      var td = document.createElement("td");
+      if (value !== null && value !== undefined) { td.setAttribute("data-v", String(value)); }
+      if (text) { td.textContent = text; }
+      tr.appendChild(td);
+      return td;
+    }
+
+    function makeRow(r) {
+      var tr = document.createElement("tr");
+      var st = STATUS[r[0]];
+      tr.setAttribute("data-nodeid", r[ID]);
+      tr.setAttribute("data-status", st);
+      cell(tr, r[0], "").appendChild(badge(st));
+      var id = cell(tr, r[ID], "");
+      id.className = "mw-id";
+      id.title = r[ID];
+      if (r[ANCHOR]) {
+        var a = document.createElement("a");
+        a.href = "#t" + r[ANCHOR];
+        a.textContent = r[ID];
+        id.appendChild(a);
+      } else {
+        id.textContent = r[ID];
+      }
+      cell(tr, r[OUTCOME], r[OUTCOME]);
+      NUMERIC_TEXT.forEach(function (pair) { cell(tr, r[pair[0]], r[pair[1]]); });
+      cell(tr, r[RUNS], r[RUNS] ? String(r[RUNS]) : "");
+      cell(tr, r[SECONDS], r[SECONDS + 1]);
+      if (withChange) {
+        var td = cell(tr, r[DELTA], "");
+        if (r[DELTA + 2]) {
+          td.appendChild(badge(r[DELTA + 2]));
+          td.appendChild(document.createTextNode(" "));
+        }
+        td.appendChild(document.createTextNode(r[DELTA + 1] || ""));
+      }
+      return tr;
+    }
+
+    function spacer() {
+      var tr = document.createElement("tr");
+      tr.className = "mw-spacer";
+      tr.setAttribute("aria-hidden", "true");
+      var td = document.createElement("td");
+      td.colSpan = headers.length;
+      tr.appendChild(td);
+      return tr;
+    }
+    var top = spacer(), bottom = spacer();
+
+    function setSpace(tr, height) {
+      tr.hidden = height <= 0;
+      tr.firstChild.style.height = height + "px";
+    }
+
+    // Only the rows near the viewport are in the document.
+    function draw(force) {
+      pending = false;
+      var first = 0, last = view.length;
+      if (rowHeight > 0) {
+        var start = body.getBoundingClientRect().top;
+        var offset = Math.max(0, -start);
+        first = Math.max(0, Math.floor(offset / rowHeight) - BUFFER);
+        last = Math.min(view.length, first + Math.ceil(window.innerHeight / rowHeight) + 2 * BUFFER);
+      } else {
+        last = Math.min(view.length, 2 * BUFFER + 40);
+      }
+      if (!force && first === drawn[0] && last === drawn[1]) { return; }
+      drawn = [first, last];
+      var fragment = document.createDocumentFragment();
+      fragment.appendChild(top);
+      for (var i = first; i < last; i += 1) { fragment.appendChild(makeRow(view[i])); }
+      fragment.appendChild(bottom);
+      body.textContent = "";
+      body.appendChild(fragment);
+      if (!rowHeight && last > first) {
+        // Rows are one line high in this table (see .mw-virtual): measured once.
+        rowHeight = body.rows[1].getBoundingClientRect().height || 24;
+        drawn = [-1, -1];
+        draw(true);
+        return;
+      }
+      setSpace(top, first * rowHeight);
+      setSpace(bottom, (view.length - last) * rowHeight);
+    }
+
+    function schedule() {
+      if (!pending) {
+        pending = true;
+        window.requestAnimationFrame(function () { draw(false); });
+      }
+    }
+    window.addEventListener("scroll", schedule, { passive: true });
+    window.addEventListener("resize", schedule);
+
+    // Sorted when a header is clicked, filtered at every keystroke.
+    var sorted = defaultOrder;
+    function compare(field, dir, numeric) {
+      return function (a, b) {
+        var x = a[field], y = b[field];
+        // Missing values sort last in both directions.
+        if (x === null || x === "") { return (y === null || y === "") ? 0 : 1; }
+        if (y === null || y === "") { return -1; }
+        if (numeric) { return dir * (x - y); }
+        return dir * (x < y ? -1 : (x > y ? 1 : 0));
+      };
+    }
+
+    function applyFilter() {
+      var query = filter ? filter.value.trim().toLowerCase() : "";
+      var wanted = status ? status.value : "all";
+      var source = sorted;
+      if (query !== "" && lower === null) {
+        lower = new Map();
+        rows.forEach(function (r) { lower.set(r, r[ID].toLowerCase()); });
+      }
+      var want = wanted === "all" ? -1 : STATUS.indexOf(wanted);
+      view = source.filter(function (r) {
+        return (query === "" || lower.get(r).indexOf(query) !== -1) && (want < 0 || r[0] === want);
+      });
+      if (shown) { shown.textContent = view.length + " of " + rows.length + " tests"; }
+      draw(true);
+    }
+    if (filter) { filter.addEventListener("input", applyFilter); }
+    if (status) { status.addEventListener("change", applyFilter); }
+
     headers.forEach(function (th, column) {
       var button = th.querySelector("button");
       if (!button) { return; }
@@ -35,41 +256,11 @@
         var dir = current ? (current === "ascending" ? -1 : 1) : (numeric ? -1 : 1);
         headers.forEach(function (h) { h.removeAttribute("aria-sort"); });
         th.setAttribute("aria-sort", dir === 1 ? "ascending" : "descending");
-        var rows = Array.prototype.slice.call(body.rows);
-        rows.sort(function (a, b) {
-          var x = a.cells[column].getAttribute("data-v");
-          var y = b.cells[column].getAttribute("data-v");
-          // Missing values sort last in both directions.
-          if (x === null || x === "") { return (y === null || y === "") ? 0 : 1; }
-          if (y === null || y === "") { return -1; }
-          if (numeric) { return dir * (parseFloat(x) - parseFloat(y)); }
-          return dir * x.localeCompare(y);
-        });
-        rows.forEach(function (row) { body.appendChild(row); });
+        // Sorted from the default order: equal values keep it.
+        sorted = defaultOrder.slice().sort(compare(SORT_FIELD[column], dir, numeric));
+        applyFilter();
       });
     });
+    applyFilter();
   }
-
-  function openTarget() {
-    var id = decodeURIComponent(window.location.hash.slice(1));
-    var target = id ? document.getElementById(id) : null;
-    if (target && target.tagName === "DETAILS") { target.open = true; }
-  }
-  window.addEventListener("hashchange", openTarget);
-  openTarget();
-
-  var download = document.getElementById("download");
-  var data = document.getElementById("memwatch-data");
-  if (download && data) {
-    download.addEventListener("click", function () {
-      var blob = new Blob([data.textContent], { type: "application/json" });
-      var link = document.createElement("a");
-      link.href = URL.createObjectURL(blob);
-      link.download = "memwatch-results.json";
-      document.body.appendChild(link);
-      link.click();
-      link.remove();
-    });
-  }
-  applyFilter();
 })();
