@@ -30,6 +30,7 @@ table.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
@@ -103,8 +104,8 @@ def make_suite(root: Path, n_tests: int) -> int:
     return modules * PER_MODULE
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int]:
-    """Wall time and peak RSS (bytes) of one pytest process."""
+def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int, float]:
+    """Wall time, peak RSS (bytes) and CPU time (user + system) of one pytest process."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
@@ -116,7 +117,7 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int]:
     if proc.returncode != 0:
         sys.stderr.write(out.decode(errors="replace")[-3000:])
         raise SystemExit(f"benchmark run failed ({proc.returncode}): {' '.join(cmd)}")
-    return elapsed, usage.ru_maxrss * 1024
+    return elapsed, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
 def browser_times(path: Path) -> dict[str, float] | None:
@@ -184,7 +185,13 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1,
                     help="paired rounds per size below 50 000 tests (50 000 runs once)")
     ap.add_argument("--no-browser", action="store_true", help="skip the Chromium load times")
+    ap.add_argument("--browser", metavar="REPORT.html", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.browser:
+        # In a process of its own: Playwright in this one would raise the
+        # memory floor that every pytest child's peak RSS is read above.
+        print(json.dumps(browser_times(Path(args.browser))))
+        return 0
     try:
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     except ValueError:
@@ -211,39 +218,47 @@ def main() -> int:
                 "json+html": [*base, "--memwatch", f"--memwatch-json={js}",
                               f"--memwatch-html={html}"],
             }
-            run(base + ["--collect-only"], root, env)  # writes the bytecode once
+            run([*base, "--collect-only"], root, env)  # writes the bytecode once
             rounds = 1 if n >= 50_000 else args.rounds
-            got: dict[str, list[tuple[float, int]]] = {k: [] for k in modes}
+            got: dict[str, list[tuple[float, int, float]]] = {k: [] for k in modes}
             for _ in range(rounds):
                 order = list(modes)
                 rng.shuffle(order)
                 for name in order:
                     got[name].append(run(modes[name], root, env))
-            load = None if args.no_browser else browser_times(html)
+            load = None
+            if not args.no_browser:
+                got_load = subprocess.run([sys.executable, __file__, "--browser", str(html)],
+                                          capture_output=True, text=True, check=True)
+                load = json.loads(got_load.stdout)
             rows.append((n, got, load, html.stat().st_size, js.stat().st_size))
             print(f"... {n} tests done", file=sys.stderr, flush=True)
     print(f"Python {sys.version.split()[0]}, only memwatch loaded, -q -p no:cacheprovider; "
-          "wall s and peak RSS of the pytest process; ratios paired within a round\n")
-    head = (f"{'tests':>7} {'plain':>16} {'--memwatch':>16} {'ratio':>6} {'extra':>8} "
-            f"{'+json+html':>16} {'ratio':>6} {'extra':>8} {'html':>8} {'json':>8}")
+          "wall s and peak RSS of the pytest process; ratios paired within a round; "
+          "cpu: the ratio of user+system CPU time\n")
+    head = (f"{'tests':>7} {'plain':>16} {'--memwatch':>16} {'ratio':>6} {'cpu':>6} {'extra':>8} "
+            f"{'+json+html':>16} {'ratio':>6} {'cpu':>6} {'extra':>8} {'html':>8} {'json':>8}")
     print(head)
-    for n, got, load, html_size, js_size in rows:
+
+    def wall(xs: list[tuple[float, int, float]]) -> float:
+        return statistics.median(x[0] for x in xs)
+
+    def peak(xs: list[tuple[float, int, float]]) -> float:
+        return statistics.median(x[1] for x in xs)
+
+    def ratio(xs: list[tuple[float, int, float]], base: list[tuple[float, int, float]],
+              i: int) -> float:
+        return statistics.median(a[i] / b[i] for a, b in zip(xs, base, strict=True))
+
+    for n, got, _, html_size, js_size in rows:
         plain, mw, full = got["plain"], got["memwatch"], got["json+html"]
-        def wall(xs: list[tuple[float, int]]) -> float:
-            return statistics.median(x[0] for x in xs)
-
-        def peak(xs: list[tuple[float, int]]) -> float:
-            return statistics.median(x[1] for x in xs)
-
-        r1 = statistics.median(a[0] / b[0] for a, b in zip(mw, plain, strict=True))
-        r2 = statistics.median(a[0] / b[0] for a, b in zip(full, plain, strict=True))
         print(f"{n:>7} {wall(plain):>6.2f} s {mib(peak(plain)):>7} "
-              f"{wall(mw):>6.2f} s {mib(peak(mw)):>7} {r1:>5.2f}x "
-              f"{smib(peak(mw) - peak(plain)):>8} "
-              f"{wall(full):>6.2f} s {mib(peak(full)):>7} {r2:>5.2f}x "
-              f"{smib(peak(full) - peak(plain)):>8} "
+              f"{wall(mw):>6.2f} s {mib(peak(mw)):>7} {ratio(mw, plain, 0):>5.2f}x "
+              f"{ratio(mw, plain, 2):>5.2f}x {smib(peak(mw) - peak(plain)):>8} "
+              f"{wall(full):>6.2f} s {mib(peak(full)):>7} {ratio(full, plain, 0):>5.2f}x "
+              f"{ratio(full, plain, 2):>5.2f}x {smib(peak(full) - peak(plain)):>8} "
               f"{mib(html_size):>8} {mib(js_size):>8}")
-    if any(load for _, _, load, _, _ in rows):
+    if any(row[2] for row in rows):
         print(f"\n{'tests':>7} {'load s':>7} {'ready s':>8} {'filter s':>9} {'sort s':>7}"
               "   (HTML report in headless Chromium)")
         for n, _, load, _, _ in rows:

@@ -65,17 +65,22 @@ class GcHygiene:
     (``gc.freeze()``) and the next collection only walks what the test made.
 
     Cycles that die among frozen objects are reclaimed by thawing the heap and
-    collecting it in full. Only what was frozen since the last full collection
-    can have died since, so that collection waits until those objects amount
-    to a quarter of the heap frozen by it (and at least ``refreeze_every``
-    tests): the rule CPython's own collector applies to its oldest generation.
+    collecting it in full. Only objects frozen since the last full collection
+    can have died since, so that collection waits until those still in the
+    frozen list (alive, or dead in a cycle) amount to a quarter of the heap it
+    left (and at least ``refreeze_every`` tests): the rule CPython's own
+    collector applies to its oldest generation.
     On a fixed test count instead, a suite of 50 000 tests paid fifty walks of
     a heap that grows with the suite, the cost per test growing with the suite.
     """
 
-    def __init__(self, refreeze_every: int = 1000, ratio: float = 0.25) -> None:
+    def __init__(
+        self, refreeze_every: int = 1000, ratio: float = 0.25, heap_per_test: int = 100
+    ) -> None:
         self.refreeze_every = refreeze_every
         self.ratio = ratio
+        # Checks are at least 1/heap_per_test of the frozen heap, in tests, apart.
+        self.heap_per_test = heap_per_test
         self._count = 0
         self.active = False
         # Objects in the permanent generation, kept as a running count because
@@ -87,7 +92,22 @@ class GcHygiene:
         self._since_full = 0
 
     def _due(self) -> bool:
-        return self._count >= self.refreeze_every and self._since_full > self.ratio * self._at_full
+        limit = self.ratio * self._at_full
+        # Checked at most every refreeze_every tests, and further apart as the
+        # heap grows: the exact count below walks the whole frozen list.
+        spacing = max(self.refreeze_every, self._at_full // self.heap_per_test)
+        if self._count < spacing or self._since_full <= limit:
+            return False
+        # The running count is an upper bound: most objects frozen at a test's
+        # start (its fixtures, pytest's per-test state) are freed by reference
+        # counting once it ends, and leave the frozen list. Its exact length
+        # says what is really pending.
+        pending = gc.get_freeze_count() - self._at_full
+        self._since_full = max(0, pending)
+        if pending > limit:
+            return True
+        self._count = 0
+        return False
 
     def before_test(self, generation: int = 2) -> None:
         self._count += 1

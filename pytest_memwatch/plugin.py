@@ -241,9 +241,11 @@ class ItemMeasure:
 
 STATE = pytest.StashKey[SessionState]()
 MEASURED = pytest.StashKey[ItemMeasure]()
-# A test measured with no memwatch marker: its ItemMeasure is made when it runs
-# and dropped after, so a 50 000-test session keeps none of them.
-PLAIN = pytest.StashKey[None]()
+# A test with memwatch markers that is not measured (memwatch_skip, a soak test
+# not asked for, a bad marker). Under --memwatch a test with no marker has no
+# stash entry at all: its ItemMeasure is made when it runs and dropped after,
+# so a 50 000-test session keeps nothing per test.
+UNMEASURED = pytest.StashKey[None]()
 MARKER_ERROR = pytest.StashKey[str]()
 # The node id memwatch reports, when it differs from item.nodeid: xdist's
 # --dist loadgroup appends "@group" to the ids on its workers (see xdist.py).
@@ -436,6 +438,7 @@ def pytest_collection_modifyitems(
             item.add_marker(
                 pytest.mark.skip(reason="soak test: run with --memwatch-soak or -m soak")
             )
+            item.stash[UNMEASURED] = None
             continue
         try:
             # Checked here, once: a wrong marker argument (under memwatch_skip
@@ -444,14 +447,14 @@ def pytest_collection_modifyitems(
             spec = build_spec(_nodeid(item), calls, settings)
         except markers.MarkerError as exc:
             item.stash[MARKER_ERROR] = str(exc)
+            item.stash[UNMEASURED] = None
             errors = True
             continue
         if "memwatch_skip" in names:
+            item.stash[UNMEASURED] = None
             continue
         if calls:
             item.stash[MEASURED] = ItemMeasure(spec)
-        else:
-            item.stash[PLAIN] = None
         measured = True
         soaks = soaks or spec.soak is not None
     if measured:
@@ -582,7 +585,7 @@ class MeasuredTests:
     ) -> bool | None:
         m = item.stash.get(MEASURED, None)
         if m is None:
-            if PLAIN not in item.stash:
+            if not self.state.settings.active or UNMEASURED in item.stash:
                 return None
             m = ItemMeasure(build_spec(_nodeid(item), (), self.state.settings))
         _protocol(item, nextitem, m, self.state)

@@ -432,8 +432,8 @@ class _Reader:
                     continue
                 truncated = exc.pos >= len(self.buf) - 1 or "Unterminated" in exc.msg
                 hint = " (the file ends early: truncated?)" if truncated else ""
-                raise ResultsError(f"{self.name}: not valid JSON{hint}: {exc.msg} "
-                                   f"(at character {self.base + exc.pos})") from None
+                raise ResultsError(f"{self.name}: not valid JSON{hint}: {exc.msg}: "
+                                   f"character {self.base + exc.pos}") from None
             except RecursionError:
                 raise ResultsError(f"{self.name}: not valid JSON (nested too deeply)") from None
             except ValueError as exc:  # _NumberOutOfRange, or int()'s digit limit

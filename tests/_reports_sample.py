@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_memwatch.probes import Sample
-from pytest_memwatch.results import Results, RunMeta, TestResult
+from pytest_memwatch.results import Results, RunMeta, TestResult, totals
 from pytest_memwatch.settings import Settings
 from pytest_memwatch.verdicts import RepeatPlan, growth_verdict, peak_verdict
 
@@ -259,3 +259,37 @@ def small_doc(*tests: tuple[str, int, int], host: str = "ci-runner-1", workers: 
 def write(doc: dict[str, Any], path: Path) -> Path:
     path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
     return path
+
+
+def big_doc(n: int, *, failed_every: int = 0, prefix: str = "tests/test_gen.py") -> dict[str, Any]:
+    """A synthetic results document of ``n`` measured tests (growth varies by test)."""
+    tests = []
+    for i in range(n):
+        growth = {"rss": (i * 37) % 9000 - 1000, "malloc": (i * 11) % 5000, "blocks": None,
+                  "gc_objects": 0, "fds": 0, "threads": 0}
+        failed = bool(failed_every) and i % failed_every == 0
+        verdicts = ([{"kind": "max_growth", "source": "option", "passed": False,
+                      "message": f"max_growth: grew {growth['rss']} B", "metric": "rss",
+                      "measured": float(growth["rss"]), "limit": 1.0, "details": {}}]
+                    if failed else [])
+        reading = {"t": 1.0, "rss": 100, "malloc": 100, "blocks": None, "gc_objects": 1,
+                   "fds": 3, "threads": 1}
+        tests.append({
+            "nodeid": f"{prefix}::test_{i}[{'<b>' if i == 7 else ''}{i}]",
+            "outcome": "failed" if failed else "passed", "worker": None,
+            "duration_s": 0.001, "markers": [], "before": reading, "after": reading,
+            "growth": growth, "peak_rss": 200, "peak_growth": 100, "runs": [],
+            "verdicts": verdicts, "attribution": None, "soak": None,
+        })
+    return {
+        "schema_version": 1, "tool": "pytest-memwatch",
+        "run": {"plugin_version": "0", "pytest_version": "9", "python": "3.11",
+                "machine": {"hostname": "h", "system": "Linux", "release": "6",
+                            "arch": "x86_64", "cpu_count": 2, "total_memory": None,
+                            "python_implementation": "CPython"},
+                "commit": None, "workers": 1, "started_at": "2025-01-01T00:00:00+00:00",
+                "finished_at": "2025-01-01T00:01:00+00:00", "args": [], "settings": {},
+                "unavailable_probes": {}, "worker_info": {}},
+        "tests": tests,
+        "totals": totals(tests),
+    }

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _reports_sample import XSS_ID, KiB, MiB, sample_doc, small_doc
+from _reports_sample import XSS_ID, KiB, MiB, big_doc, sample_doc, small_doc
 
 from pytest_memwatch.baselines import SavedRun
 from pytest_memwatch.report_html import render_history, render_report
@@ -208,3 +208,107 @@ def test_history_page(browser: Any, tmp_path: Path) -> None:
         page.screenshot(path=str(ARTIFACTS / "memwatch-history.png"), full_page=True)
         assert watched.errors == [] and watched.dialogs == []
         assert watched.requests == [path.as_uri()]
+
+
+# -- a large report: rows rendered on demand ------------------------------------------
+
+LARGE = 2000
+
+
+@pytest.fixture(scope="module")
+def large_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("large") / "report.html"
+    path.write_text(render_report(big_doc(LARGE, failed_every=100)), encoding="utf-8")
+    return path
+
+
+def _drawn_ids(page: Any) -> list[str]:
+    ids: list[str] = page.eval_on_selector_all(
+        "#tests tbody tr[data-nodeid]", "rows => rows.map(r => r.dataset.nodeid)")
+    return ids
+
+
+def _rows_in_dom(page: Any) -> int:
+    count: int = page.eval_on_selector_all("#tests tbody tr[data-nodeid]", "rows => rows.length")
+    return count
+
+
+def test_large_report_loads_fast_and_renders_only_the_rows_in_view(
+        browser: Any, large_file: Path) -> None:
+    for watched in _open(browser, large_file):
+        page = watched.page
+        load_ms = page.evaluate(
+            "performance.getEntriesByType('navigation')[0].loadEventEnd")
+        # The benchmark holds 50 000 tests to 3 s; 2 000 on a loaded CI machine, to 2 s.
+        assert load_ms < 2000, load_ms
+        assert page.locator("#shown").inner_text() == f"{LARGE} of {LARGE} tests"
+        assert 0 < _rows_in_dom(page) < 200
+        # First the failed verdicts, then the rest by growth.
+        assert _drawn_ids(page)[0].startswith("tests/test_gen.py::test_")
+        assert page.locator("#tests tbody tr").first.get_attribute("data-status") in (
+            None, "fail")
+        assert page.locator("#static-note").is_hidden()
+        # Scrolled to the end, the last rows are drawn and the table is as tall as all rows.
+        page.evaluate("() => { const b = document.querySelector('#tests tbody');"
+                      " window.scrollTo(0, window.scrollY + b.getBoundingClientRect().bottom"
+                      " - window.innerHeight); }")
+        page.wait_for_function(
+            "() => { const r = document.querySelectorAll('#tests tbody tr[data-status=pass]');"
+            " return r.length > 0; }")
+        last = page.evaluate(
+            "() => { const r = [...document.querySelectorAll('#tests tbody tr[data-nodeid]')];"
+            " return r[r.length - 1].getBoundingClientRect().bottom"
+            " - document.querySelector('#tests tbody').getBoundingClientRect().bottom; }")
+        assert abs(last) < 2
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(ARTIFACTS / "memwatch-report-large.png"))
+        assert watched.errors == [] and watched.dialogs == []
+        assert watched.requests == [large_file.as_uri()]
+
+
+def test_large_report_filters_and_sorts_every_test(browser: Any, large_file: Path) -> None:
+    for watched in _open(browser, large_file):
+        page = watched.page
+        page.locator("#filter").fill("test_1999[")
+        assert _drawn_ids(page) == ["tests/test_gen.py::test_1999[1999]"]
+        assert page.locator("#shown").inner_text() == f"1 of {LARGE} tests"
+        page.locator("#filter").fill("")
+        page.locator("#status-filter").select_option("fail")
+        assert page.locator("#shown").inner_text() == f"{LARGE // 100} of {LARGE} tests"
+        page.locator("#status-filter").select_option("all")
+        growth = page.locator("#tests th", has_text="Growth")
+        growth.locator("button").click()
+        assert growth.get_attribute("aria-sort") == "descending"
+        values = page.eval_on_selector_all(
+            "#tests tbody tr[data-nodeid]", "rows => rows.map(r => Number(r.cells[3].dataset.v))")
+        most = max(max(t["growth"]["rss"], t["growth"]["malloc"])
+                   for t in big_doc(LARGE)["tests"])
+        assert values == sorted(values, reverse=True) and values[0] == most
+        test_col = page.locator("#tests th", has_text="Test")
+        test_col.locator("button").click()
+        ids = _drawn_ids(page)
+        assert ids == sorted(ids) and ids[0] == "tests/test_gen.py::test_0[0]"
+        # A row with details links to them; the markup in a test id stays text.
+        page.locator("#filter").fill("<b>")
+        row = page.locator("#tests tbody tr[data-nodeid]")
+        assert row.count() == 1 and row.locator("td.mw-id").inner_text() == (
+            "tests/test_gen.py::test_7[<b>7]")
+        page.locator("#filter").fill("test_100[")
+        page.locator("#tests a", has_text="test_100[").click()
+        assert page.locator("details.mw-test[open]", has_text="test_100[").count() == 1
+        assert watched.errors == [] and watched.dialogs == []
+
+
+def test_large_report_without_javascript_lists_the_tests_that_matter(
+        browser: Any, large_file: Path) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(large_file.as_uri())
+    assert page.locator("#static-note").is_visible()
+    rows = page.locator("#tests tbody tr[data-nodeid]")
+    # Every failed test and the hundred that grew most, failed first.
+    assert rows.count() == LARGE // 100 + 100
+    assert rows.first.get_attribute("data-status") == "fail"
+    assert page.locator("details.mw-test").count() == LARGE // 100 + 100
+    context.close()

@@ -9,6 +9,7 @@ in test_html_browser.py.
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _reports_sample import big_doc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,7 +29,6 @@ from pytest_memwatch.report_json import (
     ResultsError,
     StreamedTests,
     dumps,
-    iter_dumps,
     load_results,
     load_results_stream,
     merge_documents,
@@ -37,41 +38,6 @@ from pytest_memwatch.results import Totals, totals
 from pytest_memwatch.spool import ResultSpool
 from pytest_memwatch.terminal import Summary, summary_lines
 
-KiB = 1024
-
-
-def big_doc(n: int, *, failed_every: int = 0, prefix: str = "tests/test_gen.py") -> dict[str, Any]:
-    """A synthetic results document of ``n`` measured tests (growth varies by test)."""
-    tests = []
-    for i in range(n):
-        growth = {"rss": (i * 37) % 9000 - 1000, "malloc": (i * 11) % 5000, "blocks": None,
-                  "gc_objects": 0, "fds": 0, "threads": 0}
-        failed = bool(failed_every) and i % failed_every == 0
-        verdicts = ([{"kind": "max_growth", "source": "option", "passed": False,
-                      "message": f"max_growth: grew {growth['rss']} B", "metric": "rss",
-                      "measured": float(growth["rss"]), "limit": 1.0, "details": {}}]
-                    if failed else [])
-        reading = {"t": 1.0, "rss": 100, "malloc": 100, "blocks": None, "gc_objects": 1,
-                   "fds": 3, "threads": 1}
-        tests.append({
-            "nodeid": f"{prefix}::test_{i}[{'<b>' if i == 7 else ''}{i}]",
-            "outcome": "failed" if failed else "passed", "worker": None,
-            "duration_s": 0.001, "markers": [], "before": reading, "after": reading,
-            "growth": growth, "peak_rss": 200, "peak_growth": 100, "runs": [],
-            "verdicts": verdicts, "attribution": None, "soak": None,
-        })
-    return {
-        "schema_version": 1, "tool": "pytest-memwatch",
-        "run": {"plugin_version": "0", "pytest_version": "9", "python": "3.11",
-                "machine": {"hostname": "h", "system": "Linux", "release": "6",
-                            "arch": "x86_64", "cpu_count": 2, "total_memory": None,
-                            "python_implementation": "CPython"},
-                "commit": None, "workers": 1, "started_at": "2025-01-01T00:00:00+00:00",
-                "finished_at": "2025-01-01T00:01:00+00:00", "args": [], "settings": {},
-                "unavailable_probes": {}, "worker_info": {}},
-        "tests": tests,
-        "totals": totals(tests),
-    }
 
 
 # -- the spool --------------------------------------------------------------------
@@ -135,7 +101,7 @@ def test_terminal_summary_from_running_aggregates_matches_the_whole_list() -> No
 
 def test_full_collections_follow_the_frozen_heap_not_the_test_count() -> None:
     """Thawed and collected in full once a quarter of the heap was frozen since the last time."""
-    hygiene = GcHygiene(refreeze_every=10)
+    hygiene = GcHygiene(refreeze_every=10, heap_per_test=10**9)
     full: list[int] = []
     done = [0]
     real_unfreeze = gc.unfreeze
@@ -162,11 +128,32 @@ def test_full_collections_follow_the_frozen_heap_not_the_test_count() -> None:
     # heap grows. A fixed count of 10 tests would have given 30.
     assert 24 <= full[0] <= 28, full
     assert len(full) <= 8, full
-    assert all(b - a >= 10 for a, b in zip(full, full[1:], strict=False)), full
+    assert all(b - a >= 10 for a, b in itertools.pairwise(full)), full
+
+
+def test_objects_freed_since_they_were_frozen_do_not_count() -> None:
+    """Frozen objects freed by reference counting leave nothing to collect: no full collection."""
+    hygiene = GcHygiene(refreeze_every=10, heap_per_test=10**9)
+    full: list[int] = []
+    real_unfreeze = gc.unfreeze
+    gc.unfreeze = lambda: (full.append(1), real_unfreeze())  # type: ignore[assignment,func-returns-value]
+    try:
+        hygiene.before_test(2)
+        per_test = hygiene.frozen // 20
+        alive: list[Any] = []
+        for _ in range(200):
+            # Frozen with the test, freed (no cycle) when the next one starts.
+            alive = [[] for _ in range(per_test)]
+            hygiene.before_test(1)
+        del alive
+    finally:
+        gc.unfreeze = real_unfreeze
+        hygiene.thaw()
+    assert full == []
 
 
 def test_a_young_freeze_after_a_thaw_is_collected_in_full_after_refreeze_every() -> None:
-    hygiene = GcHygiene(refreeze_every=5)
+    hygiene = GcHygiene(refreeze_every=5, heap_per_test=10**9)
     try:
         hygiene.before_test(1)  # first freeze after a young collection only
         full = []

@@ -180,10 +180,11 @@
       pending = false;
       var first = 0, last = view.length;
       if (rowHeight > 0) {
-        var start = body.getBoundingClientRect().top;
-        var offset = Math.max(0, -start);
-        first = Math.max(0, Math.floor(offset / rowHeight) - BUFFER);
-        last = Math.min(view.length, first + Math.ceil(window.innerHeight / rowHeight) + 2 * BUFFER);
+        var offset = Math.max(0, -body.getBoundingClientRect().top);
+        var count = Math.ceil(window.innerHeight / rowHeight) + 2 * BUFFER;
+        // Past the table's end (the details below it), its last rows stay drawn.
+        first = Math.max(0, Math.min(Math.floor(offset / rowHeight) - BUFFER, view.length - count));
+        last = Math.min(view.length, first + count);
       } else {
         last = Math.min(view.length, 2 * BUFFER + 40);
       }
