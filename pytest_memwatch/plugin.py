@@ -130,6 +130,11 @@ class SessionState:
             )
         return self._spool
 
+    def open_spool(self) -> None:
+        """Create the results spool (and its file, when one is needed) now."""
+        if self.is_controller:
+            self.spool  # noqa: B018 (the property creates it)
+
     def record(self, data: dict[str, Any]) -> None:
         """Keep one test's result (a results-document dict) for the summary and the reports."""
         self.summary.add(data)
@@ -646,7 +651,9 @@ def _protocol(
     m.clear = spec.has_verdict
     m.blocks = m.clear or state.plain_blocks or bool(spec.compare_fail)
     if not state.ledger.started:
-        # Before the first measured test, outside any measured window.
+        # Before the first measured test, outside any measured window; the
+        # results spool's file is opened first, so no test is charged its descriptor.
+        state.open_spool()
         state.ledger.start(state.measurer.session_reading())
     m.check_resources = spec.resources
     last: RunMeasure | None = None
