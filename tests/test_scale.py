@@ -338,7 +338,8 @@ def test_a_blocks_tolerance_makes_plain_tests_count_blocks(pytester: pytest.Pyte
 @pytest.mark.usefixtures("no_autoload")
 def test_verbose_listing_of_every_test_reads_the_spool(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_few=SUITE.format(n=30))
-    result = _run(pytester, "--memwatch", "-vv")
+    result = pytester.runpytest_subprocess(
+        "-p", "pytest_memwatch.plugin", "-p", "no:cacheprovider", "--memwatch", "-vv")
     assert result.ret == 0
     listed = [line for line in result.stdout.lines if line.endswith("test_few.py::test_param[29]")
               and "%" not in line]
