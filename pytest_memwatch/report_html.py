@@ -573,8 +573,12 @@ def _row(test: Mapping[str, Any], index: int, anchor: int,
     ):
         row += [value, text if value is not None else ""]
     runs = len(test.get("runs") or ())
-    duration = test.get("duration_s")
-    row += [runs, duration, _fmt_seconds(duration)]
+    # Every run memwatch made of the test, and the attribution of a failure (as
+    # the page's own table shows it).
+    spent = float(test.get("duration_s") or 0) + float(
+        (test.get("timing") or {}).get("attribution_s") or 0
+    )
+    row += [runs, spent, _fmt_seconds(spent)]
     if with_change:
         metrics = (change or {}).get("metrics") or {}
         d = (metrics.get("growth") or {}).get("delta")
