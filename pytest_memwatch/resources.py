@@ -532,10 +532,15 @@ def _pending_tasks() -> list[Any]:
     )
     found: dict[int, Any] = {}
     for obj in gc.get_objects():
-        if isinstance(obj, aio.AbstractEventLoop):
-            loops.append(obj)
-        elif task_types and isinstance(obj, task_types) and not obj.done():
-            found[id(obj)] = obj
+        try:
+            if isinstance(obj, aio.AbstractEventLoop):
+                loops.append(obj)
+            elif task_types and isinstance(obj, task_types) and not obj.done():
+                found[id(obj)] = obj
+        except ReferenceError:
+            # A weakref.proxy whose referent is gone: isinstance() reads its
+            # __class__ through the proxy and raises. Neither loop nor task.
+            continue
     seen_loops: set[int] = set()
     for loop in loops:
         if id(loop) in seen_loops:

@@ -386,3 +386,21 @@ def test_a_failed_fd_trend_names_its_descriptors_and_leaves_the_rest() -> None:
 
 def test_the_module_has_no_pytest_import() -> None:
     assert "pytest" not in vars(resources)
+
+
+def test_pending_tasks_skip_a_dead_weakref_proxy() -> None:
+    """A dead ``weakref.proxy`` among the collector's objects raises ReferenceError
+    from isinstance(); the task scan must step over it, not error the test."""
+    import weakref
+
+    from pytest_memwatch.resources import _pending_tasks
+
+    class Referent:
+        pass
+
+    referent = Referent()
+    proxy = weakref.proxy(referent)
+    del referent
+    holder = [proxy]  # keeps the dead proxy alive and tracked
+    assert _pending_tasks() == []
+    assert len(holder) == 1
