@@ -21,6 +21,8 @@ COMMAND_MODULES = [
     "reference_app.commands.sessions",
     "reference_app.commands.store",
     "reference_app.commands.snapshot",
+    "reference_app.commands.serve",
+    "reference_app.commands.stream",
 ]
 
 

@@ -46,7 +46,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -228,6 +228,12 @@ def _read_key_file(path: Path) -> bytes:
 # -- the store --------------------------------------------------------------
 
 
+class _ConnectionSource(Protocol):
+    """A pool of connections (``reference_app.service.pool.ConnectionPool``)."""
+
+    def connection(self) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
+
+
 class SecureStorage:
     """An encrypted transcript store in one SQLite file.
 
@@ -271,6 +277,7 @@ class SecureStorage:
         self.busy_timeout = busy_timeout
         self._clock = clock
         self._keep_connections = faults.is_enabled(FAULT_CONNECTIONS_KEPT, config_faults)
+        self._pool: _ConnectionSource | None = None
         self.sessions_cleaned = 0
         existed = self.path.exists() and self.path.stat().st_size > 0
         if existed:
@@ -399,14 +406,16 @@ class SecureStorage:
         Also translates SQLite's failures into this module's errors, so
         callers see "disk full" or "corrupt" and not a bare sqlite3 error.
         """
+        if self._pool is not None:
+            try:
+                with self._pool.connection() as pooled:
+                    yield pooled
+            except sqlite3.DatabaseError as exc:
+                raise self._translate(exc) from exc
+            return
         conn: sqlite3.Connection | None = None
         try:
-            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE),
-            # so a write takes the lock up front instead of failing half-way.
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
-            # FULL: a commit that returned survives a crash of the process and
-            # of the machine; kill -9 alone would be covered by NORMAL in WAL.
-            conn.execute("PRAGMA synchronous=FULL")
+            conn = self.open_connection()
             yield conn
         except sqlite3.DatabaseError as exc:
             raise self._translate(exc) from exc
@@ -422,6 +431,34 @@ class SecureStorage:
                     _KEPT_CONNECTIONS.append(conn)
                 else:
                     conn.close()
+
+    def open_connection(self, *, check_same_thread: bool = True) -> sqlite3.Connection:
+        """A new connection to the store, set up as every operation expects.
+
+        A connection pool's factory: ``pool = ConnectionPool(lambda:
+        store.open_connection(check_same_thread=False)); store.use_pool(pool)``.
+        """
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE),
+        # so a write takes the lock up front instead of failing half-way.
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout,
+            isolation_level=None,
+            check_same_thread=check_same_thread,
+        )
+        try:
+            # FULL: a commit that returned survives a crash of the process and
+            # of the machine; kill -9 alone would be covered by NORMAL in WAL.
+            conn.execute("PRAGMA synchronous=FULL")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def use_pool(self, pool: _ConnectionSource | None) -> None:
+        """Take connections from ``pool`` (its ``connection()`` context manager)
+        instead of opening one per operation; ``None`` goes back to that."""
+        self._pool = pool
 
     def _translate(self, exc: sqlite3.DatabaseError) -> StorageError:
         code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF

@@ -214,6 +214,25 @@ class PocketSphinxEngine:
             hyp = decoder.hyp()
         return "" if hyp is None else str(hyp.hypstr).strip()
 
+    def transcribe_partial(self, pcm: np.ndarray) -> str:
+        """The best hypothesis so far for an utterance still being spoken.
+
+        Read before the utterance ends, so a grammar search reports the words
+        it has matched even though no complete phrase is reached yet.
+        """
+        data = np.ascontiguousarray(pcm, dtype=np.int16)
+        if data.size == 0:
+            return ""
+        with self._lock:
+            decoder = self._decoder
+            decoder.start_utt()
+            try:
+                decoder.process_raw(data.tobytes(), False, False)
+                hyp = decoder.hyp()
+            finally:
+                decoder.end_utt()
+        return "" if hyp is None else str(hyp.hypstr).strip()
+
     def close(self) -> None:
         # Dropping the reference frees the native decoder (Cython dealloc).
         self._decoder = None
