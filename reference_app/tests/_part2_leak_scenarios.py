@@ -289,6 +289,131 @@ def test_manager_lifecycle():
 """
 
 
+# -- the streaming service -------------------------------------------------------------
+
+SCENARIOS["pool_idle_never_closed"] = """
+import sqlite3
+
+from reference_app.service.pool import ConnectionPool
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+CLOCK = Clock()
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    path = tmp_path_factory.mktemp("db") / "t.db"
+    return ConnectionPool(
+        lambda: sqlite3.connect(path, check_same_thread=False),
+        max_size=2, idle_ttl=300, clock=CLOCK,
+    )
+
+
+@pytest.mark.no_leaks(warmup=2, runs=4)
+def test_busy_then_idle(pool):
+    with pool.connection() as a, pool.connection() as b:
+        a.execute("SELECT 1")
+        b.execute("SELECT 1")
+    CLOCK.now += 301  # both idle past their TTL
+    assert pool.reap_idle() == 2
+    assert pool.size == 0
+"""
+
+SCENARIOS["work_orders_never_archived"] = """
+import asyncio
+
+from reference_app.service.workqueue import FINAL, WorkOrder, WorkOrderQueue
+
+
+@pytest.fixture(scope="module")
+def loop():
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(scope="module")
+def queue(loop):
+    async def make():
+        return WorkOrderQueue(64)
+    return loop.run_until_complete(make())
+
+
+@pytest.mark.no_leaks(warmup=2, runs=4)
+def test_serve_twenty_orders(loop, queue):
+    async def serve():
+        futures = [queue.submit(WorkOrder("s", FINAL, np.zeros(1600, np.int16)))
+                   for _ in range(20)]
+        for _ in range(20):
+            order = await queue.next()
+            queue.complete(order, {"text": "turn off the radio"})
+        return [await f for f in futures]
+    assert len(loop.run_until_complete(serve())) == 20
+    assert queue.active_orders == {}
+"""
+
+SCENARIOS["memory_manager_never_releases"] = """
+from reference_app.service.memory import MemoryManager
+
+
+@pytest.fixture(scope="module")
+def manager():
+    return MemoryManager(64 * 1024 * 1024)
+
+
+@pytest.mark.no_leaks(warmup=2, runs=4)
+def test_register_and_release(manager):
+    for _ in range(50):
+        buffer = bytearray(2048)  # what the session's release callback frees
+        name = f"session:{next(COUNTER)}"
+        manager.register(name, "session", len(buffer), release=buffer.clear)
+        assert manager.release(name)
+    assert manager.total_memory_used == 0
+"""
+
+SCENARIOS["handler_keeps_chunks"] = """
+import json
+
+from reference_app.service.app import ServiceConfig, ServiceThread
+from websockets.sync.client import connect
+
+
+def one_session(url, frames):
+    with connect(url) as ws:
+        ws.send(json.dumps({"type": "start", "format": "pcm16", "sample_rate": 16000}))
+        sid = json.loads(ws.recv(30))["session_id"]
+        for _ in range(frames):
+            ws.send(bytes(3200))  # 100 ms of silence
+        ws.send(json.dumps({"type": "stop", "session_id": sid}))
+        while json.loads(ws.recv(30))["type"] != "end":
+            pass
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    config = ServiceConfig(
+        data_dir=tmp_path_factory.mktemp("data"), port=0, grammar=Path(__GRAMMAR__),
+        metrics_interval=3600.0, partial_seconds=0.0,
+    )
+    with ServiceThread(config) as running:
+        for _ in range(40):  # judged in its steady state (see test_service.py)
+            one_session(running.url, 1)
+        yield running
+
+
+@pytest.mark.no_leaks(warmup=2, runs=4)
+def test_stream_one_second(server):
+    one_session(server.url, 10)
+"""
+
+
 def module_source(fault: str, *, grammar: str) -> str:
     """The full source of the scenario module for ``fault``.
 

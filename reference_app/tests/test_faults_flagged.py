@@ -45,7 +45,10 @@ from _part2_leak_scenarios import SCENARIOS, module_source
 from reference_app import faults
 
 # Components register their faults when imported; these cover every one.
-COMPONENT_MODULES = ("config", "cache", "metrics", "sessions", "storage", "vtt")
+COMPONENT_MODULES = (
+    "config", "cache", "metrics", "sessions", "storage", "vtt",
+    "service.pool", "service.workqueue", "service.memory", "service.server",
+)  # fmt: skip
 for _name in COMPONENT_MODULES:
     importlib.import_module(f"reference_app.{_name}")
 
