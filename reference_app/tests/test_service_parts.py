@@ -121,11 +121,24 @@ def test_a_connection_used_in_a_failing_block_is_not_reused() -> None:
         assert fresh is not broken
 
 
+def test_a_connection_is_retired_after_max_uses() -> None:
+    pool: ConnectionPool[Conn] = ConnectionPool(Conn, max_size=1, max_uses=3)
+    seen = []
+    for _ in range(7):
+        with pool.connection() as conn:
+            seen.append(conn)
+    assert [c.n for c in seen] == [seen[0].n] * 3 + [seen[3].n] * 3 + [seen[6].n]
+    assert seen[0].closed and seen[3].closed and not seen[6].closed
+    assert pool.stats()["retired"] == 2
+
+
 def test_pool_refuses_bad_settings() -> None:
     with pytest.raises(ValueError, match="max_size must be at least 1, got 0"):
         ConnectionPool(Conn, max_size=0)
     with pytest.raises(ValueError, match="idle_ttl must be positive"):
         ConnectionPool(Conn, idle_ttl=0)
+    with pytest.raises(ValueError, match=r"max_uses must be at least 1 \(or None\), got 0"):
+        ConnectionPool(Conn, max_uses=0)
 
 
 def test_the_store_works_through_the_pool_with_bounded_connections(tmp_path: Path) -> None:

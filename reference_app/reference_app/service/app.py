@@ -71,6 +71,7 @@ class ServiceConfig:
     pool_size: int = 4
     pool_idle_ttl: float = 300.0
     pool_acquire_timeout: float = 5.0
+    pool_max_uses: int | None = None
     store_threads: int = 2
     max_storage_mb: float = 500.0
     # work-order queue
@@ -155,6 +156,7 @@ def create_service(config: ServiceConfig) -> TranscriptionService:
             max_size=config.pool_size,
             idle_ttl=config.pool_idle_ttl,
             acquire_timeout=config.pool_acquire_timeout,
+            max_uses=config.pool_max_uses,
             reset=_rollback,
             name=str(config.store),
             config_faults=active,

@@ -8,6 +8,12 @@ unused for ``idle_ttl`` seconds is closed by :meth:`ConnectionPool.reap_idle`
 (the service calls it on its maintenance loop), and :meth:`ConnectionPool.close`
 closes every connection: the idle ones at once, the busy ones as they come back.
 
+With ``max_uses`` a connection is closed after that many uses and replaced on
+demand. The service sets it because CPython's sqlite3 keeps a weak reference
+to every cursor a connection makes and drops the dead ones only every 200
+cursors: a long-lived connection's list saws up to 200 entries, which a leak
+check over a few dozen requests reads as steady growth.
+
 The pool is thread-safe: the service uses it from its worker threads.
 
 Fault ``pool_idle_never_closed``: idle connections past their TTL are dropped
@@ -61,6 +67,7 @@ class _Slot(Generic[C]):
     conn: C
     created: float
     last_used: float
+    uses: int = 0
 
 
 class ConnectionPool(Generic[C]):
@@ -83,6 +90,7 @@ class ConnectionPool(Generic[C]):
         max_size: int = 4,
         idle_ttl: float = 300.0,
         acquire_timeout: float = 5.0,
+        max_uses: int | None = None,
         close: Callable[[C], object] | None = None,
         reset: Callable[[C], object] | None = None,
         name: str = "the transcript store",
@@ -99,6 +107,9 @@ class ConnectionPool(Generic[C]):
         self.max_size = int(max_size)
         self.idle_ttl = float(idle_ttl)
         self.acquire_timeout = float(acquire_timeout)
+        if max_uses is not None and max_uses < 1:
+            raise ValueError(f"max_uses must be at least 1 (or None), got {max_uses}")
+        self.max_uses = max_uses
         self.name = name
         self._clock = clock
         self._never_close_idle = faults.is_enabled(FAULT_IDLE_NEVER_CLOSED, config_faults)
@@ -110,6 +121,7 @@ class ConnectionPool(Generic[C]):
         self.created = 0
         self.closed_count = 0
         self.reaped = 0
+        self.retired = 0
         self.waits = 0
         self.exhausted = 0
 
@@ -175,6 +187,11 @@ class ConnectionPool(Generic[C]):
             except Exception as exc:  # a connection that cannot be reset is not reused
                 log.warning("discarding a connection to %s: %s", self.name, exc)
                 keep = False
+        slot.uses += 1
+        if keep and self.max_uses is not None and slot.uses >= self.max_uses:
+            keep = False  # retired: closed below, a fresh one made on demand
+            with self._cond:
+                self.retired += 1
         with self._cond:
             self._busy.pop(id(slot), None)
             slot.last_used = self._clock()
@@ -241,6 +258,7 @@ class ConnectionPool(Generic[C]):
                 "created": self.created,
                 "closed": self.closed_count,
                 "reaped": self.reaped,
+                "retired": self.retired,
                 "waits": self.waits,
                 "exhausted": self.exhausted,
             }

@@ -218,8 +218,14 @@ class TranscriptionService:
                 self.port,
                 max_size=4 * self.limits.max_frame_bytes,
                 max_queue=16,
-                ping_interval=20,
-                ping_timeout=20,
+                # No keepalive pings: a dead peer is found by TCP (EOF) or, if it
+                # just goes silent, by the memory manager's idle release. Each
+                # ping timer would stay in the loop's heap for its whole
+                # interval after its connection closed, and so would long
+                # handshake and close timers: short ones keep that churn small.
+                ping_interval=None,
+                open_timeout=5,
+                close_timeout=2,
             )
         except BaseException:
             await self._shutdown_components()
