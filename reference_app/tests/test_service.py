@@ -101,6 +101,10 @@ def test_a_streamed_phrase_comes_back_exactly(
     assert result.summary["segments"] == 1
     assert result.summary["words"] == len(phrase.split())
     assert result.summary["stop_reason"] == "stopped"
+    snapshot = result.summary["snapshot"]
+    assert snapshot["source"] == "store" and snapshot["words"] == len(phrase.split())
+    assert snapshot["keywords"], snapshot
+    assert all(k["phrase"] in phrase for k in snapshot["keywords"])
 
 
 def test_a_sequence_is_stored_and_written_as_vtt_in_order(

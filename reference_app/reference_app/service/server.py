@@ -395,6 +395,31 @@ class TranscriptionService:
         values.update(extra)
         return values
 
+    def snapshot(
+        self, session_id: str, report: dict[str, Any], vtt_path: Path | None
+    ) -> dict[str, Any]:
+        """The chunked NLP snapshot of a session's transcript (entities, keywords).
+
+        Streamed in bounded memory from the store, else from the session's VTT
+        file; without either, from the last segments the session manager keeps.
+        """
+        from reference_app import nlp
+
+        pieces: Any
+        if self.c.store is not None:
+            pieces = (t.text + "\n" for t in self.c.store.iter_transcripts(session_id))
+            source = "store"
+        elif vtt_path is not None and vtt_path.exists():
+            pieces = nlp.text_pieces(vtt_path)
+            source = "vtt"
+        else:
+            pieces = (text + "\n" for text in report.get("recent_text", []))
+            source = "recent segments"
+        processor = nlp.StreamingProcessor(top=5)
+        for _ in processor.process(pieces):
+            pass
+        return {"source": source, **processor.totals.to_dict(top=5)}
+
     def status(self) -> dict[str, Any]:
         # Not monitor.read(): that also appends to the monitor's trend history.
         reading = self.c.read_memory()
@@ -789,6 +814,7 @@ class _Connection:
                 while not session.outbox.empty():
                     session.outbox.get_nowait()
             summary: dict[str, Any] = {}
+            report: dict[str, Any] | None = None
             try:
                 report = await self.service.in_store_thread(
                     self.c.sessions.stop_session, session.id, reason=reason
@@ -796,12 +822,21 @@ class _Connection:
                 summary = session_summary(report)
             except (SessionError, StorageError, PoolError, ClientError) as exc:
                 summary = {"error": str(exc)}
+            vtt_path = None
             if session.vtt is not None:
                 try:
                     session.vtt.close()
-                    summary["vtt"] = str(self.c.vtt_dir / f"{session.id}.vtt")
+                    vtt_path = self.c.vtt_dir / f"{session.id}.vtt" if self.c.vtt_dir else None
+                    summary["vtt"] = str(vtt_path)
                 except OSError as exc:
                     summary["vtt_error"] = str(exc)
+            if notify and report is not None and report.get("transcriptions"):
+                try:
+                    summary["snapshot"] = await self.service.in_store_thread(
+                        self.service.snapshot, session.id, report, vtt_path
+                    )
+                except Exception as exc:  # a summary without its snapshot is still a summary
+                    summary["snapshot_error"] = f"{type(exc).__name__}: {exc}"
             if notify:
                 await self.send({"type": "end", "session_id": session.id, "reason": reason,
                                  "summary": summary})  # fmt: skip
