@@ -385,32 +385,27 @@ from reference_app.service.app import ServiceConfig, ServiceThread
 from websockets.sync.client import connect
 
 
-def one_session(url, frames):
-    with connect(url) as ws:
-        ws.send(json.dumps({"type": "start", "format": "pcm16", "sample_rate": 16000}))
-        sid = json.loads(ws.recv(30))["session_id"]
-        for _ in range(frames):
-            ws.send(bytes(3200))  # 100 ms of silence
-        ws.send(json.dumps({"type": "stop", "session_id": sid}))
-        while json.loads(ws.recv(30))["type"] != "end":
-            pass
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def session(tmp_path_factory):
+    # One long session, as a client streaming a long meeting: each run sends
+    # one more second of audio to it.
     config = ServiceConfig(
         data_dir=tmp_path_factory.mktemp("data"), port=0, grammar=Path(__GRAMMAR__),
         metrics_interval=3600.0, partial_seconds=0.0,
     )
-    with ServiceThread(config) as running:
-        for _ in range(40):  # judged in its steady state (see test_service.py)
-            one_session(running.url, 1)
-        yield running
+    with ServiceThread(config) as running, connect(running.url) as ws:
+        ws.send(json.dumps({"type": "start", "format": "pcm16", "sample_rate": 16000}))
+        assert json.loads(ws.recv(30))["type"] == "started"
+        yield ws
 
 
 @pytest.mark.no_leaks(warmup=2, runs=4)
-def test_stream_one_second(server):
-    one_session(server.url, 10)
+def test_stream_one_more_second(session):
+    for _ in range(10):
+        session.send(bytes(3200))  # 100 ms of silence
+    # Frames are handled in order: once the status arrives, all ten were taken in.
+    session.send(json.dumps({"type": "status"}))
+    assert json.loads(session.recv(30))["type"] == "status"
 """
 
 
