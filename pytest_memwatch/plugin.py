@@ -614,16 +614,19 @@ class MeasuredTests:
 class FailedStatus:
     """Marks a call whose memory verdict failed ("M", "FAILED (memwatch)")."""
 
-    def pytest_report_teststatus(
-        self, report: pytest.TestReport
-    ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
         return report_status(report)
 
 
-def report_status(report: pytest.TestReport) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
-    """The status of a call whose memory verdict failed: "M", "FAILED (memwatch)"."""
+def report_status(report: pytest.TestReport) -> tuple[str, str, str] | None:
+    """The status of a call whose memory verdict failed: "M", "FAILED (memwatch)".
+
+    The verbose word is a plain string, not a ``(word, markup)`` pair: pytest
+    8.0 prints such a pair raw in the short test summary (its support came in
+    8.1), and for a failed report every pytest colours a plain word red itself.
+    """
     if report.when == "call" and getattr(report, "memwatch_failed", False):
-        return "failed", "M", ("FAILED (memwatch)", {"red": True, "bold": True})
+        return "failed", "M", "FAILED (memwatch)"
     return None
 
 

@@ -124,9 +124,7 @@ class WorkerReports:
         self.state = state
         self.loadgroup = loadgroup
 
-    def pytest_report_teststatus(
-        self, report: pytest.TestReport
-    ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
         return report_status(report)
 
     @pytest.hookimpl(wrapper=True)
