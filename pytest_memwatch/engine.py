@@ -16,7 +16,7 @@ from typing import Any
 from pytest_memwatch import markers
 from pytest_memwatch.probes import PeakWatch, Prober, Sample, get_prober
 from pytest_memwatch.resources import ResourceReport, name_in_leak_verdict, resources_verdict
-from pytest_memwatch.settings import Repeat, Settings
+from pytest_memwatch.settings import Repeat, RepeatBudget, Settings
 from pytest_memwatch.verdicts import (
     MEMORY_METRICS,
     RESOURCE_METRICS,
@@ -342,6 +342,8 @@ class TestSpec:
     no_leaks: dict[str, Any] | None = None
     leak_source: str = "marker"
     repeat: Repeat | None = None
+    # How long a leak verdict may extend its runs (None: up to 4x RUNS, untimed).
+    budget: RepeatBudget | None = None
     resources: bool = False
     # Where the resource check was asked for, and the marker's own ignore rules.
     resources_source: str = "option"
@@ -389,7 +391,15 @@ class TestSpec:
         metrics: Sequence[str] = MEMORY_METRICS
         if self.resources:
             metrics = (*MEMORY_METRICS, *RESOURCE_METRICS)
-        return RepeatPlan(warmup, runs, metrics=metrics, extend=self.wants_leak_verdict)
+        budget = self.budget if self.wants_leak_verdict else None
+        return RepeatPlan(
+            warmup,
+            runs,
+            metrics=metrics,
+            extend=self.wants_leak_verdict,
+            budget=budget.seconds if budget is not None else None,
+            budget_multiple=budget.multiple if budget is not None else None,
+        )
 
 
 def build_spec(nodeid: str, calls: Sequence[MarkCall], settings: Settings) -> TestSpec:
@@ -439,6 +449,7 @@ def build_spec(nodeid: str, calls: Sequence[MarkCall], settings: Settings) -> Te
         spec.repeat = settings.repeat
         spec.leak_source = "option"
     spec.resources = spec.resources or settings.resources
+    spec.budget = settings.repeat_budget
     return spec
 
 

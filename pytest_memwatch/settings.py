@@ -68,6 +68,43 @@ def _repeat(value: str) -> Repeat:
     return Repeat(warmup, runs)
 
 
+@dataclass(frozen=True)
+class RepeatBudget:
+    """How long a repeated test may keep collecting evidence: seconds, or a multiple.
+
+    ``seconds`` is wall time for all of a test's runs; ``multiple`` is relative to
+    the time of the test's first run (``"20x"``). The requested warmup and runs
+    always run; only the extensions are bounded.
+    """
+
+    seconds: float | None = None
+    multiple: float | None = None
+
+    def __str__(self) -> str:
+        return f"{self.multiple:g}x" if self.multiple is not None else f"{self.seconds:g}s"
+
+
+DEFAULT_REPEAT_BUDGET = RepeatBudget(seconds=1.0)
+REPEAT_BUDGET_EXAMPLE = '"1s", "500ms", "30s" or "20x" (20 times the first run)'
+
+
+def _repeat_budget(value: str) -> RepeatBudget:
+    text = value.strip().lower()
+    if text.endswith("x"):
+        try:
+            multiple = float(text[:-1])
+        except ValueError:
+            multiple = -1.0
+        if not multiple > 0 or multiple == float("inf"):
+            raise ValueError(f"expected a positive multiple before x, e.g. {REPEAT_BUDGET_EXAMPLE}")
+        return RepeatBudget(multiple=multiple)
+    try:
+        return RepeatBudget(seconds=_duration(text))
+    except ValueError:
+        expected = f"expected a duration or a multiple, e.g. {REPEAT_BUDGET_EXAMPLE}"
+        raise ValueError(expected) from None
+
+
 def _size(value: str) -> int:
     try:
         # An option value is always a string; a bare number still means MiB.
@@ -216,6 +253,17 @@ SETTINGS: tuple[Setting, ...] = (
         env="PYTEST_MEMWATCH_REPEAT",
         const="",
         type_doc="WARMUP:RUNS",
+    ),
+    Setting(
+        "repeat_budget",
+        "--memwatch-repeat-budget",
+        "time a repeated test may spend on extra runs while its trend is unsettled "
+        '(duration, or NUMBERx for a multiple of its first run; default "1s")',
+        _repeat_budget,
+        DEFAULT_REPEAT_BUDGET,
+        REPEAT_BUDGET_EXAMPLE,
+        env="PYTEST_MEMWATCH_REPEAT_BUDGET",
+        type_doc="duration|NUMBERx",
     ),
     Setting(
         "max_growth",
@@ -392,6 +440,7 @@ BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
 class Settings:
     enabled: bool = False
     repeat: Repeat | None = None
+    repeat_budget: RepeatBudget = DEFAULT_REPEAT_BUDGET
     max_growth: int | None = None
     trace: int = 10
     top: int = 10
@@ -422,7 +471,7 @@ class Settings:
         return {
             s.name: (
                 str(v)
-                if isinstance((v := getattr(self, s.name)), Repeat)
+                if isinstance((v := getattr(self, s.name)), (Repeat, RepeatBudget))
                 else list(v)
                 if isinstance(v, tuple)
                 else v

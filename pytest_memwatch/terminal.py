@@ -34,6 +34,8 @@ class Summary:
         self.failed = 0
         self.total_rss = 0
         self.failures: list[str] = []
+        # Repeated tests whose budget ran out before their trend settled.
+        self.undecided: list[str] = []
         # Where memwatch's own time went (see _Time).
         self.time = _Time()
         # A min-heap of (growth, -arrival, test): ties keep the earlier test,
@@ -58,6 +60,10 @@ class Summary:
             # attribution are memwatch's.
             if (timing.get("runs") or 0) > 1 or timing.get("attribution_s") is not None:
                 self.failures.append(f"  memwatch time: {format_timing(timing)}")
+        for v in t.get("verdicts", []):
+            # A verdict that ran out of budget says so instead of guessing.
+            if v["passed"] and (v.get("details") or {}).get("inconclusive"):
+                self.undecided.append(f"NO VERDICT {t['nodeid']} - {v['message']}")
         self.time.add(t)
         grown = _growth(t)
         if grown <= 0 or self.keep <= 0:
@@ -84,7 +90,7 @@ class Summary:
             + f", {failed} failed memory verdict{'s' if failed != 1 else ''}"
             + f", total RSS growth {format_size(self.total_rss, signed=True)}"
         )
-        lines = [head, *self.failures]
+        lines = [head, *self.failures, *self.undecided]
         if verbosity < 0:
             return lines
         lines += self.time.lines()

@@ -13,16 +13,21 @@ The leak rule (explained in docs/explanation.md):
 2. A metric is *suspect* when every run of the latest window grew by more than
    its noise floor, or when the Theil-Sen slope of the cumulative readings has
    a confidence interval wholly above the floor.
-3. Growth that is still ambiguous (suspect, or a positive slope whose interval
-   still includes the floor) earns more runs, up to ``max_runs``; a cache that
-   is filling stops growing within them, a leak does not.
-4. The final verdict judges the latest window: leak if a metric is still suspect.
+3. Growth that is still ambiguous (suspect, a positive slope whose interval
+   still includes the floor, or a step up not yet followed by a long enough
+   flat stretch) earns more runs, within a time budget (``budget``) or, without
+   one, up to ``max_runs``; a cache that is filling stops growing within them,
+   a leak does not, and an every-Nth-call leak climbs a staircase.
+4. The final verdict judges the latest window: leak if a metric is still
+   suspect. When the budget ran out while the evidence was still ambiguous,
+   the verdict says so (``inconclusive``) rather than guessing either way.
 """
 
 from __future__ import annotations
 
+import time
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +54,18 @@ DEFAULT_FLOORS: Mapping[str, float] = {
 # class and mallinfo counts them as in use, so malloc bytes can creep up for a
 # few runs on clean code; a staircase in malloc must climb past that.
 STEP_FLOORS: Mapping[str, float] = {"malloc": 16 * 1024.0, "rss": 64 * 1024.0}
+# A growth that keeps going is extended until the budget runs out (a bounded
+# cache may still be filling); past this much growth the harness stops paying
+# memory for more evidence and judges what it has.
+GROWTH_CAP: Mapping[str, float] = {
+    "blocks": 1_000_000.0,
+    "malloc": 64.0 * 1024 * 1024,
+    "rss": 64.0 * 1024 * 1024,
+    "fds": 64.0,
+    "threads": 64.0,
+}
+# Measured runs a time budget can buy at most (the readings are preallocated).
+BUDGET_MAX_RUNS = 2000
 # Metrics whose growth is memory (judged always) and resources (judged when asked).
 MEMORY_METRICS = ("blocks", "malloc", "rss")
 RESOURCE_METRICS = ("fds", "threads")
@@ -104,39 +121,63 @@ class RunRecord:
         }
 
 
-def _floor_rises(deltas: Sequence[float], floor: float) -> bool:
-    """True for a staircase that is still climbing: a leak that strikes every Nth run.
+def _staircase(deltas: Sequence[float], floor: float, min_flat: int = 3) -> str:
+    """How the readings climb in steps: "staircase", "open" or "none".
 
-    Such a leak is too sparse for the slope's interval, but the lowest reading
-    of the last third exceeds the highest of the first. Memory that saws up
-    and down keeps returning to its floor, so it never qualifies. A cache that
-    filled and stopped also rises, so the climb must still be going on: the
-    readings must not have stayed level for more than twice the longest gap
-    between the earlier rises.
+    "staircase" is a climb that is still going on: a leak that strikes every
+    Nth run. Such a leak is too sparse for the slope's interval, but the lowest
+    reading of the last third exceeds the highest of the first. Memory that
+    saws up and down keeps returning to its floor, so it never qualifies. A
+    cache that filled and stopped also rises, so the climb must still be going
+    on: the readings must not have stayed level for more than twice the longest
+    gap between the earlier rises (and ``min_flat`` runs).
+
+    "open" means steps were seen but the readings have not stayed level long
+    enough since the last one to call it finished: one step may be a late
+    one-time cost (a lazy initialisation) or the first stair of an every-Nth
+    leak whose N is longer than the runs so far; more runs tell them apart.
     """
     n = len(deltas)
-    if n < 9:
-        return False
+    if n < 2:
+        return "none"
     levels = cumulative(deltas)[1:]
-    third = n // 3
     # Readings that wander (random test data, allocator churn) move by their
-    # typical step every run; a staircase must climb clear of twice that.
+    # typical step every run; a stair must climb clear of twice that.
     noise = 2.0 * median([abs(d) for d in deltas])
-    if min(levels[-third:]) - max(levels[:third]) <= max(floor, noise):
-        return False
+    rise = max(floor, noise)
     rises: list[int] = []
     high = levels[0]
     for i, level in enumerate(levels):
-        if level - high > floor:
+        if level - high > rise:
             rises.append(i)
         high = max(high, level)
-    if len(rises) < 2:
-        # One step up is a one-time cost that happened late (a lazy
-        # initialisation on some later call), not a staircase.
-        return False
+    if not rises:
+        return "none"
     gaps = [b - a for a, b in zip([-1, *rises], rises, strict=False)]
     since_last = n - 1 - rises[-1]
-    return not (since_last >= 3 and since_last > 2 * max(gaps))
+    if since_last >= min_flat and since_last > 2 * max(gaps):
+        return "none"
+    third = n // 3
+    if (
+        n >= 9
+        and len(rises) >= 2
+        # One step up is a one-time cost that happened late, not a staircase.
+        and min(levels[-third:]) - max(levels[:third]) > rise
+    ):
+        return "staircase"
+    return "open"
+
+
+def _floor_rises(deltas: Sequence[float], floor: float) -> bool:
+    """True for a staircase that is still climbing (see :func:`_staircase`)."""
+    return _staircase(deltas, floor) == "staircase"
+
+
+_UNSETTLED = ("suspect", "ambiguous", "changing")
+
+
+def format_duration(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.3g} s"
 
 
 class RepeatPlan:
@@ -159,6 +200,9 @@ class RepeatPlan:
         floors: Mapping[str, float] = DEFAULT_FLOORS,
         metrics: Sequence[str] = MEMORY_METRICS,
         extend: bool = True,
+        budget: float | None = None,
+        budget_multiple: float | None = None,
+        clock: Callable[[], float] = time.process_time,
     ) -> None:
         if warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {warmup}")
@@ -166,7 +210,16 @@ class RepeatPlan:
             raise ValueError(f"runs must be >= 1, got {runs}")
         self.warmup = warmup
         self.runs = runs
-        self.max_runs = max_runs if max_runs is not None else (4 * runs if extend else runs)
+        # The time budget: seconds, or a multiple of the first run's time. The
+        # requested warmup and runs always run; extensions stop when it is spent.
+        self.budget = budget
+        self.budget_multiple = budget_multiple
+        timed = extend and (budget is not None or budget_multiple is not None)
+        if max_runs is None:
+            max_runs = max(4 * runs, BUDGET_MAX_RUNS) if timed else (4 * runs if extend else runs)
+        self.max_runs = max_runs
+        # Why the runs stopped: "settled", "budget", "max_runs" or "cap" (growth cap).
+        self.stopped = "settled"
         self.floors = dict(floors)
         self.metrics = tuple(metrics)
         self._target = warmup + runs
@@ -176,6 +229,11 @@ class RepeatPlan:
         self._after = {m: array("q", bytes(8 * cap)) for m in METRICS}
         self._times = array("d", bytes(8 * cap * 2))
         self._peak = array("q", bytes(8 * cap))
+        # The budget is CPU time of the process, not wall time: on a loaded
+        # machine the test gets the same number of runs, so the same verdict.
+        self._cpu = array("d", bytes(8 * (cap + 1)))
+        self._clock = clock
+        self._cpu[0] = clock()
         self._missing: set[str] = set()
         self.count = 0
 
@@ -193,6 +251,7 @@ class RepeatPlan:
         self._times[2 * i] = before.t
         self._times[2 * i + 1] = after.t
         self._peak[i] = -1 if peak_rss is None else peak_rss
+        self._cpu[i + 1] = self._clock()
         self.count = i + 1
 
     def _sample(self, store: dict[str, array[int]], i: int, t: float) -> Sample:
@@ -214,16 +273,48 @@ class RepeatPlan:
             )
         return out
 
+    def elapsed(self) -> float:
+        """CPU seconds the process spent from the plan's start to the latest run."""
+        return self._cpu[self.count] - self._cpu[0]
+
+    def budget_seconds(self) -> float | None:
+        """The time budget in CPU seconds (a multiple is of the first run's time)."""
+        if self.budget_multiple is not None and self.count > 0:
+            first = self._cpu[1] - self._cpu[0]
+            return max(self.budget or 0.0, self.budget_multiple * first)
+        return self.budget
+
     def wants_more(self) -> bool:
         if self.count < self._target:
             return True
         n = self.count - self.warmup
-        if n >= self.max_runs:
-            return False
         states = self._states()
-        if any(s in ("suspect", "ambiguous") for s, _ in states.values()):
-            self._target = min(self.warmup + self.max_runs, self.count + self.runs)
-            return self.count < self._target
+        open_states = [m for m, (s, _) in states.items() if s in _UNSETTLED]
+        if not open_states:
+            self.stopped = "settled"
+            return False
+        if n >= self.max_runs:
+            self.stopped = "max_runs"
+            return False
+        budget = self.budget_seconds()
+        if budget is not None and self.elapsed() >= budget:
+            self.stopped = "budget"
+            return False
+        if all(states[m][0] == "suspect" for m in open_states) and self._over_cap(open_states):
+            # Enough memory spent on evidence of a climb that has not stopped.
+            self.stopped = "cap"
+            return False
+        # Judging costs a pass over every reading: on a long extension, judge
+        # again after a growing stride, not after every run.
+        step = max(self.runs, n // 8)
+        self._target = min(self.warmup + self.max_runs, self.count + step)
+        return self.count < self._target
+
+    def _over_cap(self, metrics: Sequence[str]) -> bool:
+        for m in metrics:
+            d = self.deltas(m)
+            if d and sum(d) > GROWTH_CAP.get(m, float("inf")):
+                return True
         return False
 
     # -- series ---------------------------------------------------------------
@@ -249,7 +340,12 @@ class RepeatPlan:
     def _trend(self, deltas: list[float]) -> Trend:
         # Fit over the latest 2*runs readings: long enough to see an every-Nth
         # leak, short enough that a cache which filled early has dropped out.
-        recent = deltas[-2 * self.runs :]
+        # A long timed extension fits its latest quarter, so a slow irregular
+        # climb gains evidence with every run instead of staying ambiguous.
+        span = 2 * self.runs
+        if self._timed:
+            span = max(span, len(deltas) // 4)
+        recent = deltas[-span:]
         return theil_sen(cumulative(recent))
 
     def _states(self) -> dict[str, tuple[str, Trend | None]]:
@@ -263,23 +359,38 @@ class RepeatPlan:
             trend = self._trend(d)
             every = len(window) >= 2 and all(x > floor for x in window)
             rise = max(floor, STEP_FLOORS.get(metric, 0.0))
-            if every or trend.low > floor or _floor_rises(d, rise):
+            # With a budget, a step must be followed by twice the requested runs
+            # of level readings before it counts as a one-time cost.
+            stairs = _staircase(d, rise, min_flat=2 * self.runs if self._timed else 3)
+            if every or trend.low > floor or stairs == "staircase":
                 out[metric] = ("suspect", trend)
             elif trend.slope > floor and trend.high > floor and sum(window) > floor:
                 out[metric] = ("ambiguous", trend)
+            elif stairs == "open" and self._timed:
+                # A step not yet known to be the last one: worth more runs
+                # when a time budget pays for them, clean otherwise.
+                out[metric] = ("changing", trend)
             else:
                 out[metric] = ("clean", trend)
         return out
+
+    @property
+    def _timed(self) -> bool:
+        return self.budget is not None or self.budget_multiple is not None
 
     # -- verdicts -------------------------------------------------------------
     def leak_verdict(self, source: str = "marker") -> Verdict:
         states = self._states()
         leaking = {m: t for m, (s, t) in states.items() if s == "suspect" and t is not None}
-        n = len(self.measured)
+        n = self.count - self.warmup
+        budget = self.budget_seconds()
         details: dict[str, Any] = {
             "warmup": self.warmup,
             "runs": n,
             "requested_runs": self.runs,
+            "stopped": self.stopped,
+            "elapsed_s": round(self.elapsed(), 6),
+            "budget_s": None if budget is None else round(budget, 6),
             "metrics": {
                 m: {
                     "state": s,
@@ -290,7 +401,25 @@ class RepeatPlan:
                 for m, (s, t) in states.items()
             },
         }
+        out_of_time = self.stopped in ("budget", "max_runs")
         if not leaking:
+            unsettled = [m for m, (s, _) in states.items() if s in _UNSETTLED]
+            if unsettled and out_of_time:
+                details["inconclusive"] = True
+                spent = (
+                    f"the {format_duration(budget)} budget ran out"
+                    if self.stopped == "budget" and budget is not None
+                    else f"the limit of {self.max_runs} runs was reached"
+                )
+                return Verdict(
+                    "leak",
+                    source,
+                    True,
+                    f"no verdict: {', '.join(unsettled)} still changing after {n} runs when "
+                    f"{spent}; give it more time (--memwatch-repeat-budget) to decide",
+                    metric=unsettled[0],
+                    details=details,
+                )
             return Verdict("leak", source, True, f"no growth trend over {n} runs", details=details)
         # Report the most telling metric first: bytes before blocks before resources.
         order = ["malloc", "rss", "blocks", "fds", "threads"]
@@ -305,6 +434,10 @@ class RepeatPlan:
                 f"last runs {', '.join(_fmt(m, x) for x in window)})"
             )
         msg = f"leak: {'; '.join(parts)} over {n} runs after {self.warmup} warmup"
+        if self.stopped == "budget" and budget is not None:
+            msg += f" (still growing when the {format_duration(budget)} budget ran out)"
+        elif self.stopped == "cap":
+            msg += " (still growing past the harness's growth cap)"
         return Verdict(
             "leak",
             source,

@@ -116,6 +116,24 @@ def test_a_test_path_after_compare_is_a_test_path(pytester: pytest.Pytester) -> 
     assert "compared with 0001_base" in out
 
 
+def test_bad_repeat_budget_value(
+    suite: pytest.Pytester, runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = runner.inproc("--memwatch-repeat", "--memwatch-repeat-budget=a while")
+    assert usage_error(result) == (
+        "ERROR: memwatch: bad value 'a while' for --memwatch-repeat-budget (from command line "
+        'option --memwatch-repeat-budget): expected a duration or a multiple, e.g. "1s", '
+        '"500ms", "30s" or "20x" (20 times the first run).'
+    )
+    monkeypatch.setenv("PYTEST_MEMWATCH_REPEAT_BUDGET", "-3x")
+    result = runner.inproc("--memwatch-repeat")
+    assert usage_error(result) == (
+        "ERROR: memwatch: bad value '-3x' for --memwatch-repeat-budget (from environment "
+        "variable PYTEST_MEMWATCH_REPEAT_BUDGET): expected a positive multiple before x, e.g. "
+        '"1s", "500ms", "30s" or "20x" (20 times the first run).'
+    )
+
+
 def test_bad_trace_value(suite: pytest.Pytester, runner: Runner) -> None:
     result = runner.inproc("--memwatch-trace=deep")
     assert usage_error(result) == (

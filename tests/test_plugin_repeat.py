@@ -34,7 +34,8 @@ def test_repeat_flags_the_leaky_test_and_passes_the_clean_one(
     assert len(leak_lines) == 1
     # 64 KiB a run, give or take the allocator's few bytes of bookkeeping.
     assert re.match(r"memwatch leak: malloc grows \+6[34]\.\d KiB/run \(95% CI ", leak_lines[0])
-    assert leak_lines[0].endswith(" after 2 warmup")
+    # A steady climb keeps being measured until the time budget is spent.
+    assert leak_lines[0].endswith(" after 2 warmup (still growing when the 1 s budget ran out)")
     attribution = runner.report_section(result, "test_leaky", "memwatch attribution")
     assert attribution, result.stdout.str()
     assert attribution[0].startswith("traced growth over 3 runs: ")
@@ -301,3 +302,74 @@ def test_repeat_covers_unittest_test_cases(pytester: pytest.Pytester, runner: Ru
     calls = (pytester.path / "calls.log").read_text().split()
     assert calls.count("setUpClass") == 1
     assert calls.count("setUp") >= 8  # 1 + 3 runs of each test at least
+
+
+EVIDENCE_SUITE = """
+    import functools
+
+    HELD = []
+    COUNT = {"fill": 0, "tenth": 0, "late": 0}
+
+    @functools.lru_cache(maxsize=32)
+    def page(n):
+        return bytes(1024)
+
+    def test_cache_still_filling():
+        COUNT["fill"] += 1
+        page(COUNT["fill"])
+
+    def test_leak_every_10th_call():
+        COUNT["tenth"] += 1
+        if COUNT["tenth"] % 10 == 4:
+            HELD.append(bytes(8192))
+
+    def test_late_init():
+        COUNT["late"] += 1
+        if COUNT["late"] == 4:
+            HELD.append([bytes(64) for _ in range(200)])
+"""
+
+
+def test_repetition_by_evidence_within_the_time_budget(
+    pytester: pytest.Pytester, runner: Runner
+) -> None:
+    pytester.makepyfile(test_evidence=EVIDENCE_SUITE)
+    json_path = pytester.path / "r.json"
+    result = runner.sub(f"--memwatch-json={json_path}", "--memwatch-trace=0", "--memwatch-repeat")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["test_evidence.py .M.*"])
+    import json
+
+    tests = {t["nodeid"].split("::")[1]: t for t in json.loads(json_path.read_text())["tests"]}
+    leak = {n: next(v for v in t["verdicts"] if v["kind"] == "leak") for n, t in tests.items()}
+    # The cache fills for 32 calls, far past the default 2 + 5 runs; it passes once level.
+    filling = leak["test_cache_still_filling"]
+    assert filling["passed"] and filling["details"]["stopped"] == "settled"
+    assert filling["details"]["runs"] > 30
+    # One step inside the default runs, the next after them: a staircase.
+    tenth = leak["test_leak_every_10th_call"]
+    assert not tenth["passed"]
+    assert tenth["details"]["stopped"] == "budget"
+    assert tenth["message"].endswith("(still growing when the 1 s budget ran out)")
+    assert tenth["details"]["runs"] > 20
+    late = leak["test_late_init"]
+    assert late["passed"] and late["details"]["runs"] >= 11
+
+
+def test_a_budget_spent_before_the_trend_settles_gives_no_verdict(
+    pytester: pytest.Pytester, runner: Runner
+) -> None:
+    pytester.makepyfile(test_evidence=EVIDENCE_SUITE)
+    result = runner.sub(
+        "-k", "late_init", "--memwatch-trace=0", "--memwatch-repeat-budget=1ms", "--memwatch-repeat"
+    )
+    result.assert_outcomes(passed=1, deselected=2)
+    section = runner.section(result)
+    lines = [line for line in section if line.startswith("NO VERDICT ")]
+    assert len(lines) == 1, section
+    assert re.fullmatch(
+        r"NO VERDICT test_evidence\.py::test_late_init - no verdict: blocks(, malloc)? still "
+        r"changing after 5 runs when the 1 ms budget ran out; give it more time "
+        r"\(--memwatch-repeat-budget\) to decide",
+        lines[0],
+    ), lines[0]

@@ -13,8 +13,10 @@ import pytest
 from pytest_memwatch.settings import (
     BY_NAME,
     DEFAULT_REPEAT,
+    DEFAULT_REPEAT_BUDGET,
     SETTINGS,
     Repeat,
+    RepeatBudget,
     SettingError,
     Settings,
     resolve,
@@ -318,3 +320,38 @@ def test_a_bad_value_in_a_shadowed_layer_is_not_read() -> None:
 def test_setting_error_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         res(cli={"trace": "-3"})
+
+
+def test_repeat_budget() -> None:
+    assert res().repeat_budget == DEFAULT_REPEAT_BUDGET == RepeatBudget(seconds=1.0)
+    assert res(cli={"repeat_budget": "5s"}).repeat_budget == RepeatBudget(seconds=5.0)
+    assert res(cli={"repeat_budget": "250ms"}).repeat_budget == RepeatBudget(seconds=0.25)
+    assert res(cli={"repeat_budget": "2"}).repeat_budget == RepeatBudget(seconds=2.0)
+    assert res(cli={"repeat_budget": " 20X "}).repeat_budget == RepeatBudget(multiple=20.0)
+    env = {"PYTEST_MEMWATCH_REPEAT_BUDGET": "1.5x"}
+    assert res(env=env).repeat_budget == RepeatBudget(multiple=1.5)
+    assert res(ini={"repeat_budget": "3s"}).repeat_budget == RepeatBudget(seconds=3.0)
+    assert res(cli={"repeat_budget": "20x"}).to_dict()["repeat_budget"] == "20x"
+    assert res().to_dict()["repeat_budget"] == "1s"
+
+
+@pytest.mark.parametrize(
+    ("value", "where", "source"),
+    [
+        ("soon", "cli", "command line option --memwatch-repeat-budget"),
+        ("0x", "env", "environment variable PYTEST_MEMWATCH_REPEAT_BUDGET"),
+        ("-2s", "ini", "ini key memwatch_repeat_budget"),
+        ("xx", "cli", "command line option --memwatch-repeat-budget"),
+        ("0", "cli", "command line option --memwatch-repeat-budget"),
+    ],
+)
+def test_bad_repeat_budget(value: str, where: str, source: str) -> None:
+    layer = {"repeat_budget": value}
+    if where == "env":
+        message = error(env={"PYTEST_MEMWATCH_REPEAT_BUDGET": value})
+    else:
+        message = error(**{where: layer})
+    assert message.startswith(
+        f"memwatch: bad value {value!r} for --memwatch-repeat-budget (from {source}): expected "
+    )
+    assert message.endswith('e.g. "1s", "500ms", "30s" or "20x" (20 times the first run).')

@@ -322,3 +322,104 @@ def test_verdict_to_dict_is_plain_data() -> None:
         "measured": 2048.0,
         "details": {"delta": {"rss": 2048}},
     }
+
+
+# -- repetition by evidence, within a time budget ------------------------------
+
+
+class FakeClock:
+    """CPU seconds that advance by ``per_run`` each time the plan reads them (once a run)."""
+
+    def __init__(self, per_run: float) -> None:
+        self.now = 0.0
+        self.per_run = per_run
+
+    def __call__(self) -> float:
+        value = self.now
+        self.now += self.per_run
+        return value
+
+
+def timed(step: Step, budget: float = 1.0, per_run: float = 0.01, **kw: object):
+    plan = RepeatPlan(2, 5, budget=budget, clock=FakeClock(per_run), **kw)  # type: ignore[arg-type]
+    drive(plan, step)
+    return plan, plan.leak_verdict()
+
+
+def test_a_bounded_cache_still_filling_after_the_default_runs_passes_once_it_is_full() -> None:
+    # One 1 KiB entry per call for 40 calls, then the cache is full: flagged
+    # without a budget (20 runs, all growing), passed when the plan can wait.
+    def filling(i: int) -> dict[str, int]:
+        return {"blocks": 2, "malloc": 1072} if i < 40 else {}
+
+    _, untimed = leak(filling)
+    assert not untimed.passed
+    plan, verdict = timed(filling)
+    assert verdict.passed, verdict.message
+    assert verdict.message.startswith("no growth trend over ")
+    assert 40 < len(plan.measured) < 100
+    assert verdict.details["stopped"] == "settled"
+
+
+def test_a_leak_every_10th_call_beyond_the_window_is_flagged() -> None:
+    # The first step falls on a measured run, the next only after the window.
+    def tenth(i: int) -> dict[str, int]:
+        return {"blocks": 1, "malloc": 8240} if i % 10 == 3 else {}
+
+    _, untimed = leak(tenth)
+    assert untimed.passed
+    plan, verdict = timed(tenth)
+    assert not verdict.passed
+    assert "blocks grows" in verdict.message
+    assert "still growing when the 1 s budget ran out" in verdict.message
+    assert verdict.details["stopped"] == "budget"
+    # 1 s of 10 ms runs, less the warmup, plus at most one stride past it.
+    assert 95 <= len(plan.measured) <= 115
+
+
+def test_a_late_one_time_step_passes_after_enough_level_runs() -> None:
+    plan, verdict = timed(lambda i: {"blocks": 200, "malloc": 1600} if i == 3 else {})
+    assert verdict.passed
+    assert verdict.details["stopped"] == "settled"
+    # Twice the requested runs of level readings after the step.
+    assert len(plan.measured) >= 1 + 2 * 5
+
+
+def test_a_steady_climb_fails_when_the_budget_runs_out() -> None:
+    _, verdict = timed(lambda i: {"blocks": 1}, budget=0.5)
+    assert not verdict.passed
+    assert verdict.details["stopped"] == "budget"
+    assert "(still growing when the 500 ms budget ran out)" in verdict.message
+
+
+def test_a_budget_that_runs_out_while_ambiguous_says_so_instead_of_guessing() -> None:
+    # Growth on some runs only, too irregular for a staircase or a clear slope.
+    pattern = [0, 300, 0, 0, 900, 0, 300, 0, 0, 0, 600, 0]
+    _, verdict = timed(lambda i: {"malloc": pattern[i % len(pattern)] * 3}, budget=0.2)
+    assert verdict.passed
+    assert verdict.details["inconclusive"] is True
+    assert verdict.details["stopped"] == "budget"
+    assert verdict.message == (
+        "no verdict: malloc still changing after 20 runs when the 200 ms budget ran out; "
+        "give it more time (--memwatch-repeat-budget) to decide"
+    )
+    # With time to spare the same slow climb (+525 B/run on average) is judged.
+    _, settled = timed(lambda i: {"malloc": pattern[i % len(pattern)] * 3}, budget=5.0)
+    assert not settled.passed, settled.message
+    assert settled.message.startswith("leak: malloc grows ")
+
+
+def test_a_multiple_budget_is_relative_to_the_first_run() -> None:
+    plan = RepeatPlan(2, 5, budget_multiple=20, clock=FakeClock(0.01))
+    drive(plan, lambda i: {"blocks": 1})
+    # The first run took 10 ms, so the budget is 200 ms.
+    assert plan.budget_seconds() == pytest.approx(0.2)
+    assert 15 <= len(plan.measured) <= 25
+    assert plan.leak_verdict().details["stopped"] == "budget"
+
+
+def test_a_large_steady_climb_stops_at_the_growth_cap() -> None:
+    plan, verdict = timed(lambda i: {"malloc": 8 * 1024 * 1024}, budget=1000.0, per_run=0.001)
+    assert not verdict.passed
+    assert verdict.details["stopped"] == "cap"
+    assert len(plan.measured) <= 20
