@@ -373,3 +373,45 @@ def test_a_budget_spent_before_the_trend_settles_gives_no_verdict(
         r"\(--memwatch-repeat-budget\) to decide",
         lines[0],
     ), lines[0]
+
+
+def test_clean_unittest_and_class_fixture_tests_pass_on_every_pytest(
+    pytester: pytest.Pytester, runner: Runner
+) -> None:
+    # pytest 8.0 registers a fixture's finish again on its collector every time a
+    # test requests it; repetitions keep the collectors, which read as growth.
+    pytester.makepyfile(
+        test_kinds="""
+        import unittest
+        import pytest
+
+        @pytest.fixture(scope="class")
+        def shared():
+            return {"rows": [bytes(64) for _ in range(10)]}
+
+        @pytest.fixture(scope="module")
+        def per_module(shared_mod):
+            return shared_mod
+
+        @pytest.fixture(scope="module")
+        def shared_mod():
+            return [1, 2, 3]
+
+        class TestWithClassFixture:
+            def test_uses_it(self, shared, per_module):
+                assert shared["rows"] and per_module
+
+        class TestUnittestStyle(unittest.TestCase):
+            @classmethod
+            def setUpClass(cls):
+                cls.table = [bytes(32) for _ in range(10)]
+
+            def test_clean(self):
+                self.assertEqual(sum(range(10)), 45)
+        """
+    )
+    result = runner.sub("--memwatch-trace=0", "--memwatch-repeat")
+    result.assert_outcomes(passed=2)
+    assert runner.section(result)[0].startswith(
+        "memwatch: 2 tests measured (2 repeated), 0 failed memory verdicts"
+    )
