@@ -229,11 +229,13 @@ class Measurer:
         a test reusing what an earlier test (or its own previous run) freed
         would read a peak of nothing.
 
-        ``freeze=False`` for repeated runs, whose verdict depends on every
-        cycle being collected: with part of the heap frozen, garbage that
-        involves a frozen object is never reclaimed, and a test that starts and
-        joins a thread read as +10 blocks every few runs. Those runs pay for
-        full collections of the whole heap instead.
+        ``freeze=False`` for repeated runs measured exactly, whose verdict
+        depends on every cycle being collected: with part of the heap frozen,
+        garbage that involves a frozen object is never reclaimed, and a test
+        that starts and joins a thread read as +10 blocks every few runs. Those
+        runs pay for full collections of the whole heap instead. A leak
+        verdict first screens its runs frozen (see ``RepeatPlan``) and pays
+        for exact runs only when the screen is not clean.
 
         ``collect=False`` skips the collection before the reading: repeated
         runs are judged on their same-point after-readings, each of which
@@ -399,6 +401,9 @@ class TestSpec:
             extend=self.wants_leak_verdict,
             budget=budget.seconds if budget is not None else None,
             budget_multiple=budget.multiple if budget is not None else None,
+            # Only a leak verdict screens: a max_growth budget takes the median
+            # of exactly measured runs.
+            screen=self.wants_leak_verdict,
         )
 
 

@@ -1045,8 +1045,8 @@ def _begin_run(item: pytest.Item, m: ItemMeasure, state: SessionState) -> None:
     # collections; plain measuring the cheap one (see Measurer.begin).
     run.token = state.measurer.begin(
         clear_caches=m.clear,
-        freeze=plan is None,
-        collect=plan is None or plan.count == 0,
+        freeze=plan is None or plan.screening,
+        collect=plan is None or plan.collect_before,
         light=not m.clear,
         # Before the first measured run only: later runs would count the
         # harness's own work between runs re-touching the trimmed pages.

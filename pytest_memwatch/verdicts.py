@@ -203,6 +203,7 @@ class RepeatPlan:
         budget: float | None = None,
         budget_multiple: float | None = None,
         clock: Callable[[], float] = time.process_time,
+        screen: bool = False,
     ) -> None:
         if warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {warmup}")
@@ -223,7 +224,22 @@ class RepeatPlan:
         self.floors = dict(floors)
         self.metrics = tuple(metrics)
         self._target = warmup + runs
-        cap = warmup + self.max_runs
+        # Screening: the requested runs are first measured the cheap way (the
+        # long-lived heap frozen, so a collection walks only what the test
+        # made). Frozen garbage can only add to what a run seems to leave, so
+        # a clean screen is a clean verdict; anything unsettled goes on in
+        # exact mode for at least ``runs`` more runs, so the window the verdict
+        # judges is exact. The screened runs stay in the series: a sparse
+        # staircase needs every step it has seen.
+        self.screening = screen
+        self.requested_warmup = warmup
+        self.screened = 0
+        # The first exact run is left out of the series: the reading before
+        # it still counts frozen garbage that the switch reclaims.
+        self._rebase = -1
+        cap = warmup + self.max_runs + (runs if screen else 0)
+        self.max_runs += runs + 1 if screen else 0
+        cap += 1 if screen else 0
         self._cap = cap
         self._before = {m: array("q", bytes(8 * cap)) for m in METRICS}
         self._after = {m: array("q", bytes(8 * cap)) for m in METRICS}
@@ -287,12 +303,18 @@ class RepeatPlan:
     def wants_more(self) -> bool:
         if self.count < self._target:
             return True
-        n = self.count - self.warmup
+        n = self.count - self.warmup - (self._rebase >= 0)
         states = self._states()
         open_states = [m for m, (s, _) in states.items() if s in _UNSETTLED]
         if not open_states:
             self.stopped = "settled"
             return False
+        if self.screening:
+            self.screening = False
+            self.screened = n
+            self._rebase = self.count
+            self._target = self.count + self.runs + 1
+            return True
         if n >= self.max_runs:
             self.stopped = "max_runs"
             return False
@@ -326,9 +348,17 @@ class RepeatPlan:
         prev = after[self.warmup - 1] if self.warmup > 0 else self._before[metric][0]
         out: list[float] = []
         for i in range(self.warmup, self.count):
+            if i == self._rebase:
+                prev = after[i]
+                continue
             out.append(float(after[i] - prev))
             prev = after[i]
         return out
+
+    @property
+    def collect_before(self) -> bool:
+        """Whether the next run's before-reading needs a collection of its own."""
+        return self.count == 0 or self.count == self._rebase
 
     @property
     def measured(self) -> list[RunRecord]:
@@ -382,10 +412,12 @@ class RepeatPlan:
     def leak_verdict(self, source: str = "marker") -> Verdict:
         states = self._states()
         leaking = {m: t for m, (s, t) in states.items() if s == "suspect" and t is not None}
-        n = self.count - self.warmup
+        n = self.count - self.warmup - (self._rebase >= 0)
         budget = self.budget_seconds()
         details: dict[str, Any] = {
-            "warmup": self.warmup,
+            "warmup": self.requested_warmup,
+            # Runs measured frozen first, whose growth called for exact runs.
+            "screened": self.screened,
             "runs": n,
             "requested_runs": self.runs,
             "stopped": self.stopped,
@@ -433,7 +465,7 @@ class RepeatPlan:
                 f"(95% CI {_fmt(m, t.low)}..{_fmt(m, t.high)}; "
                 f"last runs {', '.join(_fmt(m, x) for x in window)})"
             )
-        msg = f"leak: {'; '.join(parts)} over {n} runs after {self.warmup} warmup"
+        msg = f"leak: {'; '.join(parts)} over {n} runs after {self.requested_warmup} warmup"
         if self.stopped == "budget" and budget is not None:
             msg += f" (still growing when the {format_duration(budget)} budget ran out)"
         elif self.stopped == "cap":

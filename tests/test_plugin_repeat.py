@@ -60,7 +60,7 @@ def test_repeat_with_explicit_counts_and_trace_depth(
     result = runner.sub("--memwatch-repeat=1:3", "--memwatch-trace=3")
     result.assert_outcomes(passed=1, failed=1)
     [line] = [line for line in result.stdout.lines if line.startswith("memwatch leak:")]
-    assert line.endswith(" after 1 warmup")
+    assert line.endswith(" after 1 warmup (still growing when the 1 s budget ran out)")
     attribution = runner.report_section(result, "test_leaky", "memwatch attribution")
     assert attribution[0].endswith("(tracemalloc, 3 frames)")
 
@@ -369,7 +369,7 @@ def test_a_budget_spent_before_the_trend_settles_gives_no_verdict(
     assert len(lines) == 1, section
     assert re.fullmatch(
         r"NO VERDICT test_evidence\.py::test_late_init - no verdict: blocks(, malloc)? still "
-        r"changing after 5 runs when the 1 ms budget ran out; give it more time "
+        r"changing after \d+ runs when the 1 ms budget ran out; give it more time "
         r"\(--memwatch-repeat-budget\) to decide",
         lines[0],
     ), lines[0]

@@ -423,3 +423,26 @@ def test_a_large_steady_climb_stops_at_the_growth_cap() -> None:
     assert not verdict.passed
     assert verdict.details["stopped"] == "cap"
     assert len(plan.measured) <= 20
+
+
+def test_a_clean_screen_is_the_verdict_and_growth_goes_on_in_exact_mode() -> None:
+    clean = RepeatPlan(2, 5, budget=1.0, clock=FakeClock(0.01), screen=True)
+    drive(clean, lambda i: {})
+    assert clean.count == 7 and clean.screening
+    assert clean.leak_verdict().details["screened"] == 0
+    # Growth in the screen: at least `runs` more runs, measured exactly; the
+    # first exact run (after the switch) is left out of the series.
+    seen: list[bool] = []
+    plan = RepeatPlan(2, 5, budget=1.0, clock=FakeClock(0.01), screen=True)
+
+    def step(i: int) -> dict[str, int]:
+        seen.append(plan.screening)
+        return {"blocks": 1}
+
+    drive(plan, step)
+    verdict = plan.leak_verdict()
+    assert not verdict.passed
+    assert seen[:7] == [True] * 7 and not any(seen[7:])
+    assert verdict.details["screened"] == 5
+    assert len(plan.deltas("blocks") or []) == plan.count - 2 - 1
+    assert plan.collect_before is False
