@@ -179,7 +179,8 @@ def test_no_leaks(pytester: pytest.Pytester, runner: Runner) -> None:
     [line] = failure_lines(result)
     # 64 KiB a run, give or take the allocator's few bytes of bookkeeping.
     assert re.match(r"memwatch leak: malloc grows \+6[34]\.\d KiB/run \(95% CI ", line), line
-    assert re.search(r" over \d+ runs after 2 warmup \(still growing when the 1 s budget ran out\)$", line), line
+    tail = r" over \d+ runs after 2 warmup \(still growing when the 1 s budget ran out\)$"
+    assert re.search(tail, line), line
     # The leak was re-measured under tracemalloc and the report names the line.
     attribution = runner.report_section(result, "test_leaky", "memwatch attribution")
     assert any(
