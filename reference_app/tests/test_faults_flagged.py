@@ -7,20 +7,12 @@ run it, twice: with ``REFERENCE_APP_FAULTS=<fault>`` memwatch must fail the
 test with a memory or resource verdict (while the test's own assertions
 pass), and without it memwatch must pass it.
 
-Two settings of the child process, and why:
-
-* ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1`` with ``-p pytest_memwatch.plugin``:
-  the child loads memwatch explicitly and no other installed plugin, so the
-  outcome depends on memwatch alone.
-* ``GLIBC_TUNABLES=glibc.malloc.tcache_count=0``: glibc's per-thread cache
-  keeps up to seven freed chunks per size class, and ``mallinfo2`` counts
-  them as in use, so clean code can show a staircase of a few hundred bytes
-  per run. Measured with the plugin as of this writing: run one at a time,
-  42 of 42 clean scenarios passed with the cache on; run two at a time as
-  here, 5 of 42 clean scenarios failed on such a malloc staircase (the
-  cache scenario among them) over three runs of this module, and 0 of 42
-  with the cache off. Faults are flagged either way; the setting keeps the
-  clean side deterministic until the leak rule tolerates that noise.
+The child loads memwatch explicitly and no other installed plugin
+(``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1`` with ``-p pytest_memwatch.plugin``), so
+the outcome depends on memwatch alone. It runs with glibc's default allocator,
+tcache included, as users run: freed chunks parked in the per-thread cache
+count as in use in ``mallinfo2`` and make malloc bytes creep on clean code;
+the leak verdict extends its runs until such a creep settles.
 
 The children run two at a time (this machine has two cores); they measure
 allocator counters and descriptors, which contention does not disturb.
@@ -86,7 +78,6 @@ def run_scenario(
     module.write_text(source)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REFERENCE_APP_", "PYTEST_"))}
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    env["GLIBC_TUNABLES"] = "glibc.malloc.tcache_count=0"
     if enabled:
         env[faults.ENV_VAR] = fault
     results = directory / "memwatch.json"
