@@ -343,7 +343,9 @@ def test_repeat_option_gives_every_test_a_leak_verdict() -> None:
     assert spec.repeat == Repeat(1, 3)
     assert spec.leak_source == "option"
     plan = spec.plan()
-    assert plan is not None and (plan.warmup, plan.runs, plan.max_runs) == (1, 3, 12)
+    assert plan is not None and (plan.warmup, plan.runs) == (1, 3)
+    # Extensions are bounded by the default time budget, screened first.
+    assert (plan.budget, plan.budget_multiple, plan.screening) == (1.0, None, True)
     # A no_leaks marker takes over from the option.
     marked = build_spec(
         "t.py::test_a", [MarkCall("no_leaks", (), {"runs": 4})], Settings(repeat=Repeat(1, 3))
