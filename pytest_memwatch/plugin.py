@@ -159,6 +159,13 @@ class SessionState:
             self._measurer = Measurer(hygiene=self.hygiene)
         return self._measurer
 
+    def __dir__(self) -> list[str]:
+        # pytest 8.0 looks for fixtures by reading every attribute dir() lists
+        # on a registered plugin, properties included, which built the probes
+        # in a session with nothing to measure (8.1+ reads them statically).
+        # Checked on pytest 8.0.2 and 9.2.
+        return [name for name in super().__dir__() if name != "measurer"]
+
     # Session-level hooks live on this object (registered in pytest_configure),
     # so they reach the session's state without globals. The per-test hooks
     # are registered only when collection finds something to do for them
@@ -963,7 +970,7 @@ def _apply(
             break
     target = call or reports[-1]
     if failed and call is not None and call.passed:
-        call.longrepr = "\n".join(f"memwatch {v.message}" for v in failed)
+        call.longrepr = _VerdictText("\n".join(f"memwatch {v.message}" for v in failed))
         if attribution is not None:
             from pytest_memwatch.attribution import format_attribution
 
@@ -986,6 +993,30 @@ def _apply(
         if teardown is not None:
             teardown.user_properties.extend(_junit_properties(result))
     return data
+
+
+class _VerdictText(str):
+    """The failed verdicts, as a call report's ``longrepr``.
+
+    A string to every reader that takes one (pytest 8.1+ prints a string
+    longrepr's text in the short test summary); pytest 8.0 reads only
+    ``longrepr.reprcrash.message`` there, so it gets that too, and the
+    ``toterminal`` every longrepr object has, which also makes pytest-xdist
+    ship it as a plain string. Checked on pytest 8.0.2 and 9.2.
+    """
+
+    __slots__ = ()
+
+    @property
+    def reprcrash(self) -> _VerdictText:
+        return self
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+    def toterminal(self, out: Any) -> None:
+        out.line(str(self))
 
 
 def _junit_properties(result: TestResult) -> list[tuple[str, object]]:
