@@ -134,7 +134,7 @@ def main() -> int:
     recall = tp / (tp + fn) if tp + fn else 1.0
     matching = sum(
         1 for r in rounds
-        if all(bool(r.get(n, {}).get("flagged")) == bool(lab["leak"]) and n in r
+        if all(bool(r.get(n, {}).get("flagged")) == bool(lab.get("fails", lab["leak"])) and n in r
                for n, lab in labels.items())
     )
     print(f"\nrounds matching labels.json on every scenario: {matching} of {args.rounds}")
