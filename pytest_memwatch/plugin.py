@@ -1080,8 +1080,11 @@ def _begin_run(item: pytest.Item, m: ItemMeasure, state: SessionState) -> None:
         collect=plan is None or plan.collect_before,
         light=not m.clear,
         # Before the first measured run only: later runs would count the
-        # harness's own work between runs re-touching the trimmed pages.
-        trim=m.spec.max_memory is not None and (plan is None or plan.count == plan.warmup),
+        # harness's own work between runs re-touching the trimmed pages. And
+        # before the first exact run after a screen: its reading lists the
+        # whole heap, newly thawed, for the first time.
+        trim=m.spec.max_memory is not None
+        and (plan is None or plan.count == plan.warmup or (plan.collect_before and plan.count > 0)),
         blocks=m.blocks,
     )
     state.ledger.note("fixtures", run.token.before)
