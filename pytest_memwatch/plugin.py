@@ -1308,6 +1308,8 @@ from pathlib import Path  # noqa: E402
 
 SOAK_RUN = pytest.StashKey["soak_engine.SoakRun"]()
 SOAK_OUTCOME = pytest.StashKey["soak_engine.SoakOutcome"]()
+# The message of a soak verdict that failed the call, until its report is made.
+SOAK_FAILED = pytest.StashKey[str]()
 
 
 @pytest.fixture
@@ -1419,8 +1421,26 @@ class SoakCall:
             raise
         outcome = _soak_finish(item)
         if outcome is not None and not outcome.verdict.passed:
-            pytest.fail(f"memwatch {outcome.verdict.message}", pytrace=False)
+            message = f"memwatch {outcome.verdict.message}"
+            item.stash[SOAK_FAILED] = message
+            # Reported like every other failed memory verdict ("M", "FAILED
+            # (memwatch)"), not as the test's own failure.
+            _ensure_plugin(item.config, "memwatch-failed-status", FailedStatus)
+            pytest.fail(message, pytrace=False)
         return None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if call.when == "call" and report.failed:
+            message = item.stash.get(SOAK_FAILED, None)
+            if message is not None:
+                del item.stash[SOAK_FAILED]
+                report.longrepr = message
+                report.memwatch_failed = True  # type: ignore[attr-defined]
+        return report
 
 
 class _SoakProgressLine:

@@ -85,7 +85,7 @@ class Summary:
             return []
         failed = self.failed
         head = (
-            f"memwatch: {self.measured} tests measured"
+            f"memwatch: {self.measured} test{'s' if self.measured != 1 else ''} measured"
             + (f" ({self.repeated} repeated)" if self.repeated else "")
             + f", {failed} failed memory verdict{'s' if failed != 1 else ''}"
             + f", total RSS growth {format_size(self.total_rss, signed=True)}"

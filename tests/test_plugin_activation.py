@@ -214,7 +214,7 @@ def test_only_marked_tests_are_measured_without_the_flag(
     pytester.makeconftest(RECORDER)
     result = runner.sub()
     result.assert_outcomes(passed=2)
-    assert runner.section(result)[0].startswith("memwatch: 1 tests measured, ")
+    assert runner.section(result)[0].startswith("memwatch: 1 test measured, ")
     payloads = recorded(pytester)["payloads"]
     assert [p["nodeid"] for p in payloads] == ["test_suite.py::test_marked"]
     assert recorded(pytester)["hooks"] == MEASURING_HOOKS

@@ -277,7 +277,7 @@ def test_memwatch_skip(pytester: pytest.Pytester, runner: Runner) -> None:
     result = runner.sub("--memwatch", "--memwatch-max-growth=64 KiB", "-vv", "--memwatch-trace=0")
     result.assert_outcomes(passed=2, failed=1)
     section = runner.section(result)
-    assert section[0].startswith("memwatch: 1 tests measured, 1 failed memory verdict, ")
+    assert section[0].startswith("memwatch: 1 test measured, 1 failed memory verdict, ")
     assert not any("test_opted_out" in line for line in section)
     assert "FAILED (memwatch) test_skip.py::test_measured" in result.stdout.str()
 

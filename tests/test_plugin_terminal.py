@@ -108,7 +108,7 @@ def test_verbose_shows_per_run_deltas_of_repeated_tests(
     # -vv lists every measured test, grown in bytes or not.
     verbose = runner.sub("-vv")
     section = runner.section(verbose)
-    assert section[0].startswith("memwatch: 1 tests measured (1 repeated), 0 failed memory ")
+    assert section[0].startswith("memwatch: 1 test measured (1 repeated), 0 failed memory ")
     [runs] = [line for line in section if "blocks per run:" in line]
     # What each run left behind, as the verdict counts it: the one object.
     assert runs.split("blocks per run:")[1].strip() == "[1, 1, 1, 1]"

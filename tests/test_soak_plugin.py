@@ -75,6 +75,13 @@ def test_leak_fails_with_its_rate_and_sawtooth_passes(
     result.stdout.re_match_lines([
         r"FAILED test_soaks.py::test_leaky - soak: rss grows \+[0-9.]+ GiB/h \(95% CI .*",
     ])
+    # Reported as a memory verdict, like max_growth's: "M" and "FAILED (memwatch)".
+    # (The soak progress lines interleave with the status letters.)
+    assert "M" in [line.strip()[-1:] for line in result.stdout.lines if line.strip()]
+    result.stdout.re_match_lines(
+        [r"FAILED \(memwatch\) test_soaks.py::test_leaky - memwatch soak: .*"]
+    )
+    assert "Failed: memwatch soak" not in out
     leaky = results(pytester)["test_leaky"]
     (verdict,) = [v for v in leaky["verdicts"] if v["kind"] == "soak"]
     assert not verdict["passed"] and leaky["outcome"] == "failed"
