@@ -870,7 +870,7 @@ class _AttributionProgress:
             else contextlib.nullcontext()
         )
         with suspended:
-            if not tr.isatty():
+            if not _isatty(tr):
                 tr.write(("" if self._shown else "\n") + text + "\n", flush=True)
             else:
                 text = text[: shutil.get_terminal_size().columns - 1]
@@ -881,8 +881,14 @@ class _AttributionProgress:
     def done(self) -> None:
         if self._shown and self._tr is not None:
             self(f"done in {time.perf_counter() - self._start:.1f} s")
-            if self._tr.isatty():
+            if _isatty(self._tr):
                 self._tr.write("\n", flush=True)
+
+
+def _isatty(reporter: Any) -> bool:
+    """``TerminalReporter.isatty``: a bool on pytest 8.0.2, callable on 9.2 (both checked)."""
+    value = reporter.isatty
+    return bool(value() if callable(value) else value)
 
 
 def _result(
@@ -1453,7 +1459,7 @@ class _SoakProgressLine:
     def __init__(self, config: pytest.Config) -> None:
         self._tr = config.pluginmanager.get_plugin("terminalreporter")
         self._capman = config.pluginmanager.get_plugin("capturemanager")
-        self.tty = bool(self._tr is not None and self._tr.isatty())
+        self.tty = self._tr is not None and _isatty(self._tr)
         self._width = 0
 
     def __call__(self, progress: soak_engine.SoakProgress) -> None:
