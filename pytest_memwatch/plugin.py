@@ -633,6 +633,10 @@ def report_status(report: pytest.TestReport) -> tuple[str, str, str] | None:
     8.1), and for a failed report every pytest colours a plain word red itself.
     """
     if report.when == "call" and getattr(report, "memwatch_failed", False):
+        if type(report.longrepr) is str:
+            # Shipped by pytest-xdist as a plain string: give pytest 8.0 its
+            # ``reprcrash.message`` again (see _VerdictText).
+            report.longrepr = _VerdictText(report.longrepr)
         return "failed", "M", "FAILED (memwatch)"
     return None
 
@@ -1444,7 +1448,7 @@ class SoakCall:
             message = item.stash.get(SOAK_FAILED, None)
             if message is not None:
                 del item.stash[SOAK_FAILED]
-                report.longrepr = message
+                report.longrepr = _VerdictText(message)
                 report.memwatch_failed = True  # type: ignore[attr-defined]
         return report
 

@@ -197,11 +197,15 @@ class _Time:
             return []
         parts = []
         if self.repeated:
-            parts.append(f"repeated runs {self.runs_s:.2f} s ({self.repeated} tests)")
+            parts.append(f"repeated runs {self.runs_s:.2f} s ({_tests(self.repeated)})")
         if self.explained:
-            parts.append(f"attribution {self.attribution_s:.2f} s ({self.explained} tests)")
+            parts.append(f"attribution {self.attribution_s:.2f} s ({_tests(self.explained)})")
         _, nodeid, timing = self.slowest
         return [
             f"time in memwatch: {', '.join(parts)}; slowest: {nodeid} "
             f"({format_timing(timing)})"
         ]
+
+
+def _tests(count: int) -> str:
+    return f"{count} test" if count == 1 else f"{count} tests"
