@@ -424,7 +424,7 @@ def test_terminal_says_where_the_time_went() -> None:
     assert lines[1] == "FAILED test_x.py::test_fd - leak: fds grows +1.0 fds/run"
     assert lines[2] == "  memwatch time: 5 runs 1.50 s, attribution 0.25 s"
     assert lines[3] == (
-        "time in memwatch: repeated runs 1.50 s (1 tests), attribution 0.25 s (1 tests); "
+        "time in memwatch: repeated runs 1.50 s (1 test), attribution 0.25 s (1 test); "
         "slowest: test_x.py::test_fd (5 runs 1.50 s, attribution 0.25 s)"
     )
 
