@@ -533,9 +533,12 @@ def _pending_tasks() -> list[Any]:
     found: dict[int, Any] = {}
     # Every task asyncio has scheduled, on any loop in any thread, whatever the
     # collector can see: a loop made before the heap was frozen is not in
-    # gc.get_objects(). asyncio's own registry (a WeakSet; private, checked on
-    # CPython 3.11.7, 3.12.1 and 3.13.0); the scan below covers the rest.
-    scheduled = getattr(aio.tasks, "_scheduled_tasks", None)
+    # gc.get_objects(). asyncio's own registry (a private WeakSet, named per
+    # version; checked on CPython 3.11.7, 3.12.1 and 3.13.0); the scan below
+    # covers the rest.
+    scheduled = getattr(aio.tasks, "_scheduled_tasks", None)  # 3.12, 3.13
+    if scheduled is None:
+        scheduled = getattr(aio.tasks, "_all_tasks", None)  # 3.11
     if scheduled is not None:
         with contextlib.suppress(Exception):
             for task in list(scheduled):
