@@ -313,3 +313,58 @@ def test_bad_marker_rules_error_that_test_at_setup(
         "ignore=3: expected 'KIND:GLOB' or a list of them, e.g. ignore=['thread:worker-*']. "
         f"{signature}"
     ) in result.stdout.lines
+
+
+def test_a_module_scoped_loop_in_a_thread_is_not_charged_to_each_test(
+    pytester: pytest.Pytester, runner: Runner
+) -> None:
+    # The loop and its tasks exist before the tests that use them, while the
+    # long-lived heap is frozen: the collector does not list them then, and
+    # every test read them as left behind. A task a test does leave is named.
+    pytester.makepyfile(
+        test_service="""
+        import asyncio, threading
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def loop():
+            loop = asyncio.new_event_loop()
+            async def serve():
+                await asyncio.sleep(3600)
+            ready = threading.Event()
+            def main():
+                asyncio.set_event_loop(loop)
+                loop.create_task(serve(), name="server")
+                loop.call_soon(ready.set)
+                loop.run_forever()
+            thread = threading.Thread(target=main, name="service-loop")
+            thread.start()
+            ready.wait(10)
+            yield loop
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+
+        def call(loop, fn):
+            async def run():
+                return fn()
+            return asyncio.run_coroutine_threadsafe(run(), loop).result(10)
+
+        @pytest.mark.no_leaks(warmup=1, runs=3)
+        @pytest.mark.parametrize("n", [1, 2, 3])
+        def test_clean_request(loop, n):
+            assert call(loop, lambda: n) == n
+
+        @pytest.mark.no_leaks(warmup=1, runs=3)
+        def test_leaves_a_task(loop):
+            async def forever():
+                await asyncio.sleep(3600)
+            call(loop, lambda: loop.create_task(forever(), name="left-behind"))
+        """
+    )
+    result = runner.sub("--memwatch-trace=0", "-p", "no:randomly")
+    result.assert_outcomes(passed=3, failed=1)
+    failures = failure_lines(result)
+    assert list(failures) == ["test_leaves_a_task"], failures
+    [left] = [ln for ln in result.stdout.lines if ln.startswith("memwatch resources: ")]
+    assert "asyncio task 'left-behind'" in left
+    assert "'server'" not in left
