@@ -168,6 +168,17 @@ def _staircase(deltas: Sequence[float], floor: float, min_flat: int = 3) -> str:
     return "open"
 
 
+def _level_since_last_rise(deltas: Sequence[float], floor: float) -> bool:
+    """True when the readings have stayed level since their last rise for at
+    least two runs and at least as long as the longest gap between rises."""
+    rises = [i for i, d in enumerate(deltas) if d > floor]
+    if not rises:
+        return True
+    since_last = len(deltas) - 1 - rises[-1]
+    gaps = [b - a for a, b in zip([-1, *rises], rises, strict=False)]
+    return since_last >= 2 and since_last >= max(gaps)
+
+
 def _floor_rises(deltas: Sequence[float], floor: float) -> bool:
     """True for a staircase that is still climbing (see :func:`_staircase`)."""
     return _staircase(deltas, floor) == "staircase"
@@ -392,8 +403,15 @@ class RepeatPlan:
             # With a budget, a step must be followed by twice the requested runs
             # of level readings before it counts as a one-time cost.
             stairs = _staircase(d, rise, min_flat=2 * self.runs if self._timed else 3)
-            if every or trend.low > floor or stairs == "staircase":
+            if every or stairs == "staircase":
                 out[metric] = ("suspect", trend)
+            elif trend.low > floor:
+                # A climb that has stopped (the latest readings level for at
+                # least as long as the longest gap between its rises) may be a
+                # one-time cost late in the window: with a budget, more runs
+                # tell it from a sparse leak; without one, the slope decides.
+                level = self._timed and _level_since_last_rise(d, floor)
+                out[metric] = ("changing" if level else "suspect", trend)
             elif trend.slope > floor and trend.high > floor and sum(window) > floor:
                 out[metric] = ("ambiguous", trend)
             elif stairs == "open" and self._timed:

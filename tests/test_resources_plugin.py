@@ -365,6 +365,9 @@ def test_a_module_scoped_loop_in_a_thread_is_not_charged_to_each_test(
     result.assert_outcomes(passed=3, failed=1)
     failures = failure_lines(result)
     assert list(failures) == ["test_leaves_a_task"], failures
-    [left] = [ln for ln in result.stdout.lines if ln.startswith("memwatch resources: ")]
+    # The same line stands in the failure's section and in the short summary.
+    lefts = {ln for ln in result.stdout.lines if ln.startswith("memwatch resources: ")}
+    assert len(lefts) == 1, lefts
+    [left] = lefts
     assert "asyncio task 'left-behind'" in left
     assert "'server'" not in left
