@@ -169,14 +169,14 @@ def _staircase(deltas: Sequence[float], floor: float, min_flat: int = 3) -> str:
 
 
 def _level_since_last_rise(deltas: Sequence[float], floor: float) -> bool:
-    """True when the readings have stayed level since their last rise for at
-    least two runs and at least as long as the longest gap between rises."""
+    """True when the readings have stayed level since their last rise for three
+    runs, or for two when no earlier gap between rises was longer."""
     rises = [i for i, d in enumerate(deltas) if d > floor]
     if not rises:
         return True
     since_last = len(deltas) - 1 - rises[-1]
     gaps = [b - a for a, b in zip([-1, *rises], rises, strict=False)]
-    return since_last >= 2 and since_last >= max(gaps)
+    return since_last >= 3 or (since_last == 2 and max(gaps) <= 2)
 
 
 def _floor_rises(deltas: Sequence[float], floor: float) -> bool:
@@ -406,10 +406,11 @@ class RepeatPlan:
             if every or stairs == "staircase":
                 out[metric] = ("suspect", trend)
             elif trend.low > floor:
-                # A climb that has stopped (the latest readings level for at
-                # least as long as the longest gap between its rises) may be a
-                # one-time cost late in the window: with a budget, more runs
-                # tell it from a sparse leak; without one, the slope decides.
+                # A climb that has stopped (the latest three readings level)
+                # may be one-time costs late in the window (pytest's own
+                # per-test bookkeeping settles over the first runs): with a
+                # budget, more runs tell it from a sparse leak, which the
+                # staircase rule catches; without one, the slope decides.
                 level = self._timed and _level_since_last_rise(d, floor)
                 out[metric] = ("changing" if level else "suspect", trend)
             elif trend.slope > floor and trend.high > floor and sum(window) > floor:

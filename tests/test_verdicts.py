@@ -404,6 +404,10 @@ def test_a_burst_that_stopped_is_not_a_leak_when_the_budget_runs_out_on_it() -> 
     assert verdict.details["inconclusive"] is True
     assert verdict.details["metrics"]["malloc"]["state"] == "changing"
     assert verdict.details["metrics"]["malloc"]["trend"]["low"] > 256
+    # The same on CPython 3.11, the burst on the first runs measured exactly.
+    later = [0, 3472, 0, 0, 1088, 2300, 1600, 0, 0, 0]
+    other = judged(lambda i: {"malloc": later[i - 2]} if 2 <= i < 12 else {}, budget=0.001)
+    assert other.passed and other.details["inconclusive"] is True, other.message
     # With time to spare it settles as a one-time cost.
     settled = judged(burst, budget=1.0)
     assert settled.passed and settled.details["stopped"] == "settled", settled.message
