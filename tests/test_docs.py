@@ -92,3 +92,41 @@ def test_the_guides_soak_example_is_skipped_unless_asked_for_and_runs_when_asked
     runner.sub("-p", "no:cacheprovider").assert_outcomes(skipped=1)
     capped = runner.sub("-p", "no:cacheprovider", "--memwatch-soak", "--memwatch-soak-duration=2s")
     capped.assert_outcomes(passed=1)
+
+
+def _slug(heading: str) -> str:
+    # GitHub's anchor for a heading: lower case, punctuation other than - and _ dropped,
+    # spaces made hyphens; a repeated heading gets -1, -2, ...
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(page: Path) -> set[str]:
+    found: set[str] = set()
+    seen: dict[str, int] = {}
+    fenced = False
+    for line in page.read_text().splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+            continue
+        heading = None if fenced else re.match(r"^#{1,6} (.*)", line)
+        if heading:
+            slug = _slug(heading.group(1))
+            n = seen.get(slug, 0)
+            seen[slug] = n + 1
+            found.add(slug if n == 0 else f"{slug}-{n}")
+    return found
+
+
+@pytest.mark.parametrize(
+    "page", ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))]
+)
+def test_links_between_pages_reach_a_page_and_heading(page):
+    source = ROOT / page
+    broken = []
+    for target, anchor in re.findall(r"\]\(([\w./-]*\.md|)(?:#([\w-]+))?\)", source.read_text()):
+        path = (source.parent / target) if target else source
+        if not path.exists():
+            broken.append(f"{target}: no such page")
+        elif anchor and anchor not in _anchors(path):
+            broken.append(f"{target}#{anchor}: no such heading")
+    assert not broken, f"{page}: {broken}"
