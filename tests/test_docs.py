@@ -42,3 +42,92 @@ def test_readme_links_every_docs_page():
     linked = set(re.findall(r"\(docs/([\w.-]+\.md)", readme))
     pages = {p.name for p in (ROOT / "docs").glob("*.md")}
     assert pages <= linked, f"not linked from README: {sorted(pages - linked)}"
+
+
+GUIDE = ROOT / "docs" / "guide.md"
+
+
+def _python_blocks(path: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/guide.md"])
+def test_the_pages_a_new_user_reads_hold_only_valid_python(page):
+    for block in _python_blocks(ROOT / page):
+        compile(block, page, "exec")
+
+
+def _guide_block(needle: str) -> str:
+    found = [b for b in _python_blocks(GUIDE) if needle in b]
+    assert len(found) == 1, f"docs/guide.md: expected one python example with {needle!r}"
+    return found[0]
+
+
+def test_the_guides_leak_example_is_caught_and_explained(runner):
+    # The guide shows this file's output under --memwatch and --memwatch-repeat:
+    # the leak must be caught, and the holder the guide points at must be named.
+    runner.pytester.makepyfile(test_app=_guide_block("_seen = []"))
+    plain = runner.sub("--memwatch", "-p", "no:cacheprovider")
+    plain.assert_outcomes(passed=2)
+    assert any("test_app.py::test_remember" in line for line in runner.section(plain))
+    repeated = runner.sub("--memwatch-repeat", "-p", "no:cacheprovider")
+    repeated.assert_outcomes(failed=1, passed=1)
+    repeated.stdout.fnmatch_lines(["FAILED (memwatch) test_app.py::test_remember*"])
+    section = runner.report_section(repeated, "test_remember", "memwatch attribution")
+    attribution = "\n".join(section)
+    assert "test_app.py:10:" in attribution
+    assert "['_seen']" in attribution
+
+
+def test_the_guides_marker_and_fixture_examples_pass(runner):
+    runner.pytester.makepyfile(
+        test_markers=_guide_block("@pytest.mark.no_leaks(warmup=2, runs=5)"),
+        test_fixture=_guide_block("def test_decoder_reuse(memwatch):"),
+    )
+    result = runner.sub("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=5)
+
+
+def test_the_guides_soak_example_is_skipped_unless_asked_for_and_runs_when_asked(runner):
+    runner.pytester.makepyfile(test_soak=_guide_block("@pytest.mark.soak("))
+    runner.sub("-p", "no:cacheprovider").assert_outcomes(skipped=1)
+    capped = runner.sub("-p", "no:cacheprovider", "--memwatch-soak", "--memwatch-soak-duration=2s")
+    capped.assert_outcomes(passed=1)
+
+
+def _slug(heading: str) -> str:
+    # GitHub's anchor for a heading: lower case, punctuation other than - and _ dropped,
+    # spaces made hyphens; a repeated heading gets -1, -2, ...
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(page: Path) -> set[str]:
+    found: set[str] = set()
+    seen: dict[str, int] = {}
+    fenced = False
+    for line in page.read_text().splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+            continue
+        heading = None if fenced else re.match(r"^#{1,6} (.*)", line)
+        if heading:
+            slug = _slug(heading.group(1))
+            n = seen.get(slug, 0)
+            seen[slug] = n + 1
+            found.add(slug if n == 0 else f"{slug}-{n}")
+    return found
+
+
+@pytest.mark.parametrize(
+    "page", ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))]
+)
+def test_links_between_pages_reach_a_page_and_heading(page):
+    source = ROOT / page
+    broken = []
+    for target, anchor in re.findall(r"\]\(([\w./-]*\.md|)(?:#([\w-]+))?\)", source.read_text()):
+        path = (source.parent / target) if target else source
+        if not path.exists():
+            broken.append(f"{target}: no such page")
+        elif anchor and anchor not in _anchors(path):
+            broken.append(f"{target}#{anchor}: no such heading")
+    assert not broken, f"{page}: {broken}"
