@@ -24,8 +24,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shutil
 import time
 from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -237,7 +239,17 @@ class ItemMeasure:
     higher-scoped fixture definitions, listed at its first run.
     """
 
-    __slots__ = ("blocks", "check_resources", "clear", "last", "plan", "scoped", "spec", "watch")
+    __slots__ = (
+        "blocks",
+        "check_resources",
+        "clear",
+        "last",
+        "plan",
+        "scoped",
+        "spec",
+        "tmp_dir",
+        "watch",
+    )
 
     def __init__(self, spec: TestSpec) -> None:
         self.spec = spec
@@ -249,6 +261,8 @@ class ItemMeasure:
         self.watch: ResourceWatch | None = None
         self.last: RunMeasure | None = None
         self.scoped: list[Any] | None = None
+        # The previous run's tmp_path directory and factory, removed before the next run.
+        self.tmp_dir: tuple[Path, pytest.TempPathFactory] | None = None
 
 
 STATE = pytest.StashKey[SessionState]()
@@ -559,6 +573,48 @@ def _forget_previous_run(item: pytest.Item) -> None:
     item.user_properties.clear()
 
 
+def _tmp_path_of(item: pytest.Item) -> tuple[Path, pytest.TempPathFactory] | None:
+    """The run's ``tmp_path`` and its factory when pytest's own factory made it.
+
+    Read from the test's fixture values (``Function.funcargs``, public) while
+    they are still set; a ``tmp_path`` fixture a project overrides with one
+    that does not return a directory right under pytest's base temporary
+    directory is left alone.
+    """
+    values = getattr(item, "funcargs", None)
+    if not isinstance(values, dict):
+        return None
+    path, factory = values.get("tmp_path"), values.get("tmp_path_factory")
+    if not isinstance(path, Path) or not isinstance(factory, pytest.TempPathFactory):
+        return None
+    return (path, factory) if path.parent == factory.getbasetemp() else None
+
+
+def _remove_previous_tmp_path(m: ItemMeasure) -> None:
+    """Remove the directory the previous run of a repeated test got as ``tmp_path``.
+
+    A new name per run would itself read as growth: pathlib interns the parts
+    of a path it parses, and CPython 3.12 never frees interned strings. So the
+    previous run's directory goes, and its number is handed out again. pytest
+    up to 9.1 numbers a directory after the highest one present; 9.2 keeps a
+    counter per prefix, ``TempPathFactory._next_number`` (private; checked on
+    pytest 8.0.2 and 9.2.0), which is stepped back when it still points just
+    past the removed directory.
+    """
+    previous, m.tmp_dir = m.tmp_dir, None
+    if previous is None:
+        return
+    path, factory = previous
+    shutil.rmtree(path, ignore_errors=True)
+    if path.exists():
+        return
+    prefix = path.name.rstrip("0123456789")
+    number = path.name[len(prefix) :]
+    counters = getattr(factory, "_next_number", None)
+    if number and isinstance(counters, dict) and counters.get(prefix.lower()) == int(number) + 1:
+        counters[prefix.lower()] = int(number)
+
+
 def _teardown_for_next(item: pytest.Item, nextitem: pytest.Item | None) -> pytest.TestReport | None:
     """Tear down what the real next item does not need, after repetitions kept it.
 
@@ -680,10 +736,13 @@ def _protocol(
         kept = True
         reports = []
         while plan.wants_more():
+            _remove_previous_tmp_path(m)
             # Rebinding, not appending: per-run objects kept here would be measured.
             reports, last = _run(item, m, keep, state)
             if last is None or not _passed(reports):
                 break
+        # The last run's directory stays, as pytest leaves it for a test run once.
+        m.tmp_dir = None
     measures = [last] if last is not None else []
     m.plan = None
     found = _finish_resources(m, state, spec)
@@ -1066,6 +1125,8 @@ class _Run:
             plan.record(measure.before, measure.after, measure.peak_rss)
         # Only the latest run is kept: one object per run would itself look like growth.
         m.last = measure
+        if plan is not None:
+            m.tmp_dir = _tmp_path_of(self.item)
         state.ledger.note("test", measure.after)
 
 
@@ -1314,7 +1375,6 @@ def _warn_unavailable_probes(config: pytest.Config, state: SessionState) -> None
 # so that its verdict becomes the test's outcome. Sampling, the samples file,
 # signals, resuming and the verdict live in pytest_memwatch.soak; docs/soak.md.
 
-from pathlib import Path  # noqa: E402
 
 SOAK_RUN = pytest.StashKey["soak_engine.SoakRun"]()
 SOAK_OUTCOME = pytest.StashKey["soak_engine.SoakOutcome"]()

@@ -311,9 +311,7 @@ def test_a_large_leak_is_attributed_without_blowing_up_memory(
 def test_an_opened_descriptor_is_traced_to_the_line_that_opened_it(
     pytester: pytest.Pytester, runner: Runner
 ) -> None:
-    # One file for every run, not tmp_path: on CPython 3.12 each new tmp_path
-    # name stays interned for good, one block a run (docs/limitations.md), and
-    # this test is about a failure on descriptors alone.
+    # One file for every run: this test is about a failure on descriptors alone.
     pytester.makepyfile(
         test_fds="""
         import os

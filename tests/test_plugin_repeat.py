@@ -415,3 +415,58 @@ def test_clean_unittest_and_class_fixture_tests_pass_on_every_pytest(
     assert runner.section(result)[0].startswith(
         "memwatch: 2 tests measured (2 repeated), 0 failed memory verdicts"
     )
+
+
+def test_tmp_path_under_repetition_gives_every_run_one_directory_name(
+    pytester: pytest.Pytester, runner: Runner
+) -> None:
+    # pathlib interns the parts of a path; CPython 3.12 never frees interned
+    # strings, so a new directory name per run read as +1 block a run. Each
+    # run's directory goes before the next; the last one stays for inspection.
+    pytester.makepyfile(
+        test_files="""
+        HELD = []
+
+        def test_writes_a_file(tmp_path):
+            (tmp_path / "data.txt").write_text("hello")
+            assert (tmp_path / "data.txt").read_text() == "hello"
+
+        def test_keeps_its_paths(tmp_path):
+            HELD.append(tmp_path / "data.txt")
+            HELD.append(bytes(256))
+        """
+    )
+    base = pytester.path / "bt"
+    result = runner.sub("--memwatch-repeat", "--memwatch-trace=0", f"--basetemp={base}")
+    result.assert_outcomes(passed=1, failed=1)
+    assert "FAILED (memwatch) test_files.py::test_keeps_its_paths" in result.stdout.str()
+    dirs = sorted(p.name for p in base.iterdir() if not p.is_symlink())
+    assert dirs == ["test_keeps_its_paths0", "test_writes_a_file0"], dirs
+    assert (base / "test_writes_a_file0" / "data.txt").read_text() == "hello"
+
+
+def test_a_tmp_path_a_project_overrides_is_never_removed(
+    pytester: pytest.Pytester, runner: Runner
+) -> None:
+    keep = pytester.path / "project-data"
+    pytester.makeconftest(
+        f"""
+        import pathlib
+        import pytest
+
+        @pytest.fixture
+        def tmp_path():
+            path = pathlib.Path({str(keep)!r})
+            path.mkdir(exist_ok=True)
+            return path
+        """
+    )
+    pytester.makepyfile(
+        test_own="""
+        def test_writes(tmp_path):
+            (tmp_path / "row.txt").write_text("kept")
+        """
+    )
+    result = runner.sub("--memwatch-repeat", "--memwatch-trace=0")
+    result.assert_outcomes(passed=1)
+    assert (keep / "row.txt").read_text() == "kept"
