@@ -334,3 +334,15 @@ def ledger_lines(ledger: Mapping[str, Any] | None, verbosity: int = 0) -> list[s
                 )
             )
     return lines
+
+
+def culprits(ledger: Mapping[str, Any] | None) -> list[tuple[str, list[Mapping[str, Any]]]]:
+    """The resources still alive at session end, grouped by who left them, in ledger order.
+
+    The HTML report's "left behind" section reads this; the terminal's lines
+    group the same way (one culprit, one entry).
+    """
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    for r in (ledger or {}).get("resources") or []:
+        grouped.setdefault(_culprit(r), []).append(r)
+    return list(grouped.items())
