@@ -62,6 +62,13 @@ class MemwatchHandle:
         self._peak_value: int | None = None
         self.snapshots: list[tuple[str, Sample]] = []
         self._pending: list[tuple[weakref.ref[Any], str]] = []
+        # The checks made through the fixture, for the test's results (managed
+        # handles only: a library user's handle must not grow with each check).
+        self.verdicts: list[Verdict] = []
+
+    def _record(self, verdict: Verdict) -> None:
+        if self._managed:
+            self.verdicts.append(verdict)
 
     # -- baseline and snapshots --------------------------------------------------
     def baseline(self) -> Sample:
@@ -122,16 +129,20 @@ class MemwatchHandle:
         """Fail when more than ``limit`` (bare number = MiB) is held beyond the baseline."""
         limit_b = parse_size(limit)
         grown = self.growth()
-        if grown > limit_b:
+        passed = grown <= limit_b
+        message = (f"{format_size(grown)} held beyond the baseline, "
+                   f"{'within' if passed else 'over'} the limit of {format_size(limit_b)}")
+        if not passed:
             base = self._ensure_baseline()
             labels = ", ".join(
                 f"{label}: {format_size(bytes_metric(s.minus(base)), signed=True)}"
                 for label, s in self.snapshots
             )
-            raise AssertionError(
-                f"memwatch: {format_size(grown)} held beyond the baseline, over the limit of "
-                f"{format_size(limit_b)}" + (f" (snapshots: {labels})" if labels else "")
-            )
+            message += f" (snapshots: {labels})" if labels else ""
+        self._record(Verdict("max_growth", "fixture", passed, message, metric="bytes",
+                             limit=float(limit_b), measured=float(grown)))
+        if not passed:
+            raise AssertionError(f"memwatch: {message}")
 
     # -- leak checks -------------------------------------------------------------
     def check_leaks(
@@ -164,6 +175,7 @@ class MemwatchHandle:
         plan = RepeatPlan(warmup, runs, metrics=metrics)
         run_repeated(fn, plan, Measurer(self._prober))
         verdict = plan.leak_verdict(source="fixture")
+        self._record(verdict)
         per_call, _ = plan.growth_per_call()
         deltas = {m: plan.deltas(m) for m in metrics}
         return LeakCheck(verdict, per_call, deltas, len(plan.measured))
@@ -204,6 +216,7 @@ class MemwatchHandle:
         gc.collect()
         obj = ref()
         if obj is None:
+            self._record(Verdict("collected", "fixture", True, f"{what} was freed"))
             return
         # gc.get_referrers() skips frozen objects, and under --memwatch the
         # long-lived heap (modules included) is frozen between tests: thaw it
@@ -218,9 +231,9 @@ class MemwatchHandle:
                 gc.collect()
                 gc.freeze()
         del obj
-        raise AssertionError(
-            f"memwatch: {what} was not freed" + (f"; held by: {chain}" if chain else "")
-        )
+        message = f"{what} was not freed" + (f"; held by: {chain}" if chain else "")
+        self._record(Verdict("collected", "fixture", False, message))
+        raise AssertionError(f"memwatch: {message}")
 
     def finish(self) -> None:
         """Check every object given to :meth:`assert_collected` (the fixture's teardown)."""

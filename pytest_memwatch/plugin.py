@@ -276,6 +276,8 @@ MARKER_ERROR = pytest.StashKey[str]()
 # The node id memwatch reports, when it differs from item.nodeid: xdist's
 # --dist loadgroup appends "@group" to the ids on its workers (see xdist.py).
 NODEID = pytest.StashKey[str]()
+# The checks a test made through the ``memwatch`` fixture (its last run's), as dicts.
+FIXTURE_VERDICTS = pytest.StashKey[list[dict[str, Any]]]()
 
 
 # -- options -------------------------------------------------------------------
@@ -1000,7 +1002,26 @@ def _result(
         result.verdicts.append(soak.verdict.to_dict())
     if verdicts and any(v.passed is False for v in verdicts):
         result.outcome = "failed"
+    result.verdicts.extend(fixture_verdicts(item, result.outcome))
     return result
+
+
+def fixture_verdicts(item: pytest.Item, outcome: str) -> list[dict[str, Any]]:
+    """The checks the test made through the ``memwatch`` fixture (popped from the item).
+
+    A failed check counts when the test failed or errored: the check's
+    assertion (``assert memwatch.check_leaks(...)``, ``assert_collected``
+    at teardown) is what failed it. In a test that passed, a failed check was
+    what the test expected (``assert not memwatch.check_leaks(leaky)``), so
+    only its passed checks are kept.
+    """
+    found = item.stash.get(FIXTURE_VERDICTS, None)
+    if found is None:
+        return []
+    del item.stash[FIXTURE_VERDICTS]
+    if outcome in ("failed", "error"):
+        return found
+    return [v for v in found if v.get("passed", True)]
 
 
 def _add_html_extra(report: pytest.TestReport, data: dict[str, Any]) -> None:
@@ -1285,7 +1306,13 @@ def memwatch(request: pytest.FixtureRequest) -> Generator[MemwatchHandle]:
     handle = MemwatchHandle(request.node.nodeid, managed=True)
     handle.start()
     yield handle
-    handle.finish()
+    try:
+        handle.finish()
+    finally:
+        if handle.verdicts:
+            # Read back by _result: a test failed through the fixture failed a
+            # memory check, and the reports must say so.
+            request.node.stash[FIXTURE_VERDICTS] = [v.to_dict() for v in handle.verdicts]
 
 
 # -- resources and the session ledger -------------------------------------------

@@ -53,7 +53,7 @@ class Summary:
         if bad:
             self.failed += 1
             # An xfail test's failed verdict is its expected failure (XFAIL).
-            status = "XFAIL" if t.get("outcome") == "xfailed" else "FAILED"
+            status = {"xfailed": "XFAIL", "error": "ERROR"}.get(t.get("outcome", ""), "FAILED")
             self.failures.extend(f"{status} {t['nodeid']} - {v['message']}" for v in bad)
             timing = t.get("timing") or {}
             # A single run's time is pytest's own --durations; repetition and

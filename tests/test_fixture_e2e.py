@@ -93,9 +93,20 @@ def test_fixture_end_to_end(pytester: pytest.Pytester, runner: Runner, flag: lis
         )
         for line in out
     ), result.stdout.str()
-    summary = [line.split(" - ")[0] for line in out if line.startswith(("FAILED ", "ERROR "))]
-    assert sorted(summary) == [
+    expected = [
         "ERROR test_fx.py::test_held_object_fails_at_teardown_with_its_holder",
         "FAILED test_fx.py::test_budget_inside_a_test",
         "FAILED test_fx.py::test_weakref_is_checked_at_once",
     ]
+    short = out[next(i for i, line in enumerate(out) if "short test summary info" in line):]
+    summary = [line.split(" - ")[0] for line in short if line.startswith(("FAILED ", "ERROR "))]
+    assert sorted(summary) == expected
+    if flag:
+        # The checks that failed these tests are memory verdicts: the memwatch
+        # section counts and lists them, as the JSON and the HTML do.
+        section = out[:out.index(short[0])]
+        assert any(line.startswith("memwatch: 5 tests measured, 3 failed memory verdicts")
+                   for line in section), section
+        listed = [line.split(" - ")[0] for line in section
+                  if line.startswith(("FAILED ", "ERROR "))]
+        assert sorted(listed) == expected
