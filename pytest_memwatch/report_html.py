@@ -408,6 +408,12 @@ class TestView:
     def has_details(self) -> bool:
         return self.status != "none" or bool(self.test.get("attribution"))
 
+    @property
+    def left_open(self) -> str:
+        """``+1 fd`` when the test left descriptors or threads open, else empty."""
+        value, text = left_open(self.test.get("growth") or {})
+        return text if value else ""
+
     def value(self, metric: str) -> int | None:
         v = (self.test.get("growth") or {}).get(metric)
         return v if isinstance(v, int) else None
@@ -571,9 +577,11 @@ def _row(test: Mapping[str, Any], index: int, anchor: int,
         (_int(g.get("malloc")), format_size(g.get("malloc"), signed=True)),
         (_int(g.get("blocks")), METRICS["blocks"].format(g.get("blocks"), signed=True)),
         (peak, format_size(peak, signed=True)),
+        left_open(g),
     ):
-        row += [value, text if value is not None else ""]
-    runs = len(test.get("runs") or ())
+        # A missing figure says so: an empty cell reads as a rendering fault.
+        row += [value, text if value is not None else NOT_MEASURED]
+    runs = len(test.get("runs") or ()) or (1 if status != "none" else 0)
     # Every run memwatch made of the test, and the attribution of a failure (as
     # the page's own table shows it).
     spent = float(test.get("duration_s") or 0) + float(
@@ -584,9 +592,72 @@ def _row(test: Mapping[str, Any], index: int, anchor: int,
         metrics = (change or {}).get("metrics") or {}
         d = (metrics.get("growth") or {}).get("delta")
         status_c = (change or {}).get("status")
-        row += [d, format_size(d, signed=True) if d is not None else "",
-                status_c if status_c in ("new", "regressed") else None]
+        badge = status_c if status_c in ("new", "regressed") else None
+        text = format_size(d, signed=True) if d is not None else ("" if badge else NOT_MEASURED)
+        row += [d, text, badge]
     return row
+
+
+NOT_MEASURED = "n/a"
+
+
+def left_open(growth: Mapping[str, Any]) -> tuple[int | None, str]:
+    """Descriptors and threads a test left open: a value to sort on and ``+1 fd, +2 threads``.
+
+    ``(None, "n/a")`` when neither was counted; ``(0, "0")`` when nothing was left.
+    """
+    parts = []
+    total: int | None = None
+    for metric, one, many in (("fds", "fd", "fds"), ("threads", "thread", "threads")):
+        v = _int(growth.get(metric))
+        if v is None:
+            continue
+        total = (total or 0) + v
+        if v:
+            parts.append(f"{v:+d} {one if abs(v) == 1 else many}")
+    if total is None:
+        return None, NOT_MEASURED
+    return total, ", ".join(parts) or "0"
+
+
+# The table's columns: header, sort type, tooltip. The page's script reads rows in this order.
+COLUMNS = (
+    ("Verdict", "num", None),
+    ("Test", "str", None),
+    ("Outcome", "str", None),
+    ("Growth", "num", "bytes left behind: the larger of RSS and malloc growth"),
+    ("RSS", "num", None),
+    ("malloc", "num", None),
+    ("Blocks", "num", None),
+    ("Peak", "num", "peak RSS above the memory at test start"),
+    ("Left open", "num", "descriptors (fds) and threads the test left open"),
+    ("Runs", "num", "runs memwatch made of the test"),
+    ("Time", "num", "wall time of every run memwatch made of the test, and of the attribution "
+                    "of a failure"),
+)
+CHANGE_COLUMN = ("vs baseline", "num", "growth change against the baseline")
+
+
+def row_cells(row: Sequence[Any], with_change: bool) -> list[dict[str, Any]]:
+    """The static table's cells of one :func:`_row`: sort value, text, label, badge."""
+    cells: list[dict[str, Any]] = [
+        {"v": row[0], "text": "", "badge": ("fail", "pass", "none")[row[0]]},
+        {"v": row[1], "text": row[1], "id": True, "anchor": row[3]},
+        {"v": row[2], "text": row[2]},
+    ]
+    for i in range(4, 16, 2):
+        cells.append({"v": row[i], "text": row[i + 1]})
+    cells.append({"v": row[16], "text": str(row[16])})
+    cells.append({"v": row[17], "text": row[18]})
+    if with_change:
+        cells.append({"v": row[19], "text": row[20], "badge": row[21]})
+    columns = COLUMNS + ((CHANGE_COLUMN,) if with_change else ())
+    for cell, (label, _, _) in zip(cells, columns, strict=True):
+        cell["label"] = label
+        cell.setdefault("id", False)
+        cell.setdefault("anchor", 0)
+        cell.setdefault("badge", None)
+    return cells
 
 
 def _int(v: object) -> int | None:
@@ -668,6 +739,12 @@ def report_context(doc: Mapping[str, Any], *, title: str | None = None) -> dict[
         "run": run,
         "totals": totals,
         "views": ordered[:STATIC_ROWS],
+        "static_rows": [
+            (v, row_cells(_row(v.test, v.index, v.index if v.index in anchors else 0,
+                               v.change, with_change), with_change))
+            for v in ordered[:STATIC_ROWS]
+        ],
+        "columns": COLUMNS + ((CHANGE_COLUMN,) if with_change else ()),
         "details": details,
         "failed_omitted": max(0, int(totals.get("failed_verdicts") or 0) - len(failed.heap))
         if not everything else 0,

@@ -37,9 +37,10 @@
   if (!table) {
     staticPage();
   } else {
-    // A large report carries its rows as data; a small one has them all in
-    // the page (readable without JavaScript), read back into the same form.
-    virtualTable(rowsBlock ? JSON.parse(rowsBlock.textContent) : rowsFromTable(table.tBodies[0]));
+    // Every report carries its rows as data. A small one (its whole document
+    // embedded) draws them all, so rows wrap to fit a narrow screen; a large
+    // one draws only the rows near the viewport, one line each.
+    tableFromRows(JSON.parse(rowsBlock.textContent), !dataBlock);
   }
   openTarget();
   window.memwatchReady = performance.now();
@@ -61,42 +62,22 @@
     applyFilter();
   }
 
-  function rowsFromTable(body) {
-    return Array.prototype.map.call(body.rows, function (tr) {
-      var c = tr.cells;
-      function value(i) {
-        var x = c[i].getAttribute("data-v");
-        return x === null || x === "" ? null : parseFloat(x);
-      }
-      function text(i) { return c[i].textContent.trim(); }
-      var link = c[1].querySelector("a");
-      var row = [value(0), tr.getAttribute("data-nodeid"), c[2].getAttribute("data-v"),
-        link ? parseInt(link.getAttribute("href").slice(2), 10) : 0,
-        value(3), text(3), value(4), text(4), value(5), text(5), value(6), text(6),
-        value(7), text(7), value(8), value(9), text(9)];
-      if (c.length > 10) {
-        var mark = c[10].querySelector(".mw-badge");
-        var kind = mark ? mark.className.replace("mw-badge mw-", "") : null;
-        row.push(value(10), mark ? text(10).slice(mark.textContent.length).trim() : text(10), kind);
-      }
-      return row;
-    });
-  }
-
-  /* The report's table. A row: [verdict order, node id, outcome, details anchor
-     (0: none), growth, text, rss, text, malloc, text, blocks, text, peak, text,
-     runs, seconds, text, (baseline delta, text, badge)]. */
-  function virtualTable(rows) {
-    var ID = 1, OUTCOME = 2, ANCHOR = 3, RUNS = 14, SECONDS = 15, DELTA = 17;
+  /* The report's table. A row (report_html._row): [verdict order, node id,
+     outcome, details anchor (0: none), growth, text, rss, text, malloc, text,
+     blocks, text, peak, text, left open, text, runs, seconds, text,
+     (baseline delta, text, badge)]. */
+  function tableFromRows(rows, virtual) {
+    var ID = 1, OUTCOME = 2, ANCHOR = 3, RUNS = 16, SECONDS = 17, DELTA = 19;
     // The row field each header sorts on, in header order.
-    var SORT_FIELD = [0, ID, OUTCOME, 4, 6, 8, 10, 12, RUNS, SECONDS, DELTA];
-    var NUMERIC_TEXT = [[4, 5], [6, 7], [8, 9], [10, 11], [12, 13]];
+    var SORT_FIELD = [0, ID, OUTCOME, 4, 6, 8, 10, 12, 14, RUNS, SECONDS, DELTA];
+    var NUMERIC_TEXT = [[4, 5], [6, 7], [8, 9], [10, 11], [12, 13], [14, 15]];
     var STATUS = ["fail", "pass", "none"];
     var BADGE = { fail: "FAIL", pass: "ok", none: "-", "new": "new", regressed: "regressed" };
     var BUFFER = 30;
     var body = table.tBodies[0];
     var headers = Array.prototype.slice.call(table.tHead.rows[0].cells);
-    var withChange = headers.length > 10;
+    var withChange = headers.length > 11;
+    var labels = headers.map(function (th) { return th.textContent.trim(); });
     var lower = null;
     var view = rows.slice();
     var rowHeight = 0;
@@ -110,7 +91,9 @@
     var defaultOrder = view.slice();
     var note = document.getElementById("static-note");
     if (note) { note.hidden = true; }
-    table.classList.add("mw-virtual");
+    if (virtual) { table.classList.add("mw-virtual"); }
+    // Each test's details fold, found by node id, hidden with its row.
+    var folds = Array.prototype.slice.call(document.querySelectorAll("details.mw-test"));
 
     function badge(kind) {
       var span = document.createElement("span");
@@ -123,6 +106,7 @@
       var td = document.createElement("td");
       if (value !== null && value !== undefined) { td.setAttribute("data-v", String(value)); }
       if (text) { td.textContent = text; }
+      td.setAttribute("data-label", labels[tr.cells.length]);
       tr.appendChild(td);
       return td;
     }
@@ -146,7 +130,7 @@
       }
       cell(tr, r[OUTCOME], r[OUTCOME]);
       NUMERIC_TEXT.forEach(function (pair) { cell(tr, r[pair[0]], r[pair[1]]); });
-      cell(tr, r[RUNS], r[RUNS] ? String(r[RUNS]) : "");
+      cell(tr, r[RUNS], String(r[RUNS]));
       cell(tr, r[SECONDS], r[SECONDS + 1]);
       if (withChange) {
         var td = cell(tr, r[DELTA], "");
@@ -179,7 +163,9 @@
     function draw(force) {
       pending = false;
       var first = 0, last = view.length;
-      if (rowHeight > 0) {
+      if (!virtual) {
+        if (!force) { return; }
+      } else if (rowHeight > 0) {
         var offset = Math.max(0, -body.getBoundingClientRect().top);
         var count = Math.ceil(window.innerHeight / rowHeight) + 2 * BUFFER;
         // Past the table's end (the details below it), its last rows stay drawn.
@@ -191,11 +177,12 @@
       if (!force && first === drawn[0] && last === drawn[1]) { return; }
       drawn = [first, last];
       var fragment = document.createDocumentFragment();
-      fragment.appendChild(top);
+      if (virtual) { fragment.appendChild(top); }
       for (var i = first; i < last; i += 1) { fragment.appendChild(makeRow(view[i])); }
-      fragment.appendChild(bottom);
+      if (virtual) { fragment.appendChild(bottom); }
       body.textContent = "";
       body.appendChild(fragment);
+      if (!virtual) { return; }
       if (!rowHeight && last > first) {
         // Rows are one line high in this table (see .mw-virtual): measured once.
         rowHeight = body.rows[1].getBoundingClientRect().height || 24;
@@ -213,8 +200,10 @@
         window.requestAnimationFrame(function () { draw(false); });
       }
     }
-    window.addEventListener("scroll", schedule, { passive: true });
-    window.addEventListener("resize", schedule);
+    if (virtual) {
+      window.addEventListener("scroll", schedule, { passive: true });
+      window.addEventListener("resize", function () { rowHeight = 0; drawn = [-1, -1]; schedule(); });
+    }
 
     // Sorted when a header is clicked, filtered at every keystroke.
     var sorted = defaultOrder;
@@ -242,6 +231,10 @@
         return (query === "" || lower.get(r).indexOf(query) !== -1) && (want < 0 || r[0] === want);
       });
       if (shown) { shown.textContent = view.length + " of " + rows.length + " tests"; }
+      if (folds.length) {
+        var visible = new Set(view.map(function (r) { return r[ID]; }));
+        folds.forEach(function (d) { d.hidden = !visible.has(d.getAttribute("data-nodeid")); });
+      }
       draw(true);
     }
     if (filter) { filter.addEventListener("input", applyFilter); }
