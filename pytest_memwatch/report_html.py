@@ -89,7 +89,8 @@ def ticks(lo: float, hi: float, unit: str, count: int = 5) -> list[float]:
     span = hi - lo
     if unit == "bytes":
         scale = 1024 ** max(0, min(3, int(math.log(max(abs(lo), abs(hi), 1), 1024))))
-        step = _nice_step(span / scale, count) * scale
+        # Whole bytes at least: a tick between two bytes reads "-0 B".
+        step = max(1.0, _nice_step(span / scale, count) * scale)
     elif unit == "seconds" and span > 120:
         step = min(
             (s for s in (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
@@ -113,8 +114,25 @@ def _label(value: float, unit: str) -> str:
     if unit == "bytes":
         return format_size(value)
     if unit == "seconds":
-        return format_duration(value)
+        return format_seconds(value)
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def tick_labels(values: Sequence[float], unit: str) -> list[str]:
+    """Labels of an axis's ticks. A byte axis states every tick in one unit, exactly.
+
+    ``format_size`` picks a unit per value and keeps one decimal: an axis up to
+    1 KiB read "0 B, 205 B, 410 B ..." and one around 5 MiB could repeat a label.
+    """
+    if unit != "bytes" or not values:
+        return [_label(v, unit) for v in values]
+    biggest = max(abs(v) for v in values)
+    power = max(0, min(3, int(math.log(max(biggest, 1), 1024))))
+    name = ("B", "KiB", "MiB", "GiB")[power]
+    scaled = [v / 1024 ** power for v in values]
+    decimals = 0 if power == 0 else next(
+        (d for d in (1, 2, 3) if all(abs(x - round(x, d)) < 1e-6 for x in scaled)), 3)
+    return ["0 B" if round(x, decimals) == 0 else f"{x:.{decimals}f} {name}" for x in scaled]
 
 
 class _Plot:
@@ -135,8 +153,14 @@ class _Plot:
     ) -> None:
         ylo, yhi = y
         if yhi - ylo <= 0:
-            pad = abs(yhi) * 0.05 or 1.0
-            ylo, yhi = ylo - pad, yhi + pad
+            # A flat series: a kibibyte (or one count) of room, never a
+            # sub-byte axis ("1 B, 0 B, 0 B, -0 B, -1 B").
+            least = 1024.0 if yunit == "bytes" else 1.0
+            if ylo == 0:
+                ylo, yhi = 0.0, least
+            else:
+                pad = max(abs(yhi) * 0.05, least / 2)
+                ylo, yhi = ylo - pad, yhi + pad
         else:
             pad = (yhi - ylo) * 0.08
             # Keep a zero baseline where the data starts at zero: growth charts read from it.
@@ -146,17 +170,17 @@ class _Plot:
         self.xlo, self.xhi = x if x[1] > x[0] else (x[0], x[0] + 1)
         self.chart = Chart(title, width, height, 72.0, 12.0, width - 30.0, height - 28.0,
                            clip_id=clip_id)
-        self.chart.yticks = [(self.sy(v), _label(v, yunit)) for v in yt]
+        self.chart.yticks = list(zip([self.sy(v) for v in yt], tick_labels(yt, yunit),
+                                     strict=True))
         if xlabels is not None:
             every = max(1, math.ceil(len(xlabels) / 10))
             self.chart.xticks = [
                 (self.sx(i), text) for i, text in xlabels.items() if i % every == 0
             ]
         else:
-            self.chart.xticks = [
-                (self.sx(v), _label(v, xunit)) for v in ticks(self.xlo, self.xhi, xunit, 6)
-                if self.xlo <= v <= self.xhi
-            ]
+            xt = [v for v in ticks(self.xlo, self.xhi, xunit, 6) if self.xlo <= v <= self.xhi]
+            self.chart.xticks = list(zip([self.sx(v) for v in xt], tick_labels(xt, xunit),
+                                         strict=True))
         if self.ylo < 0 < self.yhi:
             self.chart.zero = self.sy(0)
 
@@ -412,7 +436,7 @@ class TestView:
     def left_open(self) -> str:
         """``+1 fd`` when the test left descriptors or threads open, else empty."""
         value, text = left_open(self.test.get("growth") or {})
-        return text if value else ""
+        return text if value is not None and value > 0 else ""
 
     def value(self, metric: str) -> int | None:
         v = (self.test.get("growth") or {}).get(metric)
@@ -474,6 +498,17 @@ def _fmt_seconds(value: float | None) -> str:
     return f"{value:.3f}s" if value < 10 else format_duration(float(value))
 
 
+def format_seconds(value: float | None) -> str:
+    """A soak's interval, warmup or time axis: ``0.25s`` below 10 s, ``2m05s`` above.
+
+    ``format_duration`` rounds to whole seconds: an interval of 0.25 s read "0s".
+    """
+    if value is None:
+        return "n/a"
+    v = float(value)
+    return f"{v:.2f}".rstrip("0").rstrip(".") + "s" if v < 10 else format_duration(v)
+
+
 def _pretty(value: object) -> str:
     return json.dumps(value, indent=1, sort_keys=True, default=str, ensure_ascii=False)
 
@@ -501,7 +536,7 @@ def environment() -> jinja2.Environment:
     filters: dict[str, Callable[..., str]] = {
         "size": format_size,
         "ssize": lambda v: format_size(v, signed=True),
-        "duration": lambda v: "n/a" if v is None else format_duration(float(v)),
+        "duration": format_seconds,
         "rate": format_rate,
         "number": _fmt_number,
         "seconds": _fmt_seconds,

@@ -1603,6 +1603,7 @@ def report_document(path: str | os.PathLike[str]) -> dict[str, Any]:
         verdicts=[outcome.verdict.to_dict()],
         soak=outcome.data,
     )
+    _growth_from_samples(test, outcome.data.get("samples") or [])
     run = RunMeta(
         plugin_version=str(h.get("plugin_version") or "unknown"),
         pytest_version=str(h.get("pytest_version") or "unknown"),
@@ -1621,3 +1622,29 @@ def report_document(path: str | os.PathLike[str]) -> dict[str, Any]:
         args=[str(found.path)],
     )
     return Results(run, [test]).to_dict()
+
+
+SAMPLE_METRICS = ("rss", "malloc", "blocks", "gc_objects", "fds", "threads")
+
+
+def _growth_from_samples(test: Any, samples: Sequence[Mapping[str, Any]]) -> None:
+    """A soak report's readings from its samples: the first is "before", the last "after".
+
+    Without them the report's totals said "total RSS growth 0 B" beside a
+    chart that climbed 10 MiB, and its table had empty cells.
+    """
+    if not samples:
+        return
+    first, last = samples[0], samples[-1]
+    test.before = {"t": first.get("t"), **{m: first.get(m) for m in SAMPLE_METRICS}}
+    test.after = {"t": last.get("t"), **{m: last.get(m) for m in SAMPLE_METRICS}}
+    test.growth = {
+        m: (last[m] - first[m] if isinstance(first.get(m), int) and isinstance(last.get(m), int)
+            else None)
+        for m in SAMPLE_METRICS
+    }
+    peaks = [s["rss"] for s in samples if isinstance(s.get("rss"), int)]
+    if peaks:
+        test.peak_rss = max(peaks)
+        if isinstance(first.get("rss"), int):
+            test.peak_growth = test.peak_rss - first["rss"]
