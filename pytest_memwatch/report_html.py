@@ -808,7 +808,7 @@ def _count_of(n: int, kind: str) -> str:
 
 _FD_NUMBER = re.compile(r"^(fd|socket) \d+")
 # Past this many distinct resources per culprit, the section says how many more.
-LEDGER_ITEMS = 20
+LEDGER_ITEMS = 8
 
 
 def ledger_view(ledger: Mapping[str, Any] | None) -> dict[str, Any] | None:
