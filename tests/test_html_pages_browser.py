@@ -403,3 +403,20 @@ def test_without_javascript_the_report_is_whole(browser: Any, pages: Pages) -> N
             "td => getComputedStyle(td, '::before').content")
         assert label == '"Growth "'
         assert page.locator("#ledger").is_visible()
+
+
+def test_a_large_report_fits_a_phone_too(browser: Any, tmp_path: Path) -> None:
+    from _reports_sample import big_doc
+
+    path = tmp_path / "large.html"
+    path.write_text(render_report(big_doc(2000, failed_every=100)), encoding="utf-8")
+    for js in (True, False):
+        with look(browser, path, 390, js) as seen:
+            assert seen.sideways() <= 0, seen.wider_than_window()
+            heights = seen.page.eval_on_selector_all(
+                "#tests tbody tr[data-nodeid]",
+                "rows => rows.map(r => r.getBoundingClientRect().height)")
+            if js:
+                # Drawn on demand: few rows in the document, all as high (two lines).
+                assert 0 < len(heights) < 200 and len(set(heights)) == 1, set(heights)
+            assert seen.messages == []
