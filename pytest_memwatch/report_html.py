@@ -833,9 +833,12 @@ def ledger_view(ledger: Mapping[str, Any] | None) -> dict[str, Any] | None:
                 frames = r.get("origin") or []
                 first = frames[0] if frames and isinstance(frames[0], Mapping) else None
                 site = f"{first.get('filename')}:{first.get('lineno')}" if first else None
-                # A thread's description already says where its code is defined.
+                # A thread's description already says where it was started or
+                # its code is defined (its path shortened: compare the file name).
+                short = f"{Path(str(first.get('filename'))).name}:{first.get('lineno')}" if first \
+                    else None
                 where = (f"{site} in {first.get('function')}"
-                         if first and site and site not in text else None)
+                         if first and short and short not in text else None)
                 line = lines[key] = {"kind": str(r.get("kind", "")), "description": text,
                                      "count": 0, "where": where}
             line["count"] += 1
