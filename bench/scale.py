@@ -24,7 +24,13 @@ moment the page's script has rendered the table; "filter" and "sort" are the
 time a filter keystroke and a click on the Growth header take to update the
 table.
 
-    python bench/scale.py [--sizes 1000,10000,50000] [--rounds 1] [--no-browser]
+``--probe-cost`` adds one ``--memwatch`` run per size, untimed, with a small
+plugin that times every reading of the ``malloc`` probe (glibc's
+``mallinfo2()``, which walks every free chunk of the C heap) and every
+per-test measurement (``Measurer.begin`` + ``Measurer.end``), and counts the
+free chunks as the run goes: what the probe costs at each suite size, and when.
+
+    python bench/scale.py [--sizes 1000,10000,50000] [--rounds 1] [--no-browser] [--probe-cost]
 """
 
 from __future__ import annotations
@@ -79,6 +85,66 @@ METHOD = """
 CASE = """
     def test_u{i}(self):
         self.assertEqual(sum(range({i})), {total})
+"""
+
+# Loaded with -p in the --probe-cost run: times the malloc probe and the
+# per-test measuring from inside the pytest process, and writes a summary.
+PROBE_COST_PLUGIN = """
+import json, os, time
+from pytest_memwatch import engine, probes
+
+# Medians of wall time per reading (robust to the odd preemption on a shared
+# machine); totals in CPU time of the thread, which preemption does not inflate.
+_readings, _cpu, _measuring, _chunks = [], [0.0], [0.0], []
+_malloc, _begin, _end = probes.Prober.malloc, engine.Measurer.begin, engine.Measurer.end
+
+
+def malloc(self):
+    c = time.thread_time()
+    t = time.perf_counter()
+    value = _malloc(self)
+    _readings.append(time.perf_counter() - t)
+    _cpu[0] += time.thread_time() - c
+    if len(_readings) % 1000 == 1 and self._mallinfo2 is not None:
+        info = self._mallinfo2()  # outside the timed call
+        _chunks.append(info.ordblks + info.smblks)
+    return value
+
+
+def _timed(fn):
+    def wrapper(*args, **kwargs):
+        c = time.thread_time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _measuring[0] += time.thread_time() - c
+    return wrapper
+
+
+probes.Prober.malloc = malloc
+engine.Measurer.begin = _timed(_begin)
+engine.Measurer.end = _timed(_end)
+
+
+def pytest_unconfigure(config):
+    n = len(_readings)
+    if not n:
+        return
+    tenth = max(1, n // 10)
+    first, rest = sorted(_readings[:tenth]), sorted(_readings[tenth:] or _readings)
+    with open(os.environ["MEMWATCH_PROBE_COST"], "w") as f:
+        json.dump({
+            "readings": n,
+            "first_median": first[len(first) // 2],
+            "rest_median": rest[len(rest) // 2],
+            "first_wall": sum(_readings[:tenth]),
+            "total": _cpu[0],
+            "chunks_first": _chunks[0] if _chunks else None,
+            "chunks_max": max(_chunks) if _chunks else None,
+            "chunks_last": _chunks[-1] if _chunks else None,
+            "measuring": _measuring[0],
+            "cpu": time.process_time(),
+        }, f)
 """
 
 PER_MODULE = 100  # 40 functions, 40 parametrized cases, 10 class methods, 10 unittest methods
@@ -185,6 +251,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1,
                     help="paired rounds per size below 50 000 tests (50 000 runs once)")
     ap.add_argument("--no-browser", action="store_true", help="skip the Chromium load times")
+    ap.add_argument("--probe-cost", action="store_true",
+                    help="one more --memwatch run per size, timing the malloc probe from inside")
     ap.add_argument("--browser", metavar="REPORT.html", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.browser:
@@ -231,7 +299,16 @@ def main() -> int:
                 got_load = subprocess.run([sys.executable, __file__, "--browser", str(html)],
                                           capture_output=True, text=True, check=True)
                 load = json.loads(got_load.stdout)
-            rows.append((n, got, load, html.stat().st_size, js.stat().st_size))
+            cost = None
+            if args.probe_cost:
+                (root / "_memwatch_probe_cost.py").write_text(PROBE_COST_PLUGIN)
+                out = root / "probe_cost.json"
+                penv = {**env, "MEMWATCH_PROBE_COST": str(out),
+                        "PYTHONPATH": os.pathsep.join(
+                            p for p in (str(root), env.get("PYTHONPATH", "")) if p)}
+                run([*base, "-p", "_memwatch_probe_cost", "--memwatch"], root, penv)
+                cost = json.loads(out.read_text())
+            rows.append((n, got, load, html.stat().st_size, js.stat().st_size, cost))
             print(f"... {n} tests done", file=sys.stderr, flush=True)
     print(f"Python {sys.version.split()[0]}, only memwatch loaded, -q -p no:cacheprovider; "
           "wall s and peak RSS of the pytest process; ratios paired within a round; "
@@ -250,7 +327,7 @@ def main() -> int:
               i: int) -> float:
         return statistics.median(a[i] / b[i] for a, b in zip(xs, base, strict=True))
 
-    for n, got, _, html_size, js_size in rows:
+    for n, got, _, html_size, js_size, _ in rows:
         plain, mw, full = got["plain"], got["memwatch"], got["json+html"]
         print(f"{n:>7} {wall(plain):>6.2f} s {mib(peak(plain)):>7} "
               f"{wall(mw):>6.2f} s {mib(peak(mw)):>7} {ratio(mw, plain, 0):>5.2f}x "
@@ -261,12 +338,26 @@ def main() -> int:
     if any(row[2] for row in rows):
         print(f"\n{'tests':>7} {'load s':>7} {'ready s':>8} {'filter s':>9} {'sort s':>7}"
               "   (HTML report in headless Chromium)")
-        for n, _, load, _, _ in rows:
+        for n, _, load, _, _, _ in rows:
             if load:
                 print(f"{n:>7} {load['load']:>7.2f} {load['ready']:>8.2f} "
                       f"{load['filter']:>9.3f} {load['sort']:>7.3f}")
     elif not args.no_browser:
         print("\nchromium or playwright missing: no load times")
+    if args.probe_cost:
+        print("\nThe malloc probe (glibc mallinfo2), timed inside one --memwatch run per size:")
+        print(f"{'tests':>7} {'readings':>9} {'median us':>10} {'median us':>10} {'cpu s':>7} "
+              f"{'probe':>6} {'free chunks':>20} {'measuring':>10} {'probe':>6}")
+        print(f"{'':>7} {'':>9} {'1st tenth':>10} {'the rest':>10} {'total':>7} "
+              f"{'us/test':>7} {'first, max, last':>20} {'us/test':>10} {'of cpu':>6}")
+        for n, _, _, _, _, c in rows:
+            chunks = f"{c['chunks_first']}, {c['chunks_max']}, {c['chunks_last']}"
+            print(f"{n:>7} {c['readings']:>9} {c['first_median'] * 1e6:>10.1f} "
+                  f"{c['rest_median'] * 1e6:>10.1f} {c['total']:>7.2f} "
+                  f"{c['total'] / n * 1e6:>7.0f} {chunks:>20} {c['measuring'] / n * 1e6:>10.0f} "
+                  f"{c['total'] / c['cpu']:>6.1%}")
+        print("(medians: wall time of one reading; totals and per test: CPU time; measuring: "
+              "the before- and after-readings of every test, the probe included)")
     return 0
 
 

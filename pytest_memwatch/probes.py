@@ -8,8 +8,11 @@ warning) and reads as ``None``; the other probes go on.
   charges; page-granular, and pymalloc rarely gives memory back, so it is
   paired with the two below.
 - ``malloc``: bytes in use by the C allocator (glibc ``mallinfo2``: in-use heap
-  chunks plus mmapped chunks). Exact to the byte, sees C-level leaks such as
-  ``ctypes`` ``malloc`` that tracemalloc cannot, and costs under a microsecond.
+  chunks plus mmapped chunks). Exact to the byte, and sees C-level leaks such
+  as ``ctypes`` ``malloc`` that tracemalloc cannot. glibc walks every free
+  chunk to answer: a few microseconds a reading, more while the heap has
+  thousands of gaps between live allocations (right after a large suite is
+  collected: about 160 µs, until the tests' allocations fill them).
 - ``blocks``: ``sys.getallocatedblocks()``, the number of live Python
   allocations; one leaked object shows as +1 whatever its size.
 - ``gc_objects``: objects tracked by the cyclic GC outside the frozen generation.
