@@ -734,7 +734,15 @@ def _path_from_module(
 # -- allocation sites ---------------------------------------------------------------------
 
 
-_FRAMEWORK = (f"{os.sep}_pytest{os.sep}", f"{os.sep}pluggy{os.sep}", _HERE)
+def _stdlib_unittest() -> str:
+    import sysconfig
+
+    return os.path.join(sysconfig.get_paths()["stdlib"], "unittest") + os.sep
+
+
+# Frames the user did not write: pytest's, pluggy's, unittest's (a TestCase's
+# method is called through three of its frames) and memwatch's own.
+_FRAMEWORK = (f"{os.sep}_pytest{os.sep}", f"{os.sep}pluggy{os.sep}", _HERE, _stdlib_unittest())
 
 
 def _framework_file(filename: str) -> bool:
@@ -766,8 +774,11 @@ def _sites(
         if len(sites) >= top or (count_diff < runs and size_diff < 4096):
             continue
         own = [fr for fr in tb_frames if not _framework_file(fr[0])]
+        # Python 3.11's list comprehension has a frame of its own on the same
+        # line as its caller's: one line shown once.
+        own = [fr for i, fr in enumerate(own) if i == 0 or tuple(fr) != tuple(own[i - 1])]
         # Most recent call first, as the user reads a leak: where it was made;
-        # pytest's and pluggy's own frames only when nothing else is there.
+        # the frameworks' own frames only when nothing else is there.
         sites.append(
             {
                 "size": size_diff,

@@ -28,7 +28,7 @@ from typing import Any
 
 from pytest_memwatch.limits import MAX_JSON_INT, short_repr
 from pytest_memwatch.probes import METRICS as PROBE_METRICS
-from pytest_memwatch.probes import bytes_metric
+from pytest_memwatch.results import growth_bytes as growth_bytes  # defined with the results model
 from pytest_memwatch.units import UnitError, format_size, parse_size
 from pytest_memwatch.verdicts import DEFAULT_FLOORS
 
@@ -54,9 +54,6 @@ class Metric:
         return f"{value:+,.0f}" if signed and value else f"{value:,.0f}"
 
 
-def growth_bytes(test: Mapping[str, Any]) -> int | None:
-    """Bytes a test left behind: the larger of its RSS and malloc growth (as the verdicts judge)."""
-    return bytes_metric(dict(test.get("growth") or {}))
 
 
 def peak_bytes(test: Mapping[str, Any]) -> int | None:

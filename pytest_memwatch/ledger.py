@@ -33,9 +33,11 @@ from pytest_memwatch.resources import (
     MESSAGE_ITEMS,
     Liveness,
     Resource,
+    group_descriptions,
     known_keys,
     new_resources,
 )
+from pytest_memwatch.results import growth_bytes
 from pytest_memwatch.units import format_size
 
 TOP_GROWTH = 10
@@ -308,7 +310,8 @@ def ledger_lines(ledger: Mapping[str, Any] | None, verbosity: int = 0) -> list[s
         by_culprit: dict[str, list[str]] = {}
         for r in alive:
             by_culprit.setdefault(_culprit(r), []).append(str(r["description"]))
-        for culprit, what in by_culprit.items():
+        for culprit, listed in by_culprit.items():
+            what = group_descriptions(listed)
             more = len(what) - MESSAGE_ITEMS
             shown = "; ".join(what[:MESSAGE_ITEMS]) + (f"; and {more} more" if more > 0 else "")
             lines.append(f"  {culprit}: {shown}")
@@ -320,10 +323,14 @@ def ledger_lines(ledger: Mapping[str, Any] | None, verbosity: int = 0) -> list[s
             g = s.get("growth") or {}
             blocks = g.get("blocks")
             label = f" ({worker})" if len(sessions) > 1 or worker != "main" else ""
+            # "growth" as every output defines it (growth_bytes); the whole
+            # process, so it also counts what happened between the tests.
             lines.append(
-                f"session growth{label}: RSS {format_size(g.get('rss'), signed=True)}, "
+                f"session growth{label}: {format_size(growth_bytes(s), signed=True)} "
+                f"(RSS {format_size(g.get('rss'), signed=True)}, "
                 f"malloc {format_size(g.get('malloc'), signed=True)}, "
-                f"{'n/a' if blocks is None else f'{blocks:+d}'} blocks"
+                f"{'n/a' if blocks is None else f'{blocks:+d}'} blocks) "
+                "in the whole process, between tests included"
             )
         growth = ledger.get("growth") or []
         if growth:

@@ -94,6 +94,8 @@ class SessionState:
             settings=settings.to_dict(),
         )
         self.output_lines: list[str] = []
+        # Tolerances a --memwatch-compare run failed (they make the exit status 1).
+        self.regressions = 0
         self.warned_probes = False
         # Marker names memwatch claims that the project registered itself.
         self.project_markers: frozenset[str] = frozenset()
@@ -197,6 +199,7 @@ class SessionState:
             self.output_lines.append(f"WARNING: {w}")
         if outcome.regressions:
             self.output_lines.extend(outcome.regressions)
+            self.regressions = len(outcome.regressions)
             if session.exitstatus == 0:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -215,8 +218,24 @@ class SessionState:
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
         if not self.is_controller or (not self.summary.measured and not self.output_lines):
             return
+        if self.regressions:
+            # pytest's last line then reads "14 passed, 1 regressed (memwatch)":
+            # the exit status 1 is said where one looks for it. A plugin's own
+            # key in ``stats`` is counted there (public ``TerminalReporter.stats``,
+            # checked on pytest 8.0.2 and 9.2).
+            terminalreporter.stats.setdefault(REGRESSED, []).extend(
+                _Regression() for _ in range(self.regressions)
+            )
+        verbosity = config.get_verbosity()
+        if verbosity <= -2:
+            # -qq: at most one line, and none when nothing failed.
+            warnings = sum(1 for line in self.output_lines if line.startswith("WARNING"))
+            line = self.summary.quiet_line(self.regressions, warnings)
+            if line:
+                terminalreporter.write_line(line, red=True)
+            return
         lines = self.summary.lines(
-            verbosity=config.get_verbosity(),
+            verbosity=verbosity,
             top=self.settings.top,
             every=lambda: iter(self.spool),
         )
@@ -226,6 +245,88 @@ class SessionState:
         for line in [*lines, *self.output_lines]:
             red = line.startswith(("FAILED", "REGRESSION", "WARNING"))
             terminalreporter.write_line(line, red=red)
+
+
+# The key of --memwatch-compare-fail regressions in pytest's stats: its last line
+# counts them ("1 regressed (memwatch)"), as "FAILED (memwatch)" names a verdict.
+REGRESSED = "regressed (memwatch)"
+
+
+class _Regression:
+    """One regression, as an entry of the terminal reporter's stats (counted, never shown).
+
+    Plugins read every entry of ``stats`` as a report (hypothesis reads its
+    ``__dict__``): it has a report's plain attributes, and no payload.
+    """
+
+    count_towards_summary = True
+    when = "call"
+    outcome = REGRESSED
+
+    def __init__(self, nodeid: str = "") -> None:
+        self.nodeid = nodeid
+
+
+class UnmeasuredTests:
+    """Adds to the results each test memwatch did not measure, and why.
+
+    On the process that writes the results (the xdist controller included):
+    a test whose reports carry no memwatch data was not measured. Only the
+    tests still running are kept here, and only a flag and an outcome each.
+    """
+
+    def __init__(self, state: SessionState) -> None:
+        self.state = state
+        # node id -> [measured, outcome, duration, setup failed]
+        self.running: dict[str, list[Any]] = {}
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        seen = self.running.setdefault(report.nodeid, [False, "passed", 0.0, False])
+        if getattr(report, "memwatch", None) is not None:
+            seen[0] = True
+        seen[2] += report.duration
+        if seen[1] == "passed" and report.outcome != "passed":
+            if report.outcome == "skipped":
+                seen[1] = "skipped"
+            else:
+                seen[1] = "failed" if report.when == "call" else "error"
+                seen[3] = report.when == "setup"
+        if report.when != "teardown":
+            return
+        measured, outcome, duration, setup_failed = self.running.pop(report.nodeid)
+        if measured:
+            return
+        names = [
+            k for k in report.keywords
+            if k in markers.SCHEMAS and k not in self.state.project_markers
+        ]
+        gateway = getattr(getattr(report, "node", None), "gateway", None)
+        self.state.record(
+            TestResult(
+                nodeid=report.nodeid,
+                outcome=outcome,
+                worker=getattr(gateway, "id", None),
+                duration_s=duration,
+                markers=names,
+                not_measured=_why_unmeasured(
+                    names, outcome, setup_failed, self.state.settings.active
+                ),
+            ).to_dict()
+        )
+
+
+def _why_unmeasured(names: list[str], outcome: str, setup_failed: bool, active: bool) -> str:
+    """A key of :data:`pytest_memwatch.results.NOT_MEASURED`, from what the report tells."""
+    if "memwatch_skip" in names:
+        return "memwatch_skip"
+    if "soak" in names and outcome == "skipped":
+        return "soak_not_run"
+    if names or active:
+        # Under --memwatch, or with a marker of memwatch's, only a wrong
+        # marker keeps a test that ran from being measured.
+        return "marker_error" if setup_failed else "not_run"
+    return "not_selected"
 
 
 class ItemMeasure:
@@ -391,6 +492,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     config.pluginmanager.register(state, "memwatch-session")
     pm = config.pluginmanager
+    s = settings
+    if state.is_controller and (s.json or s.html or s.save or s.compare is not None):
+        # The results document lists every test, measured or not (docs/results.md).
+        pm.register(UnmeasuredTests(state), "memwatch-unmeasured")
     if pm.hasplugin("xdist") or pm.hasplugin("xdist.plugin"):
         # Imported only here: with -p no:xdist (or without xdist) nothing of it loads.
         from pytest_memwatch import xdist as memwatch_xdist
@@ -983,16 +1088,22 @@ def _result(
         verdicts=[v.to_dict() for v in verdicts],
         attribution=attribution,
     )
+    records = plan.records if plan is not None else []
     if measures:
         last = measures[-1]
-        result.before = last.before.to_dict()
+        # A repeated test's growth is what its last run added, counted from
+        # the run before's after-reading as its leak verdict counts (so its
+        # "blocks" reads the verdict's "+32 blocks/run", not the run's own +30).
+        since = records[-1].since if records else None
+        before = since or last.before
+        result.before = before.to_dict()
         result.after = last.after.to_dict()
-        result.growth = last.after.minus(last.before)
+        result.growth = last.after.minus(before)
         result.peak_rss = last.peak_rss
-        if last.peak_rss is not None and last.before.rss is not None:
-            result.peak_growth = last.peak_rss - last.before.rss
-    if plan is not None:
-        result.runs = [r.to_dict() for r in plan.records]
+        if last.peak_rss is not None and before.rss is not None:
+            result.peak_growth = last.peak_rss - before.rss
+    if records:
+        result.runs = [r.to_dict() for r in records]
     if spec.compare_fail:
         result.compare_fail = list(spec.compare_fail)
     soak = item.stash.get(SOAK_OUTCOME, None) if spec.soak is not None else None
@@ -1000,6 +1111,8 @@ def _result(
         del item.stash[SOAK_OUTCOME]  # pop: the series is the result's now
         result.soak = soak.data
         result.verdicts.append(soak.verdict.to_dict())
+    if not measures and result.soak is None:
+        result.not_measured = "not_run"
     if verdicts and any(v.passed is False for v in verdicts):
         result.outcome = "failed"
     result.verdicts.extend(fixture_verdicts(item, result.outcome))
@@ -1060,7 +1173,7 @@ def _apply(
             break
     target = call or reports[-1]
     if failed and call is not None and call.passed:
-        call.longrepr = _VerdictText("\n".join(f"memwatch {v.message}" for v in failed))
+        call.longrepr = _verdict_text([v.message for v in failed])
         if attribution is not None:
             from pytest_memwatch.attribution import format_attribution
 
@@ -1085,6 +1198,18 @@ def _apply(
     return data
 
 
+def _verdict_text(messages: list[str]) -> _VerdictText:
+    """Failed verdicts for the failure section: each a headline, its details indented below."""
+    from pytest_memwatch.verdicts import message_lines
+
+    lines: list[str] = []
+    for message in messages:
+        head, *details = message_lines(message)
+        lines.append(f"memwatch {head}")
+        lines.extend(f"  {d}" for d in details)
+    return _VerdictText("\n".join(lines))
+
+
 class _VerdictText(str):
     """The failed verdicts, as a call report's ``longrepr``.
 
@@ -1103,7 +1228,8 @@ class _VerdictText(str):
 
     @property
     def message(self) -> str:
-        return str(self)
+        # The headline: the short summary has one line per test.
+        return str(self).split("\n", 1)[0]
 
     def toterminal(self, out: Any) -> None:
         out.line(str(self))
@@ -1518,12 +1644,12 @@ class SoakCall:
             raise
         outcome = _soak_finish(item)
         if outcome is not None and not outcome.verdict.passed:
-            message = f"memwatch {outcome.verdict.message}"
+            message = outcome.verdict.message
             item.stash[SOAK_FAILED] = message
             # Reported like every other failed memory verdict ("M", "FAILED
             # (memwatch)"), not as the test's own failure.
             _ensure_plugin(item.config, "memwatch-failed-status", FailedStatus)
-            pytest.fail(message, pytrace=False)
+            pytest.fail(f"memwatch {message}", pytrace=False)
         return None
 
     @pytest.hookimpl(wrapper=True)
@@ -1535,7 +1661,7 @@ class SoakCall:
             message = item.stash.get(SOAK_FAILED, None)
             if message is not None:
                 del item.stash[SOAK_FAILED]
-                report.longrepr = _VerdictText(message)
+                report.longrepr = _verdict_text([message])
                 report.memwatch_failed = True  # type: ignore[attr-defined]
         return report
 

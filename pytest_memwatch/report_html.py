@@ -960,7 +960,7 @@ def history_context(
                 "commit": d["run"].get("commit"),
                 "tests": d["totals"].get("tests"),
                 "failed": d["totals"].get("failed_verdicts"),
-                "growth": d["totals"].get("total_growth_rss"),
+                "growth": d["totals"].get("total_growth", d["totals"].get("total_growth_rss")),
                 "peak": d["totals"].get("max_peak_rss"),
             }
             for r, d in runs

@@ -850,9 +850,22 @@ class ResourceReport:
         }
 
 
+def group_descriptions(descriptions: Iterable[str]) -> list[str]:
+    """The same resource named once with a count: ``thread 'poller' (daemon) (x5)``.
+
+    A test that leaks a thread or task per call leaves many alike; listing
+    each buries the one line that matters. Order of first appearance is kept.
+    """
+    counts: dict[str, int] = {}
+    for d in descriptions:
+        counts[d] = counts.get(d, 0) + 1
+    return [d if n == 1 else f"{d} (x{n})" for d, n in counts.items()]
+
+
 def describe_list(items: Sequence[Resource]) -> str:
-    shown = "; ".join(r.description for r in items[:MESSAGE_ITEMS])
-    more = len(items) - MESSAGE_ITEMS
+    grouped = group_descriptions(r.description for r in items)
+    shown = "; ".join(grouped[:MESSAGE_ITEMS])
+    more = len(grouped) - MESSAGE_ITEMS
     return shown + (f"; and {more} more" if more > 0 else "")
 
 

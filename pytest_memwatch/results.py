@@ -28,7 +28,59 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pytest_memwatch.probes import bytes_metric
+
 SCHEMA_VERSION = 1
+
+# Why a test in the document has no measurement (its ``not_measured``).
+NOT_MEASURED = {
+    "memwatch_skip": "opted out with memwatch_skip",
+    "soak_not_run": "a soak test, skipped without --memwatch-soak or -m soak",
+    "marker_error": "its memwatch marker is wrong; it errored at setup",
+    "not_run": "it stopped before the measured window (skipped or failed in setup)",
+    "not_selected": "neither --memwatch nor a memwatch marker asked for it",
+}
+
+
+# -- the figures every output shows ------------------------------------------------
+# Defined once here; the terminal, the JSON totals, the HTML report, JUnit and
+# the comparison all read them through these functions.
+
+
+def growth_bytes(test: Mapping[str, Any]) -> int | None:
+    """A test's "growth": the larger of its RSS and malloc growth, in bytes.
+
+    Python objects over 512 bytes and C allocations show in both; small
+    objects only in RSS; untouched ``malloc`` memory only in ``malloc``.
+    """
+    return bytes_metric(dict(test.get("growth") or {}))
+
+
+def run_deltas(runs: Iterable[Mapping[str, Any]], metric: str) -> list[int | None]:
+    """What each measured (non-warmup) run added: consecutive after-readings.
+
+    The series a leak verdict judges ("+32 blocks/run"). A run's own
+    after-minus-before also counts what it replaces from the run before
+    (pytest's reports, say): a test leaking one block a run read "-24" per run.
+    Read from the after-readings, so documents written before run entries'
+    ``delta`` meant the same give the same answer.
+    """
+    out: list[int | None] = []
+    prev: int | None = None
+    for i, run in enumerate(runs):
+        after = (run.get("after") or {}).get(metric)
+        if i == 0:
+            own = (run.get("delta") or {}).get(metric)
+            prev = None if after is None or own is None else after - own
+        if not run.get("warmup"):
+            out.append(None if after is None or prev is None else after - prev)
+        prev = after
+    return out
+
+
+def is_measured(test: Mapping[str, Any]) -> bool:
+    """A test with a measurement: a ``before`` sample, repeated runs or a soak series."""
+    return bool(test.get("before") is not None or test.get("runs") or test.get("soak"))
 
 
 def now_iso() -> str:
@@ -49,6 +101,8 @@ class TestResult:
     - ``attribution``: see :mod:`pytest_memwatch.attribution`, or ``None``.
     - ``soak``: a soak time series (issue: soak tests), or ``None``.
     - ``timing``: where memwatch's time on the test went (its runs, attribution).
+    - ``not_measured``: why a test has no measurement (a key of
+      :data:`NOT_MEASURED`), or ``None`` for a measured test.
     """
 
     __test__ = False  # not a pytest test class, whatever the collector thinks
@@ -69,6 +123,7 @@ class TestResult:
     markers: list[str] = field(default_factory=list)
     compare_fail: list[str] = field(default_factory=list)
     timing: dict[str, Any] | None = None
+    not_measured: str | None = None
 
     @property
     def failed_verdicts(self) -> list[dict[str, Any]]:
@@ -92,6 +147,7 @@ class TestResult:
             "soak": self.soak,
             **({"compare_fail": list(self.compare_fail)} if self.compare_fail else {}),
             **({"timing": dict(self.timing)} if self.timing is not None else {}),
+            **({"not_measured": self.not_measured} if self.not_measured is not None else {}),
         }
 
     @classmethod
@@ -113,6 +169,7 @@ class TestResult:
             markers=list(d.get("markers") or []),
             compare_fail=list(d.get("compare_fail") or []),
             timing=d.get("timing"),
+            not_measured=d.get("not_measured"),
         )
 
 
@@ -186,6 +243,8 @@ class Totals:
         self.measured = 0
         self.failed_verdicts = 0
         self.total_growth_rss = 0
+        # The sum of the tests' growth (growth_bytes), as the reports show it.
+        self.total_growth = 0
         self.max_peak_rss: int | None = None
         self.by_worker: dict[str, dict[str, Any]] = {}
 
@@ -194,19 +253,22 @@ class Totals:
         failed = any(not v.get("passed", True) for v in t.get("verdicts") or ())
         if failed:
             self.failed_verdicts += 1
-        if not (t.get("before") is not None or t.get("runs") or t.get("soak")):
+        if not is_measured(t):
             return
         self.measured += 1
         rss = (t.get("growth") or {}).get("rss") or 0
+        grown = growth_bytes(t) or 0
         self.total_growth_rss += rss
+        self.total_growth += grown
         w = self.by_worker.get(t.get("worker") or "main")
         if w is None:
             w = self.by_worker[t.get("worker") or "main"] = {
-                "measured": 0, "failed_verdicts": 0, "growth_rss": 0
+                "measured": 0, "failed_verdicts": 0, "growth_rss": 0, "growth": 0
             }
         w["measured"] += 1
         w["failed_verdicts"] += 1 if failed else 0
         w["growth_rss"] += rss
+        w["growth"] = w.get("growth", 0) + grown
         peak = t.get("peak_rss")
         if peak is not None and (self.max_peak_rss is None or peak > self.max_peak_rss):
             self.max_peak_rss = peak
@@ -217,6 +279,7 @@ class Totals:
             "measured": self.measured,
             "failed_verdicts": self.failed_verdicts,
             "total_growth_rss": self.total_growth_rss,
+            "total_growth": self.total_growth,
             "max_peak_rss": self.max_peak_rss,
             "by_worker": {k: dict(v) for k, v in self.by_worker.items()},
         }

@@ -1,8 +1,13 @@
 """The terminal summary: a pure renderer of per-test results (no pytest import).
 
-Follows pytest's verbosity conventions: ``-q`` gives one line plus the failed
-verdicts, the default adds the tests that grew most, ``-v`` lists more of them
-with their per-run deltas, ``-vv`` lists every measured test.
+Follows pytest's verbosity conventions: ``-qq`` gives at most one line (none
+when no memory verdict failed), ``-q`` one line plus the failed verdicts, the
+default adds the tests that grew most, ``-v`` lists more of them with their
+per-run deltas, ``-vv`` lists every measured test.
+
+Its figures are the results model's (:mod:`pytest_memwatch.results`):
+"growth" is :func:`~pytest_memwatch.results.growth_bytes`, "total growth" their
+sum over the measured tests (``totals.total_growth``).
 """
 
 from __future__ import annotations
@@ -11,12 +16,13 @@ import heapq
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from pytest_memwatch.results import growth_bytes, is_measured, run_deltas
 from pytest_memwatch.units import format_size
+from pytest_memwatch.verdicts import headline
 
 
 def _growth(t: dict[str, Any]) -> int:
-    g = t.get("growth") or {}
-    return max(int(g.get("rss") or 0), int(g.get("malloc") or 0))
+    return growth_bytes(t) or 0
 
 
 class Summary:
@@ -32,7 +38,7 @@ class Summary:
         self.measured = 0
         self.repeated = 0
         self.failed = 0
-        self.total_rss = 0
+        self.total_growth = 0
         self.failures: list[str] = []
         # Repeated tests whose budget ran out before their trend settled.
         self.undecided: list[str] = []
@@ -43,18 +49,20 @@ class Summary:
         self._top: list[tuple[int, int, dict[str, Any]]] = []
 
     def add(self, t: dict[str, Any]) -> None:
-        if not (t.get("before") is not None or t.get("runs")):
+        if not is_measured(t):
             return
         self.measured += 1
         if t.get("runs"):
             self.repeated += 1
-        self.total_rss += (t.get("growth") or {}).get("rss") or 0
+        self.total_growth += _growth(t)
         bad = [v for v in t.get("verdicts", []) if not v["passed"]]
         if bad:
             self.failed += 1
             # An xfail test's failed verdict is its expected failure (XFAIL).
             status = {"xfailed": "XFAIL", "error": "ERROR"}.get(t.get("outcome", ""), "FAILED")
-            self.failures.extend(f"{status} {t['nodeid']} - {v['message']}" for v in bad)
+            self.failures.extend(
+                f"{status} {t['nodeid']} - {headline(v['message'])}" for v in bad
+            )
             timing = t.get("timing") or {}
             # A single run's time is pytest's own --durations; repetition and
             # attribution are memwatch's.
@@ -63,7 +71,7 @@ class Summary:
         for v in t.get("verdicts", []):
             # A verdict that ran out of budget says so instead of guessing.
             if v["passed"] and (v.get("details") or {}).get("inconclusive"):
-                self.undecided.append(f"NO VERDICT {t['nodeid']} - {v['message']}")
+                self.undecided.append(f"NO VERDICT {t['nodeid']} - {headline(v['message'])}")
         self.time.add(t)
         grown = _growth(t)
         if grown <= 0 or self.keep <= 0:
@@ -74,6 +82,28 @@ class Summary:
         elif entry[:2] > self._top[0][:2]:
             heapq.heapreplace(self._top, entry)
 
+    def quiet_line(self, regressions: int = 0, warnings: int = 0) -> str | None:
+        """The one line ``-qq`` shows: only when a verdict failed, a comparison
+        regressed or memwatch has a warning (a report it could not write)."""
+        parts = []
+        if self.failed:
+            parts.append(f"{self.failed} failed memory verdict{'s' if self.failed != 1 else ''}")
+        if regressions:
+            parts.append(f"{regressions} regression{'s' if regressions != 1 else ''}"
+                         " against the baseline")
+        if warnings:
+            parts.append(f"{warnings} warning{'s' if warnings != 1 else ''} (shown without -qq)")
+        return f"memwatch: {', '.join(parts)}" if parts else None
+
+    def head(self) -> str:
+        failed = self.failed
+        return (
+            f"memwatch: {_tests(self.measured)} measured"
+            + (f" ({self.repeated} repeated)" if self.repeated else "")
+            + f", {failed} failed memory verdict{'s' if failed != 1 else ''}"
+            + f", total growth {format_size(self.total_growth, signed=True)}"
+        )
+
     def lines(
         self,
         *,
@@ -83,19 +113,16 @@ class Summary:
     ) -> list[str]:
         if not self.measured:
             return []
-        failed = self.failed
-        head = (
-            f"memwatch: {self.measured} test{'s' if self.measured != 1 else ''} measured"
-            + (f" ({self.repeated} repeated)" if self.repeated else "")
-            + f", {failed} failed memory verdict{'s' if failed != 1 else ''}"
-            + f", total RSS growth {format_size(self.total_rss, signed=True)}"
-        )
+        head = self.head()
+        if verbosity <= -2:
+            # -qq: pytest's short summary already names each failed test.
+            return [head] if self.failed else []
         lines = [head, *self.failures, *self.undecided]
         if verbosity < 0:
             return lines
         lines += self.time.lines()
         if verbosity >= 2 and every is not None:
-            measured = [t for t in every() if t.get("before") is not None or t.get("runs")]
+            measured = [t for t in every() if is_measured(t)]
             growers = sorted(measured, key=_growth, reverse=True)
         else:
             count = top * 2 if verbosity == 1 else top
@@ -104,21 +131,22 @@ class Summary:
         if growers:
             lines.append("")
             lines.append(
-                f"{'growth':>11} {'malloc':>11} {'blocks':>8} {'peak':>11}  test"
+                f"{'growth':>11} {'rss':>11} {'malloc':>11} {'blocks':>8} {'peak':>11}  test"
                 + ("  (tests that grew most)" if verbosity < 2 else "")
             )
             for t in growers:
                 g = t.get("growth") or {}
                 blocks = g.get("blocks")
                 lines.append(
+                    f"{format_size(growth_bytes(t), signed=True):>11} "
                     f"{format_size(g.get('rss'), signed=True):>11} "
                     f"{format_size(g.get('malloc'), signed=True):>11} "
                     f"{'n/a' if blocks is None else f'{blocks:+d}':>8} "
                     f"{format_size(t.get('peak_growth')):>11}  {t['nodeid']}"
                 )
                 if verbosity >= 1 and t.get("runs"):
-                    deltas = _run_deltas(t["runs"], "blocks")
-                    lines.append(f"{'':>45}  blocks per run: {deltas}")
+                    deltas = run_deltas(t["runs"], "blocks")
+                    lines.append(f"{'':>57}  blocks per run: {deltas}")
         return lines
 
 
@@ -129,26 +157,6 @@ def summary_lines(
     for t in tests:
         summary.add(t)
     return summary.lines(verbosity=verbosity, top=top, every=lambda: tests)
-
-
-def _run_deltas(runs: Sequence[dict[str, Any]], metric: str) -> list[int | None]:
-    """What each measured run added: consecutive after-readings, as the verdict judges.
-
-    A run's own after-minus-before also counts what it replaces from the run
-    before (pytest's reports, say), so a test leaking one block a run showed
-    "-24" per run while its verdict said "+1 blocks/run".
-    """
-    out: list[int | None] = []
-    prev: int | None = None
-    for i, run in enumerate(runs):
-        after = (run.get("after") or {}).get(metric)
-        if i == 0:
-            own = (run.get("delta") or {}).get(metric)
-            prev = None if after is None or own is None else after - own
-        if not run.get("warmup"):
-            out.append(None if after is None or prev is None else after - prev)
-        prev = after
-    return out
 
 
 def format_timing(timing: dict[str, Any]) -> str:

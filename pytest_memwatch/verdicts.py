@@ -110,9 +110,12 @@ class RunRecord:
     after: Sample
     peak_rss: int | None = None
     warmup: bool = False
+    # The previous run's after-reading: what this run added is counted from
+    # it, as the leak verdict counts (None: from this run's own before).
+    since: Sample | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d = self.after.minus(self.before)
+        d = self.after.minus(self.since or self.before)
         return {
             "warmup": self.warmup,
             "delta": d,
@@ -287,7 +290,7 @@ class RepeatPlan:
 
     @property
     def records(self) -> list[RunRecord]:
-        out = []
+        out: list[RunRecord] = []
         for i in range(self.count):
             peak = int(self._peak[i])
             out.append(
@@ -296,6 +299,9 @@ class RepeatPlan:
                     self._sample(self._after, i, self._times[2 * i + 1]),
                     None if peak < 0 else peak,
                     warmup=i < self.warmup,
+                    # As deltas(): consecutive after-readings, except where the
+                    # series restarts (the first exact run after screening).
+                    since=out[-1].after if out and i != self._rebase else None,
                 )
             )
         return out
@@ -544,7 +550,7 @@ def growth_verdict(
             limit=limit,
             details=details,
         )
-    per = "per call" if runs == 1 else f"per call (slope over {runs} runs)"
+    per = "per call" if runs == 1 else f"per call (median over {runs} runs)"
     ok = measured <= limit
     msg = (
         f"max_growth: {format_size(measured)} left behind {per}, "
@@ -569,3 +575,95 @@ def peak_verdict(peak_growth: float | None, limit: int, *, source: str) -> Verdi
         f"{'within' if ok else 'over'} the limit of {format_size(limit)}"
     )
     return Verdict("max_memory", source, ok, msg, "peak_rss", limit, peak_growth)
+
+
+# -- messages -------------------------------------------------------------------------
+
+# A message longer than this is shown as a headline plus detail lines.
+HEADLINE_WIDTH = 100
+
+
+def _top_level(text: str) -> tuple[str, list[str]]:
+    """``text`` without its long top-level ``(...)`` groups, and their contents."""
+    kept: list[str] = []
+    groups: list[str] = []
+    depth = 0
+    start = 0
+    for i, ch in enumerate(text):
+        if ch == "(":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif ch == ")" and depth:
+            depth -= 1
+            if depth == 0:
+                inner = text[start + 1 : i]
+                # Short asides ("(daemon)", "(x5)") stay in the line they qualify.
+                if len(inner) >= 20:
+                    groups.append(inner)
+                else:
+                    kept.append(text[start : i + 1])
+        elif depth == 0:
+            kept.append(ch)
+    if depth:  # unbalanced: leave the text alone
+        return text, []
+    return " ".join("".join(kept).split()), groups
+
+
+def _split_top(text: str, sep: str = "; ") -> list[str]:
+    """``text`` split on ``sep`` outside brackets and quotes."""
+    out: list[str] = []
+    depth = 0
+    quote = ""
+    start = 0
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}" and depth:
+            depth -= 1
+        elif depth == 0 and text.startswith(sep, i):
+            out.append(text[start:i])
+            start = i + len(sep)
+            i = start
+            continue
+        i += 1
+    out.append(text[start:])
+    return [p for p in out if p]
+
+
+def message_lines(message: str, width: int = HEADLINE_WIDTH) -> list[str]:
+    """A verdict's message as a short headline and detail lines (no indentation).
+
+    Messages are one line, for the results and the short test summary; in a
+    failure section a 400-character line reads badly. The headline keeps the
+    sentence, the details get the long asides (confidence interval, last runs)
+    and the listed resources, one per line.
+    """
+    if len(message) <= width:
+        return [message]
+    parts = _split_top(message)
+    head, rest = parts[0], parts[1:]
+    if _top_level(head)[0].count(": ") >= 2:
+        # "resources: 3 left behind ...: thread 'a'; ...": the list goes below.
+        head, first = head.rsplit(": ", 1)
+        rest.insert(0, first)
+    lines = _unfold(head)
+    for item in rest:
+        lines += _unfold(item) if len(item) > width else [item]
+    return lines
+
+
+def _unfold(text: str) -> list[str]:
+    line, groups = _top_level(text)
+    return [line, *(part for g in groups for part in _split_top(g))]
+
+
+def headline(message: str) -> str:
+    """The first line of :func:`message_lines`: what the short summary shows."""
+    return message_lines(message)[0]

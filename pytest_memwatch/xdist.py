@@ -212,12 +212,12 @@ def _worker_id(node: Any) -> str:
 
 
 def worker_totals_line(by_worker: dict[str, dict[str, Any]]) -> str | None:
-    """``per worker: gw0 3 measured, 0 failed, RSS +1.0 MiB; gw1 ...`` (None when serial)."""
+    """``per worker: gw0 3 measured, 0 failed, growth +1.0 MiB; gw1 ...`` (None when serial)."""
     if not by_worker or set(by_worker) == {"main"}:
         return None
     parts = [
         f"{w} {t['measured']} measured, {t['failed_verdicts']} failed, "
-        f"RSS {format_size(t['growth_rss'], signed=True)}"
+        f"growth {format_size(t.get('growth', t['growth_rss']), signed=True)}"
         for w, t in sorted(by_worker.items())
     ]
     return "per worker: " + "; ".join(parts)

@@ -85,7 +85,7 @@ def test_max_growth_with_repetitions_judges_the_slope(
     result.assert_outcomes(passed=1, failed=1)
     [line] = failure_lines(result)
     assert re.fullmatch(
-        r"memwatch max_growth: 1\.0 MiB left behind per call \(slope over 3 runs\), "
+        r"memwatch max_growth: 1\.0 MiB left behind per call \(median over 3 runs\), "
         r"over the limit of 256\.0 KiB",
         line,
     ), line

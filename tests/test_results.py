@@ -103,18 +103,22 @@ def test_failed_verdicts() -> None:
 
 def test_totals() -> None:
     measured = full_result("a", worker="gw0")
-    clean = TestResult("b", before={"rss": 1}, growth={"rss": 100}, peak_rss=20_000, worker="gw1")
-    unmeasured = TestResult("c")
+    clean = TestResult(
+        "b", before={"rss": 1}, growth={"rss": 100, "malloc": 5000}, peak_rss=20_000, worker="gw1"
+    )
+    unmeasured = TestResult("c", not_measured="memwatch_skip")
     t = totals([measured, clean, unmeasured])
     assert t == {
         "tests": 3,
         "measured": 2,
         "failed_verdicts": 1,
         "total_growth_rss": 4196,
+        # growth as every output shows it: the larger of RSS and malloc, per test.
+        "total_growth": 4096 + 5000,
         "max_peak_rss": 20_000,
         "by_worker": {
-            "gw0": {"measured": 1, "failed_verdicts": 1, "growth_rss": 4096},
-            "gw1": {"measured": 1, "failed_verdicts": 0, "growth_rss": 100},
+            "gw0": {"measured": 1, "failed_verdicts": 1, "growth_rss": 4096, "growth": 4096},
+            "gw1": {"measured": 1, "failed_verdicts": 0, "growth_rss": 100, "growth": 5000},
         },
     }
     assert totals([])["max_peak_rss"] is None

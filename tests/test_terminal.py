@@ -6,15 +6,21 @@ from typing import Any
 
 from pytest_memwatch.terminal import summary_lines
 
-HEAD = "memwatch: 3 tests measured (1 repeated), 1 failed memory verdict, total RSS growth +2.0 KiB"
+# "total growth" sums the tests' growth, each the larger of RSS and malloc:
+# 2048 (test_a's RSS) + 70 000 (test_b's malloc).
+HEAD = "memwatch: 3 tests measured (1 repeated), 1 failed memory verdict, total growth +70.4 KiB"
 FAILED = (
     "FAILED t.py::test_b - max_growth: 68.4 KiB left behind per call, over the limit of 1.0 KiB"
 )
-TABLE = "     growth      malloc   blocks        peak  test  (tests that grew most)"
-ROW_B = "        0 B   +68.4 KiB       -3         n/a  t.py::test_b"
-ROW_A = "   +2.0 KiB      +100 B       +5     4.0 KiB  t.py::test_a"
-ROW_C = "        0 B         0 B       +0         0 B  t.py::test_c"
-RUNS_B = " " * 47 + "blocks per run: [1, 2]"
+TABLE = (
+    "     growth         rss      malloc   blocks        peak  test  (tests that grew most)"
+)
+# "growth" is the same figure as the HTML report's and the comparison's: test_b
+# grew 68.4 KiB (malloc) though its RSS did not move.
+ROW_B = "  +68.4 KiB         0 B   +68.4 KiB       -3         n/a  t.py::test_b"
+ROW_A = "   +2.0 KiB    +2.0 KiB      +100 B       +5     4.0 KiB  t.py::test_a"
+ROW_C = "        0 B         0 B         0 B       +0         0 B  t.py::test_c"
+RUNS_B = " " * 59 + "blocks per run: [1, 2]"
 
 
 def results() -> list[dict[str, Any]]:
@@ -63,6 +69,17 @@ def test_quiet_gives_one_line_and_the_failed_verdicts() -> None:
     assert summary_lines(results(), verbosity=-1) == [HEAD, FAILED]
 
 
+def test_very_quiet_gives_one_line_only_when_a_verdict_failed() -> None:
+    # -qq: pytest's short summary names each failed test; memwatch says one line.
+    assert summary_lines(results(), verbosity=-2) == [HEAD]
+    passing = [t for t in results() if t["nodeid"] != "t.py::test_b"]
+    assert summary_lines(passing, verbosity=-2) == []
+
+
+def test_one_test_is_not_tests() -> None:
+    assert summary_lines(results()[:1], verbosity=-1)[0].startswith("memwatch: 1 test measured, ")
+
+
 def test_default_adds_the_tests_that_grew_most() -> None:
     # Sorted by the larger of RSS and malloc growth; tests that did not grow are left out.
     assert summary_lines(results(), verbosity=0) == [HEAD, FAILED, "", TABLE, ROW_B, ROW_A]
@@ -100,7 +117,7 @@ def test_per_run_deltas_without_warmup_start_from_the_first_reading() -> None:
         {"warmup": False, "delta": {"blocks": None}, "after": {"blocks": None}},
     ]
     lines = summary_lines([test], verbosity=1)
-    assert lines[-1] == " " * 47 + "blocks per run: [5, 1, None]"
+    assert lines[-1] == " " * 59 + "blocks per run: [5, 1, None]"
 
 
 def test_nothing_measured_gives_no_section() -> None:
@@ -111,5 +128,5 @@ def test_nothing_measured_gives_no_section() -> None:
 def test_plural_and_no_failures() -> None:
     clean = [r for r in results() if r["nodeid"] != "t.py::test_b"]
     assert summary_lines(clean, verbosity=-1) == [
-        "memwatch: 2 tests measured, 0 failed memory verdicts, total RSS growth +2.0 KiB"
+        "memwatch: 2 tests measured, 0 failed memory verdicts, total growth +2.0 KiB"
     ]

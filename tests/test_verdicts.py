@@ -284,7 +284,7 @@ def test_growth_verdict_within_the_limit_over_several_runs() -> None:
     v = growth_verdict(1024.0, 1024, source="option", runs=5, details={})
     assert v.passed  # the limit itself is allowed
     assert v.message == (
-        "max_growth: 1.0 KiB left behind per call (slope over 5 runs), within the limit of 1.0 KiB"
+        "max_growth: 1.0 KiB left behind per call (median over 5 runs), within the limit of 1.0 KiB"
     )
     assert v.source == "option"
 
