@@ -71,7 +71,8 @@ class Summary:
         for v in t.get("verdicts", []):
             # A verdict that ran out of budget says so instead of guessing.
             if v["passed"] and (v.get("details") or {}).get("inconclusive"):
-                self.undecided.append(f"NO VERDICT {t['nodeid']} - {headline(v['message'])}")
+                # Whole: no failure section below says the rest (the advice).
+                self.undecided.append(f"NO VERDICT {t['nodeid']} - {v['message']}")
         self.time.add(t)
         grown = _growth(t)
         if grown <= 0 or self.keep <= 0:

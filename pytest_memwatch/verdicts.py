@@ -638,30 +638,54 @@ def _split_top(text: str, sep: str = "; ") -> list[str]:
 
 
 def message_lines(message: str, width: int = HEADLINE_WIDTH) -> list[str]:
-    """A verdict's message as a short headline and detail lines (no indentation).
+    """A verdict's message as a short headline and detail lines.
 
     Messages are one line, for the results and the short test summary; in a
     failure section a 400-character line reads badly. The headline keeps the
-    sentence, the details get the long asides (confidence interval, last runs)
-    and the listed resources, one per line.
+    sentence, the details get its long asides (confidence interval, last
+    runs) and the resources it lists, one per line under their label.
     """
     if len(message) <= width:
         return [message]
     parts = _split_top(message)
-    head, rest = parts[0], parts[1:]
-    if _top_level(head)[0].count(": ") >= 2:
-        # "resources: 3 left behind ...: thread 'a'; ...": the list goes below.
-        head, first = head.rsplit(": ", 1)
-        rest.insert(0, first)
-    lines = _unfold(head)
-    for item in rest:
-        lines += _unfold(item) if len(item) > width else [item]
-    return lines
+    sentence: list[str] = []
+    listing: list[str] = []
+    label = None
+    for k, part in enumerate(parts):
+        bare = _top_level(part)[0]
+        if bare.count(": ") >= (2 if k == 0 else 1):
+            # "resources: 3 left behind ...: thread 'a'; ..." or "...; left
+            # behind by the measured runs: fd 5; fd 6": the list goes below.
+            lead, first = part.rsplit(": ", 1)
+            if k == 0:
+                sentence.append(lead)
+            else:
+                label = f"{lead}:"
+            listing = [first, *parts[k + 1 :]]
+            break
+        sentence.append(part)
+    clauses: list[str] = []
+    details: list[str] = []
+    trends = [w for w in (_grows(part) for part in sentence) if w]
+    for part in sentence:
+        bare, groups = _top_level(part)
+        clauses.append(bare)
+        # Several metrics: each one's trend aside (the first) says whose it is
+        # ("rss: 95% CI ..."); a later aside is about the whole verdict.
+        metric = _grows(part)
+        whose = f"{metric}: " if len(trends) > 1 and metric else ""
+        for i, g in enumerate(groups):
+            details += [(whose if i == 0 else "") + line for line in _split_top(g)]
+    if label is not None:
+        details.append(label)
+    details += [f"  {item}" if label is not None else item for item in listing]
+    return ["; ".join(clauses), *details]
 
 
-def _unfold(text: str) -> list[str]:
-    line, groups = _top_level(text)
-    return [line, *(part for g in groups for part in _split_top(g))]
+def _grows(clause: str) -> str | None:
+    """``rss`` for a clause "[leak: ]rss grows +1.0 MiB/run ...", else None."""
+    words = clause.split(": ", 1)[-1].split()
+    return words[0] if len(words) > 1 and words[1] == "grows" else None
 
 
 def headline(message: str) -> str:

@@ -50,6 +50,21 @@ class Runner:
         return self.pytester.runpytest_inprocess(*args)
 
     @staticmethod
+    def verdicts(result: pytest.RunResult, prefix: str = "memwatch ") -> list[list[str]]:
+        """Each failed verdict in the failure sections: its headline, then its detail lines."""
+        lines = result.stdout.lines
+        out: list[list[str]] = []
+        for i, line in enumerate(lines):
+            if line.startswith(prefix):
+                block = [line]
+                for rest in lines[i + 1 :]:
+                    if not rest.startswith("  "):
+                        break
+                    block.append(rest[2:])
+                out.append(block)
+        return out
+
+    @staticmethod
     def section(result: pytest.RunResult, title: str = "memwatch") -> list[str]:
         """Lines of the ``==== title ====`` summary section (empty when absent)."""
         lines = result.stdout.lines

@@ -30,12 +30,17 @@ def test_repeat_flags_the_leaky_test_and_passes_the_clean_one(
     result = runner.sub("test_small.py", "--memwatch-repeat")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["test_small.py M.*"])
-    leak_lines = [line for line in result.stdout.lines if line.startswith("memwatch leak:")]
-    assert len(leak_lines) == 1
-    # 64 KiB a run, give or take the allocator's few bytes of bookkeeping.
-    assert re.match(r"memwatch leak: malloc grows \+6[34]\.\d KiB/run \(95% CI ", leak_lines[0])
+    [leak] = runner.verdicts(result, "memwatch leak:")
+    # 64 KiB a run, give or take the allocator's few bytes of bookkeeping: a
+    # headline, the trend's interval and last runs below it.
+    assert re.fullmatch(
+        r"memwatch leak: malloc grows \+6[34]\.\d KiB/run(; .*)? over \d+ runs after 2 warmup",
+        leak[0],
+    ), leak
+    assert re.match(r"(malloc: )?95% CI \+6", leak[1]), leak
+    assert re.match(r"(malloc: )?last runs \+6", leak[2]), leak
     # A steady climb keeps being measured until the time budget is spent.
-    assert leak_lines[0].endswith(" after 2 warmup (still growing when the 1 s budget ran out)")
+    assert leak[-1] == "still growing when the 1 s budget ran out", leak
     attribution = runner.report_section(result, "test_leaky", "memwatch attribution")
     assert attribution, result.stdout.str()
     assert attribution[0].startswith("traced growth over 3 runs: ")
@@ -59,8 +64,9 @@ def test_repeat_with_explicit_counts_and_trace_depth(
     pytester.makepyfile(test_small=SMALL_SUITE)
     result = runner.sub("--memwatch-repeat=1:3", "--memwatch-trace=3")
     result.assert_outcomes(passed=1, failed=1)
-    [line] = [line for line in result.stdout.lines if line.startswith("memwatch leak:")]
-    assert line.endswith(" after 1 warmup (still growing when the 1 s budget ran out)")
+    [leak] = runner.verdicts(result, "memwatch leak:")
+    assert leak[0].endswith(" after 1 warmup"), leak
+    assert leak[-1] == "still growing when the 1 s budget ran out", leak
     attribution = runner.report_section(result, "test_leaky", "memwatch attribution")
     assert attribution[0].endswith("(tracemalloc, 3 frames)")
 

@@ -20,15 +20,23 @@ OPT_OUT = "To opt this test out: @pytest.mark.memwatch_skip(reason)."
 
 
 def failure_lines(result: pytest.RunResult) -> dict[str, str]:
-    """The memwatch failure line of each failed test, by test name."""
+    """The memwatch failure of each failed test, by test name: its headline and,
+    each on a line of its own below, its details (indented by two spaces)."""
     out: dict[str, str] = {}
     current = None
+    taking = False
     for line in result.stdout.lines:
         header = re.match(r"^_+ (\S+) _+$", line)
         if header:
             current = header.group(1)
+            taking = False
         elif current and line.startswith("memwatch ") and current not in out:
             out[current] = line
+            taking = True
+        elif taking and current and line.startswith("  "):
+            out[current] += "\n" + line
+        else:
+            taking = False
     return out
 
 
@@ -85,7 +93,7 @@ def test_every_kind_is_named_and_clean_tests_pass(
     result.assert_outcomes(passed=3, failed=4)
     lines = failure_lines(result)
     prefix = "memwatch resources: {} left behind after the test and its fixtures were torn down, "
-    wait = r"after waiting 1\.00 s: "
+    wait = r"after waiting 1\.00 s\n  "
     assert re.fullmatch(
         re.escape(prefix.format(1))
         + wait
@@ -103,8 +111,8 @@ def test_every_kind_is_named_and_clean_tests_pass(
     assert re.fullmatch(
         re.escape(prefix.format(4))
         + wait
-        + r"fd \d+ \(anon_inode:\[eventpoll\]\); socket fd \d+ \(unix .*\); "
-        r"socket fd \d+ \(unix .*\); asyncio task 'spinner' \(coroutine forever, "
+        + r"fd \d+ \(anon_inode:\[eventpoll\]\)\n  socket fd \d+ \(unix .*\)\n  "
+        r"socket fd \d+ \(unix .*\)\n  asyncio task 'spinner' \(coroutine forever, "
         r"defined at test_leaks\.py:18, waiting at test_leaks\.py:19\)",
         lines["test_leaves_a_task"],
     ), lines
@@ -189,17 +197,17 @@ def test_no_leaks_checks_resources_with_rules(pytester: pytest.Pytester, runner:
     result.assert_outcomes(passed=4, failed=2)
     lines = failure_lines(result)
     assert set(lines) == {"test_leaks_a_descriptor_per_run", "test_leaves_a_process"}
-    # One line: the trend already counts descriptors, so it names them itself.
+    # One verdict: the trend already counts descriptors, so it names them itself.
     assert re.fullmatch(
-        r"memwatch leak: .*; fds grows \+1\.0 fds/run .* over \d+ runs after 1 warmup"
-        r"( \(still growing [^)]*\))?; "
-        r"left behind by the measured runs: fd \d+ \(/dev/null\); .*",
+        r"memwatch leak: .*; fds grows \+1\.0 fds/run over \d+ runs after 1 warmup\n"
+        r".*\n  left behind by the measured runs:\n    fd \d+ \(/dev/null\)\n.*",
         lines["test_leaks_a_descriptor_per_run"],
+        re.S,
     ), lines
     # No trend counts processes: a resources verdict of its own, no waiting (grace 0).
     assert re.fullmatch(
         r"memwatch resources: 1 left behind after the test and its fixtures were torn "
-        r"down: process \d+ \(\S+ -c import time; time\.sleep\(60\)\)",
+        r"down\n  process \d+ \(\S+ -c import time; time\.sleep\(60\)\)",
         lines["test_leaves_a_process"],
     ), lines
     doc = json.loads((pytester.path / "r.json").read_text())
@@ -368,6 +376,9 @@ def test_a_module_scoped_loop_in_a_thread_is_not_charged_to_each_test(
     # The same line stands in the failure's section and in the short summary.
     lefts = {ln for ln in result.stdout.lines if ln.startswith("memwatch resources: ")}
     assert len(lefts) == 1, lefts
-    [left] = lefts
+    [left] = [block for block in runner.verdicts(result) if block[0] in lefts]
+    # Alike tasks are named once, with their count.
+    assert len(left) == len(set(left)), left
+    left = "\n".join(left)
     assert "asyncio task 'left-behind'" in left
     assert "'server'" not in left

@@ -73,8 +73,10 @@ def test_leak_fails_with_its_rate_and_sawtooth_passes(
     out = result.stdout.str()
     # The failure states the rate, its interval and the limit.
     result.stdout.re_match_lines([
-        r"FAILED test_soaks.py::test_leaky - soak: rss grows \+[0-9.]+ GiB/h \(95% CI .*",
+        r"FAILED test_soaks.py::test_leaky - soak: rss grows \+[0-9.]+ GiB/h over .*",
     ])
+    [soak] = runner.verdicts(result, "memwatch soak:")
+    assert soak[1].startswith("95% CI +"), soak
     # Reported as a memory verdict, like max_growth's: "M" and "FAILED (memwatch)".
     # (The soak progress lines interleave with the status letters.)
     assert "M" in [line.strip()[-1:] for line in result.stdout.lines if line.strip()]
@@ -91,7 +93,11 @@ def test_leak_fails_with_its_rate_and_sawtooth_passes(
         "after the 0.3s warmup and is still climbing; with no max_growth_rate any steady "
         'climb fails (allow some with max_growth_rate="1 MiB/h")'
     )
-    assert f"memwatch {verdict['message']}" in out
+    # The failure section: the message as a headline with its details below.
+    from pytest_memwatch.verdicts import message_lines
+
+    head, *details = message_lines(verdict["message"])
+    assert f"memwatch {head}\n" + "".join(f"  {d}\n" for d in details) in out
     data = leaky["soak"]
     assert (data["duration_s"], data["interval_s"], data["warmup_s"]) == (3.0, 0.05, 0.3)
     assert data["complete"] is True and data["plateau"] is False and data["limit_rate"] is None

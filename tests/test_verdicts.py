@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pytest_memwatch.probes import Sample
 from pytest_memwatch.verdicts import (
@@ -477,3 +479,49 @@ def test_a_clean_screen_is_the_verdict_and_growth_goes_on_in_exact_mode() -> Non
     assert verdict.details["screened"] == 5
     assert len(plan.deltas("blocks") or []) == plan.count - 2 - 1
     assert plan.collect_before is False
+
+
+# -- messages as a headline and details ------------------------------------------------
+
+LONG_LEAK = (
+    "leak: rss grows +1.0 MiB/run (95% CI +1.0 MiB..+1.0 MiB; last runs +1.0 MiB, +1.0 MiB); "
+    "blocks grows +32.0 blocks/run (95% CI +32.0 blocks..+32.0 blocks; last runs +32.0 blocks, "
+    "+32.0 blocks) over 6 runs after 2 warmup (still growing when the 1 s budget ran out); "
+    "left behind by the measured runs: fd 5 (/dev/null); fd 6 (/dev/null)"
+)
+
+
+def test_a_long_message_is_a_headline_with_details() -> None:
+    from pytest_memwatch.verdicts import headline, message_lines
+
+    assert message_lines(LONG_LEAK) == [
+        "leak: rss grows +1.0 MiB/run; blocks grows +32.0 blocks/run over 6 runs after 2 warmup",
+        "rss: 95% CI +1.0 MiB..+1.0 MiB",
+        "rss: last runs +1.0 MiB, +1.0 MiB",
+        "blocks: 95% CI +32.0 blocks..+32.0 blocks",
+        "blocks: last runs +32.0 blocks, +32.0 blocks",
+        "still growing when the 1 s budget ran out",
+        "left behind by the measured runs:",
+        "  fd 5 (/dev/null)",
+        "  fd 6 (/dev/null)",
+    ]
+    assert headline(LONG_LEAK) == message_lines(LONG_LEAK)[0]
+    assert message_lines("max_growth: 1.0 MiB left behind per call") == [
+        "max_growth: 1.0 MiB left behind per call"
+    ]
+
+
+@given(
+    st.lists(
+        st.text(alphabet="ab (;):'x", min_size=1, max_size=30), min_size=1, max_size=8
+    ).map("; ".join)
+)
+def test_message_lines_never_lose_a_word(message: str) -> None:
+    from pytest_memwatch.verdicts import message_lines
+
+    lines = message_lines(message, width=10)
+    assert lines
+    # Nothing is lost: every letter of the message is in some line, as often.
+    assert sorted(c for c in message if c.isalpha()) == sorted(
+        c for line in lines for c in line if c.isalpha()
+    ), (message, lines)
