@@ -35,6 +35,7 @@ from pytest_memwatch.report_json import (
     merge_documents,
     read_json_stream,
 )
+from pytest_memwatch.units import plural
 
 PROG = "memwatch"  # the console script; ``python -m pytest_memwatch`` names itself
 OK, REGRESSION, ERROR = 0, 1, 2
@@ -96,8 +97,8 @@ def cmd_merge(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     _write(args.output, iter_dumps(merged), "merged results", out)
     totals = merged["totals"]
     print(
-        f"{len(merged['shards'])} shards, {totals['tests']} tests, "
-        f"{totals['failed_verdicts']} failed verdicts",
+        f"{plural(len(merged['shards']), 'shard')}, {plural(totals['tests'], 'test')}, "
+        f"{plural(totals['failed_verdicts'], 'failed verdict')}",
         file=out,
     )
     return OK

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from pytest_memwatch.results import growth_bytes, is_measured, run_deltas
-from pytest_memwatch.units import format_size
+from pytest_memwatch.units import format_size, plural
 from pytest_memwatch.verdicts import headline
 
 
@@ -217,4 +217,4 @@ class _Time:
 
 
 def _tests(count: int) -> str:
-    return f"{count} test" if count == 1 else f"{count} tests"
+    return plural(count, "test")

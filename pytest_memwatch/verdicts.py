@@ -33,7 +33,7 @@ from typing import Any
 
 from pytest_memwatch.probes import METRICS, Sample, bytes_metric
 from pytest_memwatch.stats import Trend, cumulative, median, theil_sen
-from pytest_memwatch.units import format_size
+from pytest_memwatch.units import format_size, plural
 
 # Per-run growth that counts as "grew" for each metric. Blocks, fds and
 # threads are exact counters. malloc bytes are exact too, but glibc's tcache
@@ -466,18 +466,21 @@ class RepeatPlan:
                 spent = (
                     f"the {format_duration(budget)} budget ran out"
                     if self.stopped == "budget" and budget is not None
-                    else f"the limit of {self.max_runs} runs was reached"
+                    else f"the limit of {plural(self.max_runs, 'run')} was reached"
                 )
                 return Verdict(
                     "leak",
                     source,
                     True,
-                    f"no verdict: {', '.join(unsettled)} still changing after {n} runs when "
+                    f"no verdict: {', '.join(unsettled)} still changing after "
+                    f"{plural(n, 'run')} when "
                     f"{spent}; give it more time (--memwatch-repeat-budget) to decide",
                     metric=unsettled[0],
                     details=details,
                 )
-            return Verdict("leak", source, True, f"no growth trend over {n} runs", details=details)
+            return Verdict(
+                "leak", source, True, f"no growth trend over {plural(n, 'run')}", details=details
+            )
         # Report the most telling metric first: bytes before blocks before resources.
         order = ["malloc", "rss", "blocks", "fds", "threads"]
         first = sorted(leaking, key=lambda m: order.index(m) if m in order else 99)[0]
@@ -490,7 +493,10 @@ class RepeatPlan:
                 f"(95% CI {_fmt(m, t.low)}..{_fmt(m, t.high)}; "
                 f"last runs {', '.join(_fmt(m, x) for x in window)})"
             )
-        msg = f"leak: {'; '.join(parts)} over {n} runs after {self.requested_warmup} warmup"
+        msg = (
+            f"leak: {'; '.join(parts)} over {plural(n, 'run')} "
+            f"after {self.requested_warmup} warmup"
+        )
         if self.stopped == "budget" and budget is not None:
             msg += f" (still growing when the {format_duration(budget)} budget ran out)"
         elif self.stopped == "cap":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import Runner
@@ -244,3 +245,29 @@ def test_unmeasured_and_skipped_tests_are_in_the_results(
     # The status the page's "not measured" filter selects on.
     none = {t["nodeid"].split("::")[1] for t in doc["tests"] if verdict_status(t) == "none"}
     assert none == {k for k, v in why.items() if v is not None}
+
+
+SAMPLE = {"t": 0.0, "rss": 1, "malloc": 1, "blocks": 1, "gc_objects": 1, "fds": 1, "threads": 1}
+
+
+def test_one_test_is_never_tests(tmp_path: Path) -> None:
+    from pytest_memwatch.report_html import render_report
+    from pytest_memwatch.results import Results, RunMeta, TestResult
+
+    doc = Results(
+        RunMeta(plugin_version="0", pytest_version="9"),
+        [TestResult("t.py::test_a", before=SAMPLE, after=SAMPLE, growth={"rss": 0})],
+    ).to_dict()
+    assert "No memory verdict failed (1 test measured)" in render_report(doc)
+    # The merge command counts alike.
+    import io
+
+    from pytest_memwatch.cli import main
+
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(doc))
+    out = io.StringIO()
+    assert (
+        main(["merge", str(path), "-o", str(tmp_path / "m.json")], out=out, err=io.StringIO()) == 0
+    )
+    assert out.getvalue().splitlines()[-1] == "1 shard, 1 test, 0 failed verdicts"
