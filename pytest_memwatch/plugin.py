@@ -275,8 +275,10 @@ class UnmeasuredTests:
     tests still running are kept here, and only a flag and an outcome each.
     """
 
-    def __init__(self, state: SessionState) -> None:
+    def __init__(self, state: SessionState, *, loadgroup: bool = False) -> None:
         self.state = state
+        # xdist's --dist loadgroup appends "@group" to the ids the controller sees.
+        self.loadgroup = loadgroup
         # node id -> [measured, outcome, duration, setup failed]
         self.running: dict[str, list[Any]] = {}
 
@@ -304,7 +306,7 @@ class UnmeasuredTests:
         gateway = getattr(getattr(report, "node", None), "gateway", None)
         self.state.record(
             TestResult(
-                nodeid=report.nodeid,
+                nodeid=report.nodeid.rsplit("@", 1)[0] if self.loadgroup else report.nodeid,
                 outcome=outcome,
                 worker=getattr(gateway, "id", None),
                 duration_s=duration,
@@ -495,7 +497,8 @@ def pytest_configure(config: pytest.Config) -> None:
     s = settings
     if state.is_controller and (s.json or s.html or s.save or s.compare is not None):
         # The results document lists every test, measured or not (docs/results.md).
-        pm.register(UnmeasuredTests(state), "memwatch-unmeasured")
+        loadgroup = config.getoption("dist", None) == "loadgroup"
+        pm.register(UnmeasuredTests(state, loadgroup=loadgroup), "memwatch-unmeasured")
     if pm.hasplugin("xdist") or pm.hasplugin("xdist.plugin"):
         # Imported only here: with -p no:xdist (or without xdist) nothing of it loads.
         from pytest_memwatch import xdist as memwatch_xdist

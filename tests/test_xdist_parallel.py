@@ -125,7 +125,12 @@ def test_parallel_runs_report_what_the_serial_run_reports(suite: pytest.Pytester
         assert run_meta["workers"] == 2
         assert sorted(run_meta["worker_info"]) == ["gw0", "gw1"]
         infos = run_meta["worker_info"].values()
-        assert sum(i["measured"] for i in infos) == len(expected)
+        measured = {t["nodeid"] for t in doc["tests"] if t.get("not_measured") is None}
+        assert sum(i["measured"] for i in infos) == len(measured) == doc["totals"]["measured"]
+        # The test that opted out is in the results too, with why (the controller adds it).
+        assert {t["nodeid"]: t["not_measured"] for t in doc["tests"] if "not_measured" in t} == {
+            n: "memwatch_skip" for n in expected.keys() - measured
+        }, dist
         assert len({i["pid"] for i in infos}) == 2
         assert {t["worker"] for t in doc["tests"]} <= {"gw0", "gw1"}
         per_worker = doc["totals"]["by_worker"]
