@@ -625,9 +625,13 @@ def _split_top(text: str, sep: str = "; ") -> list[str]:
     i = 0
     while i < len(text):
         ch = text[i]
+        # A quote opens and closes at a word's edge: "harness's" is no quote.
+        before = text[i - 1] if i else " "
+        after = text[i + 1] if i + 1 < len(text) else " "
         if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "'\"":
+            if ch == quote and not after.isalnum():
+                quote = ""
+        elif ch in "'\"" and not before.isalnum():
             quote = ch
         elif ch in "([{":
             depth += 1

@@ -525,3 +525,22 @@ def test_message_lines_never_lose_a_word(message: str) -> None:
     assert sorted(c for c in message if c.isalpha()) == sorted(
         c for line in lines for c in line if c.isalpha()
     ), (message, lines)
+
+
+def test_an_apostrophe_is_not_a_quote() -> None:
+    from pytest_memwatch.verdicts import message_lines
+
+    message = (
+        "leak: fds grows +1.0 fds/run (95% CI +1.0 fds..+1.0 fds; last runs +1.0 fds, +1.0 fds) "
+        "over 72 runs after 1 warmup (still growing past the harness's growth cap); "
+        "left behind by the measured runs: fd 19 (/dev/null); file '/tmp/a; b'"
+    )
+    assert message_lines(message) == [
+        "leak: fds grows +1.0 fds/run over 72 runs after 1 warmup",
+        "95% CI +1.0 fds..+1.0 fds",
+        "last runs +1.0 fds, +1.0 fds",
+        "still growing past the harness's growth cap",
+        "left behind by the measured runs:",
+        "  fd 19 (/dev/null)",
+        "  file '/tmp/a; b'",
+    ]
