@@ -397,6 +397,7 @@ class RepeatPlan:
 
     def _states(self) -> dict[str, tuple[str, Trend | None]]:
         out: dict[str, tuple[str, Trend | None]] = {}
+        rss_every = True
         for metric in self.metrics:
             d = self.deltas(metric)
             if not d:
@@ -427,6 +428,19 @@ class RepeatPlan:
                 out[metric] = ("changing", trend)
             else:
                 out[metric] = ("clean", trend)
+            if metric == "rss" and not every:
+                rss_every = False
+        if (
+            self._timed
+            and out.get("rss", ("", None))[0] == "suspect"
+            and not rss_every
+            and all(out.get(m, ("", None))[0] == "clean" for m in ("blocks", "malloc"))
+        ):
+            # Pages kept in steps while no block and no malloc byte stays: the
+            # allocators hold on to freed memory (a test churning many MiB
+            # leaves an arena behind now and then). Worth more runs, not a
+            # verdict, when the exact counters both read clean.
+            out["rss"] = ("changing", out["rss"][1])
         return out
 
     @property

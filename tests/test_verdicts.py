@@ -544,3 +544,30 @@ def test_an_apostrophe_is_not_a_quote() -> None:
         "  fd 19 (/dev/null)",
         "  file '/tmp/a; b'",
     ]
+
+
+def test_rss_kept_in_steps_while_the_exact_counters_are_clean_is_no_verdict() -> None:
+    # Measured on CPython 3.12 (boltons' test_toggle_gc_postcollect, which
+    # churns two million dicts a run): RSS kept 1 MiB every other run over the
+    # 10 runs judged, with no block and no malloc byte left. Under a budget
+    # that asks for more runs.
+    step = 1024 * 1024
+
+    def judged(fn: Step, budget: float | None) -> Verdict:
+        plan = RepeatPlan(2, 10, budget=budget, clock=FakeClock(0.01))
+        return drive(plan, fn).leak_verdict()
+
+    def arenas(i: int) -> dict[str, int]:
+        return {"rss": step if i % 2 else 0}
+
+    verdict = judged(arenas, 0.001)
+    assert verdict.passed, verdict.message
+    assert verdict.details["inconclusive"] is True
+    assert verdict.details["metrics"]["rss"]["state"] == "changing"
+    # Without a budget the staircase decides, as before.
+    assert not judged(arenas, None).passed
+    # RSS growing on every run is a leak whatever the counters say.
+    every = judged(lambda i: {"rss": step}, 0.001)
+    assert not every.passed and "rss grows" in every.message
+    # And with blocks kept alongside, the steps are a leak.
+    assert not judged(lambda i: {"rss": step, "blocks": 3} if i % 2 else {}, 0.001).passed
