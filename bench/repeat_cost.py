@@ -11,6 +11,12 @@ in a shuffled order and in fresh processes:
 - ``plain``: plain pytest;
 - ``repeat``: ``--memwatch-repeat`` (default 2 warmup + 5 runs) with ``--memwatch-trace=0``.
 
+With ``--subtests K`` every generated test has K subtests instead (half with
+pytest's ``subtests`` fixture, half a ``unittest.TestCase`` with
+``self.subTest``): a repeated test must report its subtests once and keep
+none from its earlier runs, so the ratio stays that of plain tests and no test
+fails. Each mode's failed tests are counted (all must pass: the suite is clean).
+
 Costs are CPU seconds of the child process (user + system), so other load on
 the machine changes them little. The table gives, per mode, the median cost
 over rounds after subtracting ``collect``, and the ratio of repeat to
@@ -18,7 +24,7 @@ over rounds after subtracting ``collect``, and the ratio of repeat to
 running the test that many times costs; the harness's readings, collections
 and verdicts are the rest. The ratio is taken within each round (paired).
 
-    python bench/repeat_cost.py [--tests 300] [--heap 200000] [--rounds 3]
+    python bench/repeat_cost.py [--tests 300] [--heap 200000] [--rounds 3] [--subtests 15]
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import resource
 import statistics
 import subprocess
@@ -78,8 +85,43 @@ class TestCase(unittest.TestCase):
 """
 
 
-def make_suite(root: Path, tests: int, heap: int) -> None:
+SUBTESTS_MODULE = """
+import unittest
+
+
+{funcs}
+
+
+class TestCase(unittest.TestCase):
+{methods}
+"""
+
+
+def make_subtests_suite(root: Path, tests: int, subtests: int) -> None:
+    per_module = 50
+    for m in range(max(1, tests // per_module)):
+        funcs = "\n\n".join(
+            f"def test_f{m}_{i}(subtests):\n"
+            f"    for k in range({subtests}):\n"
+            f"        with subtests.test(k=k):\n"
+            f"            assert [k] * 3 == [k, k, k]\n"
+            for i in range(per_module // 2)
+        )
+        methods = "\n".join(
+            f"    def test_m{i}(self):\n"
+            f"        for k in range({subtests}):\n"
+            f"            with self.subTest(k=k):\n"
+            f"                self.assertEqual(str(k), f'{{k}}')\n"
+            for i in range(per_module - per_module // 2)
+        )
+        (root / f"test_s{m}.py").write_text(SUBTESTS_MODULE.format(funcs=funcs, methods=methods))
+
+
+def make_suite(root: Path, tests: int, heap: int, subtests: int = 0) -> None:
     (root / "conftest.py").write_text(CONFTEST.format(heap=heap))
+    if subtests:
+        make_subtests_suite(root, tests, subtests)
+        return
     per_module = 50
     for m in range(max(1, tests // per_module)):
         funcs = "\n\n".join(
@@ -88,12 +130,21 @@ def make_suite(root: Path, tests: int, heap: int) -> None:
         (root / f"test_m{m}.py").write_text(MODULE.format(funcs=funcs, params=per_module - 33))
 
 
-def cpu_of(cmd: list[str], cwd: Path) -> float:
+FAILED: dict[str, int] = {}
+
+
+def cpu_of(cmd: list[str], cwd: Path, mode: str = "") -> float:
+    """CPU seconds of one run; its failed tests are kept in FAILED[mode] (the latest run's)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode not in (0,):
+    # 1: tests failed (a memory verdict on a clean suite): counted, not fatal,
+    # so a run that flags clean tests still gets its cost measured.
+    if proc.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}")
+    last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    failed = re.search(r"(\d+) failed", last)
+    FAILED[mode] = int(failed[1]) if failed else 0
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
@@ -103,6 +154,8 @@ def main() -> int:
     ap.add_argument("--heap", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeat", default="2:5")
+    ap.add_argument("--subtests", type=int, default=0, metavar="K",
+                    help="give every test K subtests (default: plain tests)")
     args = ap.parse_args()
     warmup, runs = (int(x) for x in args.repeat.split(":"))
     base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts="]
@@ -114,7 +167,7 @@ def main() -> int:
     costs: dict[str, list[float]] = {m: [] for m in modes}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        make_suite(root, args.tests, args.heap)
+        make_suite(root, args.tests, args.heap, args.subtests)
         n = int(subprocess.run([*base, "--collect-only"], cwd=root, capture_output=True,
                                text=True).stdout.strip().splitlines()[-1].split()[0])
         cpu_of(modes["plain"], root)  # warm-up: bytecode written, caches warm
@@ -122,18 +175,19 @@ def main() -> int:
             order = list(modes)
             random.shuffle(order)
             for mode in order:
-                costs[mode].append(cpu_of(modes[mode], root))
+                costs[mode].append(cpu_of(modes[mode], root, mode))
     plain = [p - c for p, c in zip(costs["plain"], costs["collect"], strict=True)]
     rep = [r - c for r, c in zip(costs["repeat"], costs["collect"], strict=True)]
     ratios = [r / ((warmup + runs) * p) for r, p in zip(rep, plain, strict=True)]
-    print(f"Synthetic suite: {n} tests, long-lived heap of ~{args.heap} objects, "
+    kind = f" with {args.subtests} subtests each" if args.subtests else ""
+    print(f"Synthetic suite: {n} tests{kind}, long-lived heap of ~{args.heap} objects, "
           f"--memwatch-repeat={args.repeat}, {args.rounds} rounds, "
           f"Python {sys.version.split()[0]}; CPU seconds after collection\n")
-    print(f"{'mode':<10} {'median s':>9} {'per test ms':>12}")
+    print(f"{'mode':<10} {'median s':>9} {'per test ms':>12} {'failed':>7}")
     for name, vals in (("collect", costs["collect"]), ("plain", plain), ("repeat", rep)):
         med = statistics.median(vals)
-        print(f"{name:<10} {med:>9.2f} {1000 * med / n:>12.2f}"
-              if name != "collect" else f"{name:<10} {med:>9.2f} {'':>12}")
+        print(f"{name:<10} {med:>9.2f} {1000 * med / n:>12.2f} {FAILED[name]:>7}"
+              if name != "collect" else f"{name:<10} {med:>9.2f} {'':>12} {'':>7}")
     print(f"\nrepeat / plain: {statistics.median(rep) / statistics.median(plain):.1f}x   "
           f"repeat / ((warmup+runs) x plain): median {statistics.median(ratios):.2f} "
           f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)})")

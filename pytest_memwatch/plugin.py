@@ -658,18 +658,109 @@ def _xfail_takes_any_failure(item: pytest.Item) -> bool:
 
 
 def _run(
-    item: pytest.Item, m: ItemMeasure, nextitem: Any, state: SessionState
+    item: pytest.Item, m: ItemMeasure, nextitem: Any, state: SessionState, held: _HeldReports
 ) -> tuple[list[pytest.TestReport], RunMeasure | None]:
     m.last = None
     _forget_previous_run(item)
+    # Before the before-reading: the previous run's subtest reports are gone
+    # from both readings, and each after-reading holds one run's.
+    held.clear()
     # The before-reading is due at the first function-scoped fixture, or at
     # the end of setup (see MeasuredTests).
     state.pending = (item, m)
     try:
-        reports = runtestprotocol(item, nextitem=nextitem, log=False)
+        with _holding_reports(item, held):
+            reports = runtestprotocol(item, nextitem=nextitem, log=False)
     finally:
         state.pending = None
     return reports, m.last
+
+
+class _HeldReports:
+    """The reports logged while a measured run is in progress: its subtests'.
+
+    pytest's ``subtests`` fixture, the pytest-subtests plugin and pytest's
+    unittest support (``self.subTest``) log a report per subtest as it ends,
+    and every listener keeps it: the terminal reporter's statistics, JUnit XML,
+    pytest-xdist, which sends it to the controller. Logged again by every run of
+    a repeated test, they would multiply the subtests in the summary and grow
+    the heap run after run, which reads as a leak and makes each full collection
+    slower than the last. So they are held while the run is in progress and only
+    the last run's are logged (:meth:`replay`), in order with its phase reports.
+
+    A failing report ends the holding: what was held and the failure are logged
+    at once, as pytest would (``-x`` stops at the first failing subtest,
+    ``--pdb`` opens at it), and the run counts as failed (``failed``), so no
+    further run is made and none is judged.
+    """
+
+    __slots__ = ("failed", "reports")
+
+    def __init__(self) -> None:
+        self.reports: list[pytest.TestReport] = []
+        self.failed = False
+
+    def clear(self) -> None:
+        self.reports.clear()
+        self.failed = False
+
+    def log(self, relay: Any, *, report: pytest.TestReport) -> None:
+        if not self.failed and not report.failed:
+            self.reports.append(report)
+            return
+        if not self.failed:
+            self.failed = True
+            self.replay(relay)
+        relay.pytest_runtest_logreport(report=report)
+
+    def replay(self, relay: Any) -> None:
+        """Log the held reports through the real hook, and hold none."""
+        reports, self.reports = self.reports, []
+        for rep in reports:
+            relay.pytest_runtest_logreport(report=rep)
+
+
+class _HoldingRelay:
+    """A hook relay that hands ``pytest_runtest_logreport`` to :class:`_HeldReports`."""
+
+    __slots__ = ("_held", "_relay")
+
+    def __init__(self, relay: Any, held: _HeldReports) -> None:
+        self._relay = relay
+        self._held = held
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "pytest_runtest_logreport":
+            return functools.partial(self._held.log, self._relay)
+        return getattr(self._relay, name)
+
+
+@contextlib.contextmanager
+def _holding_reports(item: pytest.Item, held: _HeldReports) -> Generator[None]:
+    """Route the reports logged through ``item.ihook`` during a run to ``held``.
+
+    Subtests log through ``item.ihook`` (the fixture takes it at set-up, the
+    unittest support at each subtest), which pytest resolves through
+    ``Session.gethookproxy`` at every access: replacing that method on the
+    session for the run reaches every subtest implementation without touching
+    one. Checked on pytest 8.0.2 (with pytest-subtests 0.15) and 9.2.0.
+    """
+    session = item.session
+    mine = vars(session)
+    had = mine.get("gethookproxy")
+    real = session.gethookproxy
+
+    def gethookproxy(fspath: os.PathLike[str]) -> Any:
+        return _HoldingRelay(real(fspath), held)
+
+    mine["gethookproxy"] = gethookproxy
+    try:
+        yield
+    finally:
+        if had is None:
+            del mine["gethookproxy"]
+        else:
+            mine["gethookproxy"] = had
 
 
 def _forget_previous_run(item: pytest.Item) -> None:
@@ -839,8 +930,9 @@ def _protocol(
     last: RunMeasure | None = None
     keep: _KeepCollectors | None = None
     kept = False
+    held = _HeldReports()
     if plan is None:
-        reports, last = _run(item, m, nextitem, state)
+        reports, last = _run(item, m, nextitem, state, held)
     else:
         keep = _KeepCollectors(item)
         kept = True
@@ -848,8 +940,8 @@ def _protocol(
         while plan.wants_more():
             _remove_previous_tmp_path(m)
             # Rebinding, not appending: per-run objects kept here would be measured.
-            reports, last = _run(item, m, keep, state)
-            if last is None or not _passed(reports):
+            reports, last = _run(item, m, keep, state, held)
+            if last is None or held.failed or not _passed(reports):
                 break
         # The last run's directory stays, as pytest leaves it for a test run once.
         m.tmp_dir = None
@@ -858,7 +950,7 @@ def _protocol(
     found = _finish_resources(m, state, spec)
     duration = time.perf_counter() - start
     # Plain measuring (no marker, no budget) has nothing to judge.
-    judged = m.clear and _passed(reports) and bool(measures)
+    judged = m.clear and not held.failed and _passed(reports) and bool(measures)
     verdicts = judge(spec, measures, plan, state.measurer, found) if judged else []
     failed = [v for v in verdicts if not v.passed]
     attribution = None
@@ -903,11 +995,14 @@ def _protocol(
         # their reports instead (pytest_memwatch.xdist).
         state.record(data if data is not None else result.to_dict())
     for rep in reports:
+        if rep.when == "call":
+            held.replay(ihook)  # the subtests, in their place before the call's report
         ihook.pytest_runtest_logreport(report=rep)
         # The payload rides on the report while it is logged (for plugins,
         # conftests and xdist, which sends it then); pytest's terminal reporter
         # keeps every report to the end, and would keep every result with it.
         rep.__dict__.pop("memwatch", None)
+    held.replay(ihook)
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     m.last = None
 
@@ -967,11 +1062,16 @@ def _attribute(
     """Explain a failed verdict; never raises (a broken explanation must not stop the session)."""
     from pytest_memwatch import attribution
 
+    held = _HeldReports()
+
     def run_once() -> None:
         # As _run: no reading is pending, so the reruns take none and never
-        # freeze the heap; what pytest keeps per run on the item is dropped.
+        # freeze the heap; what pytest keeps per run on the item is dropped,
+        # and the subtests the reruns report are not logged again.
         _forget_previous_run(item)
-        runtestprotocol(item, nextitem=keep, log=False)  # type: ignore[arg-type]
+        held.clear()
+        with _holding_reports(item, held):
+            runtestprotocol(item, nextitem=keep, log=False)  # type: ignore[arg-type]
         _drop_finished_dependents(item, m)
 
     frames = state.settings.trace
