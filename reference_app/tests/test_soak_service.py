@@ -163,8 +163,8 @@ def loaded_service(
             # the malloc arenas of the server's threads reach their working
             # size: measured with the clients in another process, the
             # server's RSS rises about 1 MiB over the first minute of load
-            # and then stays within a few hundred KiB, with malloc's in-use
-            # bytes and Python's allocated blocks flat throughout.
+            # and then stays within a few hundred KiB (and within tens of
+            # KiB once cyclic garbage is collected before each sample).
             clients.warm_up(passes=2)
             yield running, clients
         finally:
