@@ -376,7 +376,10 @@ def test_a_module_scoped_loop_in_a_thread_is_not_charged_to_each_test(
     # The same line stands in the failure's section and in the short summary.
     lefts = {ln for ln in result.stdout.lines if ln.startswith("memwatch resources: ")}
     assert len(lefts) == 1, lefts
-    [left] = [block for block in runner.verdicts(result) if block[0] in lefts]
+    blocks = [block for block in runner.verdicts(result) if block[0] in lefts]
+    # Once in the failure's section, and again under it in the short summary.
+    assert blocks and all(block == blocks[0] for block in blocks), blocks
+    left = blocks[0]
     # Alike tasks are named once, with their count.
     assert len(left) == len(set(left)), left
     left = "\n".join(left)
