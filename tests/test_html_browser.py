@@ -10,13 +10,13 @@ reason when either is missing, unless ``MEMWATCH_REQUIRE_BROWSER`` is set
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _browser import launch
 from _reports_sample import XSS_ID, KiB, MiB, big_doc, sample_doc, small_doc
 
 from pytest_memwatch.baselines import SavedRun
@@ -24,29 +24,12 @@ from pytest_memwatch.report_html import render_history, render_report
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = os.environ.get("MEMWATCH_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("MEMWATCH_REQUIRE_BROWSER"):
-        pytest.fail(f"{reason}, and MEMWATCH_REQUIRE_BROWSER is set", pytrace=False)
-    pytest.skip(f"{reason}; install it (apt-get install -y chromium) to run the browser tests")
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        _unavailable(f"chromium is not installed at {CHROMIUM}")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright package is not installed")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with launch() as b:
         yield b
-        b.close()
 
 
 @dataclass
