@@ -4,7 +4,7 @@
 Each case runs in a fresh interpreter: it builds a heap of N live objects the
 collector tracks (lists of one int, so the heap is the N objects and nothing
 else), defines a "test" that leaks, runs it once (the failed run), and then
-times ``pytest_memwatch.attribution.attribute`` on it. Extra peak memory is the
+times ``pytest_memwatch.engine.attribution.attribute`` on it. Extra peak memory is the
 highest RSS during attribution (sampled every 2 ms from /proc/self/statm)
 minus RSS just before it.
 
@@ -43,7 +43,7 @@ if {module!r}:
     attribution = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(attribution)
 else:
-    from pytest_memwatch import attribution
+    from pytest_memwatch.engine import attribution
 
 HEAP = [[i] for i in range({heap})]
 KEEP = []

@@ -91,7 +91,8 @@ CASE = """
 # per-test measuring from inside the pytest process, and writes a summary.
 PROBE_COST_PLUGIN = """
 import json, os, time
-from pytest_memwatch import engine, probes
+from pytest_memwatch import engine
+from pytest_memwatch.base import probes
 
 # Medians of wall time per reading (robust to the odd preemption on a shared
 # machine); totals in CPU time of the thread, which preemption does not inflate.

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from pytest_memwatch.base.version import __version__
 
 # The public names are imported on first use (PEP 562), so ``import
 # pytest_memwatch`` (and the pytest plugin, when inactive) does not load the
@@ -29,10 +29,10 @@ _EXPORTS = {
     "stop_memory_monitoring": "pytest_memwatch.api",
     "LeakCheck": "pytest_memwatch.fixture",
     "MemwatchHandle": "pytest_memwatch.fixture",
-    "format_size": "pytest_memwatch.units",
-    "parse_duration": "pytest_memwatch.units",
-    "parse_rate": "pytest_memwatch.units",
-    "parse_size": "pytest_memwatch.units",
+    "format_size": "pytest_memwatch.base.units",
+    "parse_duration": "pytest_memwatch.base.units",
+    "parse_rate": "pytest_memwatch.base.units",
+    "parse_size": "pytest_memwatch.base.units",
 }
 
 if TYPE_CHECKING:
@@ -45,8 +45,8 @@ if TYPE_CHECKING:
         start_memory_monitoring,
         stop_memory_monitoring,
     )
+    from pytest_memwatch.base.units import format_size, parse_duration, parse_rate, parse_size
     from pytest_memwatch.fixture import LeakCheck, MemwatchHandle
-    from pytest_memwatch.units import format_size, parse_duration, parse_rate, parse_size
 
 
 def __getattr__(name: str) -> Any:

@@ -28,10 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
-from pytest_memwatch.limits import MAX_DURATION, check_count, short_repr
-from pytest_memwatch.probes import Sample, bytes_metric, get_prober
-from pytest_memwatch.stats import theil_sen
-from pytest_memwatch.units import format_size, parse_size
+from pytest_memwatch.base.limits import MAX_DURATION, check_count, short_repr
+from pytest_memwatch.base.probes import Sample, bytes_metric, get_prober
+from pytest_memwatch.base.stats import theil_sen
+from pytest_memwatch.base.units import format_size, parse_size
 
 log = logging.getLogger("pytest_memwatch")
 P = ParamSpec("P")

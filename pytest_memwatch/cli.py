@@ -14,7 +14,7 @@ that cannot be written. On an error nothing is written: every output goes to
 a temporary file that replaces the target only once complete.
 
 ``report``, ``merge`` and ``compare`` read results files as a stream
-(:func:`pytest_memwatch.report_json.load_results_stream`) and write their
+(:func:`pytest_memwatch.reports.results_file.load_results_stream`) and write their
 outputs in pieces, so a file of 50 000 tests is never held whole in memory.
 """
 
@@ -26,16 +26,17 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from pytest_memwatch.compare import compare_docs, machine_warnings, parse_tolerance
-from pytest_memwatch.report_json import (
+from pytest_memwatch.base.files import atomic_write
+from pytest_memwatch.base.units import plural
+from pytest_memwatch.config.tolerances import parse_tolerance
+from pytest_memwatch.reports.compare import compare_docs, machine_warnings
+from pytest_memwatch.reports.results_file import (
     ResultsError,
-    atomic_write,
     iter_dumps,
     load_results_stream,
     merge_documents,
     read_json_stream,
 )
-from pytest_memwatch.units import plural
 
 PROG = "memwatch"  # the console script; ``python -m pytest_memwatch`` names itself
 OK, REGRESSION, ERROR = 0, 1, 2
@@ -74,7 +75,7 @@ def _load(path: str) -> dict[str, Any]:
 
 
 def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from pytest_memwatch.report_html import iter_report
+    from pytest_memwatch.reports.html import iter_report
 
     doc = _load(args.results)
     _write(args.output, iter_report(doc, title=args.title), "HTML report", out)
@@ -115,23 +116,26 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"memwatch: warning: {warning}", file=err)
     comparison = compare_docs(old, new, args.fail, baseline={"label": args.old, "path": args.old})
     if args.html:
-        from pytest_memwatch.report_html import iter_report
+        from pytest_memwatch.reports.html import iter_report
 
-        _write(args.html, iter_report({**new, "comparison": comparison.to_dict()}),
-               "HTML report", err)
+        _write(
+            args.html, iter_report({**new, "comparison": comparison.to_dict()}), "HTML report", err
+        )
     for line in comparison.table(None if args.all else 10):
         print(line, file=out)
     return REGRESSION if comparison.regressions else OK
 
 
 def cmd_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from pytest_memwatch.baselines import load_history
-    from pytest_memwatch.report_html import render_history
+    from pytest_memwatch.reports.baselines import load_history
+    from pytest_memwatch.reports.html import render_history
 
     path = Path(args.storage)
     if not path.is_dir():
-        raise CliError(f"{args.storage}: no such directory (give the --memwatch-storage "
-                       "directory, e.g. .memwatch)")
+        raise CliError(
+            f"{args.storage}: no such directory (give the --memwatch-storage "
+            "directory, e.g. .memwatch)"
+        )
     try:
         grouped, problems = load_history(path)
     except OSError as exc:
@@ -142,14 +146,16 @@ def cmd_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         grouped = {m: r for m, r in grouped.items() if m == args.machine}
     if not grouped:
         which = f" for machine {args.machine}" if args.machine else ""
-        raise CliError(f"{args.storage}: no readable saved runs{which} "
-                       "(save one with pytest --memwatch-save=NAME)")
+        raise CliError(
+            f"{args.storage}: no readable saved runs{which} "
+            "(save one with pytest --memwatch-save=NAME)"
+        )
     _write(args.output, render_history(grouped, problems, source=args.storage), "history", out)
     return OK
 
 
 def cmd_soak_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from pytest_memwatch.report_html import render_report
+    from pytest_memwatch.reports.html import render_report
     from pytest_memwatch.soak import SoakError, report_document
 
     try:
@@ -170,61 +176,115 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("report", help="render a results file as a self-contained HTML report",
-                       description="Render a results file (--memwatch-json) as one HTML page "
-                                   "that opens offline.")
-    p.add_argument("results", metavar="RESULTS.json",
-                   help="a results document written by --memwatch-json or merge")
-    p.add_argument("-o", "--output", required=True, metavar="REPORT.html",
-                   help="the HTML file to write (replaced atomically)")
+    p = sub.add_parser(
+        "report",
+        help="render a results file as a self-contained HTML report",
+        description="Render a results file (--memwatch-json) as one HTML page that opens offline.",
+    )
+    p.add_argument(
+        "results",
+        metavar="RESULTS.json",
+        help="a results document written by --memwatch-json or merge",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="REPORT.html",
+        help="the HTML file to write (replaced atomically)",
+    )
     p.add_argument("--title", default=None, help="page title (default: pytest-memwatch report)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("merge", help="merge results files from parallel CI jobs (shards)",
-                       description="Merge the results files of several CI jobs (shards) into "
-                                   "one results document.")
-    p.add_argument("results", nargs="+", metavar="RESULTS.json",
-                   help="two or more results documents, one per shard")
-    p.add_argument("-o", "--output", required=True, metavar="MERGED.json",
-                   help="the merged results document to write (replaced atomically)")
+    p = sub.add_parser(
+        "merge",
+        help="merge results files from parallel CI jobs (shards)",
+        description="Merge the results files of several CI jobs (shards) into "
+        "one results document.",
+    )
+    p.add_argument(
+        "results",
+        nargs="+",
+        metavar="RESULTS.json",
+        help="two or more results documents, one per shard",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="MERGED.json",
+        help="the merged results document to write (replaced atomically)",
+    )
     p.set_defaults(func=cmd_merge)
 
-    p = sub.add_parser("compare", help="compare two results files; exit 1 on regression",
-                       description="Compare two results documents test by test; exit 1 when "
-                                   "a --fail tolerance is exceeded.")
+    p = sub.add_parser(
+        "compare",
+        help="compare two results files; exit 1 on regression",
+        description="Compare two results documents test by test; exit 1 when "
+        "a --fail tolerance is exceeded.",
+    )
     p.add_argument("old", metavar="OLD.json", help="the baseline")
     p.add_argument("new", metavar="NEW.json", help="the run to judge")
-    p.add_argument("--fail", action="append", default=[], metavar="EXPR",
-                   help="fail on a regression beyond METRIC:TOLERANCE, e.g. growth:10%% or "
-                        "peak:5MB (repeatable)")
+    p.add_argument(
+        "--fail",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="fail on a regression beyond METRIC:TOLERANCE, e.g. growth:10%% or "
+        "peak:5MB (repeatable)",
+    )
     p.add_argument("--all", action="store_true", help="list every test, not only the changes")
-    p.add_argument("--html", metavar="REPORT.html",
-                   help="also write NEW's HTML report with the comparison")
+    p.add_argument(
+        "--html", metavar="REPORT.html", help="also write NEW's HTML report with the comparison"
+    )
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("history", help="plot each test's memory across saved runs",
-                       description="Plot each test's memory across the runs saved with "
-                                   "--memwatch-save.")
+    p = sub.add_parser(
+        "history",
+        help="plot each test's memory across saved runs",
+        description="Plot each test's memory across the runs saved with --memwatch-save.",
+    )
     p.add_argument("storage", metavar="STORAGE", help="the saved runs directory, e.g. .memwatch")
-    p.add_argument("-o", "--output", required=True, metavar="TREND.html",
-                   help="the HTML page to write (replaced atomically)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="TREND.html",
+        help="the HTML page to write (replaced atomically)",
+    )
     p.add_argument("--machine", help="only this machine id, e.g. Linux-CPython-3.11-64bit")
     p.set_defaults(func=cmd_history)
 
-    p = sub.add_parser("soak-report", help="render one soak run's samples file (JSONL) as HTML",
-                       description="Render one soak run, complete or interrupted, from its "
-                                   "samples file as an HTML page.")
-    p.add_argument("samples", metavar="SAMPLES.jsonl",
-                   help="a file from .memwatch/soak/, complete or interrupted")
-    p.add_argument("-o", "--output", required=True, metavar="SOAK.html",
-                   help="the HTML page to write (replaced atomically)")
+    p = sub.add_parser(
+        "soak-report",
+        help="render one soak run's samples file (JSONL) as HTML",
+        description="Render one soak run, complete or interrupted, from its "
+        "samples file as an HTML page.",
+    )
+    p.add_argument(
+        "samples",
+        metavar="SAMPLES.jsonl",
+        help="a file from .memwatch/soak/, complete or interrupted",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="SOAK.html",
+        help="the HTML page to write (replaced atomically)",
+    )
     p.add_argument("--title", default=None, help="page title (default: soak: NODEID)")
     p.set_defaults(func=cmd_soak_report)
     return parser
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
-         err: TextIO | None = None, prog: str = PROG) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    prog: str = PROG,
+) -> int:
     """Run the command line; return the exit status (argparse exits 2 on usage errors)."""
     out = out or sys.stdout
     err = err or sys.stderr

@@ -8,11 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_memwatch.base.limits import MAX_RUNS, MAX_WARMUP, check_count, short_repr
+from pytest_memwatch.base.probes import PeakWatch, Sample, bytes_metric, get_prober
+from pytest_memwatch.base.units import format_size, parse_size
+from pytest_memwatch.base.verdict import Verdict
 from pytest_memwatch.engine import Measurer, run_repeated
-from pytest_memwatch.limits import MAX_RUNS, MAX_WARMUP, check_count, short_repr
-from pytest_memwatch.probes import PeakWatch, Sample, bytes_metric, get_prober
-from pytest_memwatch.units import format_size, parse_size
-from pytest_memwatch.verdicts import RepeatPlan, Verdict
+from pytest_memwatch.engine.verdicts import RepeatPlan
 
 
 @dataclass
@@ -130,8 +131,10 @@ class MemwatchHandle:
         limit_b = parse_size(limit)
         grown = self.growth()
         passed = grown <= limit_b
-        message = (f"{format_size(grown)} held beyond the baseline, "
-                   f"{'within' if passed else 'over'} the limit of {format_size(limit_b)}")
+        message = (
+            f"{format_size(grown)} held beyond the baseline, "
+            f"{'within' if passed else 'over'} the limit of {format_size(limit_b)}"
+        )
         if not passed:
             base = self._ensure_baseline()
             labels = ", ".join(
@@ -139,8 +142,17 @@ class MemwatchHandle:
                 for label, s in self.snapshots
             )
             message += f" (snapshots: {labels})" if labels else ""
-        self._record(Verdict("max_growth", "fixture", passed, message, metric="bytes",
-                             limit=float(limit_b), measured=float(grown)))
+        self._record(
+            Verdict(
+                "max_growth",
+                "fixture",
+                passed,
+                message,
+                metric="bytes",
+                limit=float(limit_b),
+                measured=float(grown),
+            )
+        )
         if not passed:
             raise AssertionError(f"memwatch: {message}")
 
@@ -252,6 +264,6 @@ def _holder_chain(obj: object) -> str:
     if not chain or not objgraph.is_proper_module(chain[0]):
         referrers = [type(r).__name__ for r in gc.get_referrers(obj)][:5]
         return "referrers " + ", ".join(referrers) if referrers else ""
-    from pytest_memwatch.attribution import short_repr
+    from pytest_memwatch.engine.attribution import short_repr
 
     return " -> ".join(f"{type(o).__name__} {short_repr(o)}" for o in chain)

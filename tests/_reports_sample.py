@@ -1,6 +1,6 @@
 """Realistic results documents for the reports tests, built with the engine's own classes.
 
-The documents come from :class:`pytest_memwatch.results.Results` and the
+The documents come from :class:`pytest_memwatch.reports.results.Results` and the
 verdict engine fed with synthetic probe readings, so their shape is exactly
 what the plugin produces; only the numbers are invented (deterministically).
 """
@@ -13,10 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pytest_memwatch.probes import Sample
-from pytest_memwatch.results import Results, RunMeta, TestResult, totals
-from pytest_memwatch.settings import Settings
-from pytest_memwatch.verdicts import RepeatPlan, growth_verdict, peak_verdict
+from pytest_memwatch.base.probes import Sample
+from pytest_memwatch.config.settings import Settings
+from pytest_memwatch.engine.verdicts import RepeatPlan, growth_verdict, peak_verdict
+from pytest_memwatch.reports.results import Results, RunMeta, TestResult, totals
 
 KiB = 1024
 MiB = 1024 * 1024

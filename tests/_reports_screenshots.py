@@ -32,8 +32,8 @@ from pathlib import Path
 
 from playwright.sync_api import Page, sync_playwright
 
-from pytest_memwatch.report_html import render_report
-from pytest_memwatch.report_json import load_results
+from pytest_memwatch.reports.html import render_report
+from pytest_memwatch.reports.results_file import load_results
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "docs" / "images"

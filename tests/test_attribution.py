@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_memwatch import attribution, report_json
-from pytest_memwatch.attribution import (
+from pytest_memwatch.engine import attribution
+from pytest_memwatch.engine.attribution import (
     RERUN_BUDGET,
     attribute,
     format_attribution,
     rerun_count,
     short_repr,
 )
+from pytest_memwatch.reports import results_file as report_json
 
 if TYPE_CHECKING:
     from conftest import Runner
@@ -419,7 +420,7 @@ def _fd_leak_result() -> dict[str, Any]:
 
 
 def test_terminal_says_where_the_time_went() -> None:
-    from pytest_memwatch.terminal import summary_lines
+    from pytest_memwatch.reports.terminal import summary_lines
 
     lines = summary_lines([_fd_leak_result()])
     assert lines[1] == "FAILED test_x.py::test_fd - leak: fds grows +1.0 fds/run"
@@ -431,8 +432,8 @@ def test_terminal_says_where_the_time_went() -> None:
 
 
 def test_html_plots_the_leaked_metric_and_the_time() -> None:
-    from pytest_memwatch.report_html import make_view, render_report
-    from pytest_memwatch.results import Results, RunMeta, TestResult, machine_info
+    from pytest_memwatch.reports.html import make_view, render_report
+    from pytest_memwatch.reports.results import Results, RunMeta, TestResult, machine_info
 
     test = _fd_leak_result()
     view = make_view(test, 0)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from _reports_sample import MiB, sample_doc, small_doc
 
-from pytest_memwatch import baselines
-from pytest_memwatch.baselines import (
+from pytest_memwatch.reports import baselines
+from pytest_memwatch.reports.baselines import (
     BaselineError,
     ensure_storage,
     find_run,
@@ -22,7 +22,7 @@ from pytest_memwatch.baselines import (
     resolve_storage,
     save_run,
 )
-from pytest_memwatch.report_json import load_results
+from pytest_memwatch.reports.results_file import load_results
 
 M = "Linux-CPython-3.11-64bit"
 

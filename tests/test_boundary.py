@@ -17,8 +17,8 @@ import pytest
 import pytest_memwatch
 
 PACKAGE = Path(pytest_memwatch.__file__).parent
-# The only modules that define hooks and may therefore talk to pytest.
-HOOK_MODULES = {"plugin.py", "xdist.py"}
+# The only package that defines hooks and may therefore talk to pytest.
+HOOK_PACKAGE = PACKAGE / "plugin"
 FORBIDDEN = ("pytest", "_pytest")
 
 
@@ -51,14 +51,14 @@ def engine_modules() -> list[Path]:
     return sorted(
         p
         for p in PACKAGE.rglob("*.py")
-        if p.name not in HOOK_MODULES and "__pycache__" not in p.parts
+        if HOOK_PACKAGE not in p.parents and "__pycache__" not in p.parts
     )
 
 
 def test_the_walk_sees_the_package() -> None:
-    names = {p.name for p in engine_modules()}
-    assert {"engine.py", "probes.py", "verdicts.py", "results.py", "terminal.py"} <= names
-    assert "plugin.py" not in names
+    names = {p.relative_to(PACKAGE).as_posix() for p in engine_modules()}
+    assert {"engine/__init__.py", "base/probes.py", "reports/results.py", "api.py"} <= names
+    assert not any(name.startswith("plugin/") for name in names)
 
 
 @pytest.mark.parametrize("path", engine_modules(), ids=lambda p: p.relative_to(PACKAGE).as_posix())

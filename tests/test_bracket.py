@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_memwatch.probes import Prober
+from pytest_memwatch.base.probes import Prober
 
 if TYPE_CHECKING:
     from conftest import Runner
@@ -190,7 +190,7 @@ def test_probes_do_not_import_psutil_where_proc_serves() -> None:
     out = run_python(
         """
         import sys
-        from pytest_memwatch.probes import Prober
+        from pytest_memwatch.base.probes import Prober
         sample = Prober().sample()
         assert sample.rss and sample.threads and sample.fds, sample
         print("psutil" in sys.modules)
@@ -210,7 +210,7 @@ def test_an_inactive_plugin_builds_no_prober_and_imports_no_psutil(
             import sys
 
             def test_nothing_measured():
-                from pytest_memwatch import probes
+                from pytest_memwatch.base import probes
                 assert probes._PROBER is None
                 # Loaded on first use: the soak engine, the library API, psutil.
                 loaded = {"psutil", "pytest_memwatch.soak", "pytest_memwatch.api"}
@@ -245,7 +245,7 @@ def test_readings_after_fork_count_the_childs_own_table() -> None:
     out = run_python(
         """
         import os
-        from pytest_memwatch.probes import get_prober
+        from pytest_memwatch.base.probes import get_prober
         prober = get_prober()
         prober.fds()
         pid = os.fork()

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from _reports_sample import MiB, sample_doc, small_doc, write
 
-from pytest_memwatch.baselines import save_run
-from pytest_memwatch.report_json import load_results
+from pytest_memwatch.reports.baselines import save_run
+from pytest_memwatch.reports.results_file import load_results
 
 ROOT = Path(__file__).resolve().parents[1]
 M = "Linux-CPython-3.11-64bit"

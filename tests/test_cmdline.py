@@ -7,7 +7,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_memwatch.cmdline import OptionalValue, looks_like_test_path, rescue_test_paths
+from pytest_memwatch.config.cmdline import OptionalValue, looks_like_test_path, rescue_test_paths
 
 
 def is_repeat(token: str) -> bool:

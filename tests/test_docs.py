@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_memwatch.markers import SCHEMAS
-from pytest_memwatch.settings import SETTINGS
+from pytest_memwatch.config.markers import SCHEMAS
+from pytest_memwatch.config.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = (ROOT / "docs" / "reference.md").read_text()

@@ -32,11 +32,12 @@ from pytest_memwatch.api import (
     memory_limit,
     memory_profile,
 )
-from pytest_memwatch.baselines import machine_id, save_run
+from pytest_memwatch.base.files import atomic_write
+from pytest_memwatch.base.units import UnitError, parse_duration, parse_rate, parse_size
+from pytest_memwatch.config.settings import SettingError, resolve
 from pytest_memwatch.fixture import MemwatchHandle
-from pytest_memwatch.report_json import ResultsError, atomic_write, load_results
-from pytest_memwatch.settings import SettingError, resolve
-from pytest_memwatch.units import UnitError, parse_duration, parse_rate, parse_size
+from pytest_memwatch.reports.baselines import machine_id, save_run
+from pytest_memwatch.reports.results_file import load_results
 
 NINES = "9" * 400
 MiB = 1024 * 1024

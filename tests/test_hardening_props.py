@@ -26,15 +26,21 @@ from hypothesis import strategies as st
 
 from pytest_memwatch import cli, soak
 from pytest_memwatch.api import MemoryMonitoringService, MemoryTracker, memory_limit
-from pytest_memwatch.baselines import BaselineError, SavedRun, load_history
-from pytest_memwatch.compare import compare_docs, parse_tolerance
+from pytest_memwatch.base.limits import MAX_DURATION, MAX_SIZE, short_repr
+from pytest_memwatch.base.units import UnitError, parse_duration, parse_rate, parse_size
+from pytest_memwatch.config.markers import SCHEMAS, MarkerError
+from pytest_memwatch.config.settings import SETTINGS, SettingError, Settings, resolve
+from pytest_memwatch.config.tolerances import parse_tolerance
 from pytest_memwatch.engine import MarkCall, build_spec
 from pytest_memwatch.fixture import MemwatchHandle
-from pytest_memwatch.limits import MAX_DURATION, MAX_SIZE, short_repr
-from pytest_memwatch.markers import SCHEMAS, MarkerError
-from pytest_memwatch.report_json import ResultsError, load_results, merge_documents, read_json
-from pytest_memwatch.settings import SETTINGS, Settings, SettingError, resolve
-from pytest_memwatch.units import UnitError, parse_duration, parse_rate, parse_size
+from pytest_memwatch.reports.baselines import BaselineError, SavedRun, load_history
+from pytest_memwatch.reports.compare import compare_docs
+from pytest_memwatch.reports.results_file import (
+    ResultsError,
+    load_results,
+    merge_documents,
+    read_json,
+)
 
 PURE = settings(max_examples=200, deadline=None)
 FILES = settings(
@@ -275,7 +281,7 @@ def test_a_mutated_results_file_is_read_rendered_and_compared_or_named(
         assert status == cli.ERROR and err.startswith(f"memwatch: {target}")
         return
     # Valid against the schema: every consumer must cope with it.
-    from pytest_memwatch.report_html import render_report
+    from pytest_memwatch.reports.html import render_report
 
     assert "<script>alert(1)</script>" not in render_report(doc)
     compare_docs(_base_doc(), doc, ["growth:10%", "peak:5MB", "blocks:100"])

@@ -19,8 +19,8 @@ import pytest
 from _browser import launch
 from _reports_sample import XSS_ID, KiB, MiB, big_doc, sample_doc, small_doc
 
-from pytest_memwatch.baselines import SavedRun
-from pytest_memwatch.report_html import render_history, render_report
+from pytest_memwatch.reports.baselines import SavedRun
+from pytest_memwatch.reports.html import render_history, render_report
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"

@@ -1,6 +1,6 @@
 """The session ledger: unit tests of its bookkeeping, and one run end to end.
 
-The unit tests drive :class:`pytest_memwatch.ledger.Ledger` with readings
+The unit tests drive :class:`pytest_memwatch.resources.ledger.Ledger` with readings
 made up around real threads and descriptors of this process. The end-to-end
 run is a subprocess (it measures memory) whose results document must validate
 against the published schema.
@@ -17,9 +17,14 @@ from typing import TYPE_CHECKING
 import jsonschema
 import pytest
 
-from pytest_memwatch.ledger import Ledger, ledger_lines, merge_ledgers, merge_shard_ledgers
-from pytest_memwatch.probes import Sample, get_prober
-from pytest_memwatch.report_json import load_results, load_schema
+from pytest_memwatch.base.probes import Sample, get_prober
+from pytest_memwatch.reports.results_file import load_results, load_schema
+from pytest_memwatch.resources.ledger import (
+    Ledger,
+    ledger_lines,
+    merge_ledgers,
+    merge_shard_ledgers,
+)
 
 if TYPE_CHECKING:
     from conftest import Runner

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pytest_memwatch.base.units import MiB
+from pytest_memwatch.config.markers import MarkerError
+from pytest_memwatch.config.settings import Settings
 from pytest_memwatch.engine import MarkCall, build_spec
-from pytest_memwatch.markers import MarkerError
-from pytest_memwatch.settings import Settings
-from pytest_memwatch.units import MiB
 from tests.conftest import Runner
 
 # A marker level: a valid budget in MiB, or a value no size parser accepts.

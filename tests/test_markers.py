@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from pytest_memwatch import markers
+from pytest_memwatch.base.units import MiB
+from pytest_memwatch.config import markers
+from pytest_memwatch.config.markers import SCHEMAS, MarkerError, describe_call, error_message
+from pytest_memwatch.config.settings import Repeat, Settings
 from pytest_memwatch.engine import MarkCall, build_spec
-from pytest_memwatch.markers import SCHEMAS, MarkerError, describe_call, error_message
-from pytest_memwatch.settings import Repeat, Settings
-from pytest_memwatch.units import MiB
 
 SIZE_USE = 'use 50 (MiB) or "512 KiB", "2MB", "1.5 GiB", "64B"'
 DURATION_USE = 'use "90s", "30m", "8h" or a number of seconds'

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_memwatch.stats import theil_sen
+from pytest_memwatch.base.stats import theil_sen
 
 if TYPE_CHECKING:
     from conftest import Runner

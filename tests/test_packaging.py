@@ -54,8 +54,8 @@ def test_the_wheel_holds_the_package_data_and_the_script(installed: Path) -> Non
     names = zipfile.ZipFile(wheel).namelist()
     for needed in (
         "pytest_memwatch/py.typed",
-        "pytest_memwatch/templates/report.html.j2",
-        "pytest_memwatch/schema/results.schema.json",
+        "pytest_memwatch/reports/templates/report.html.j2",
+        "pytest_memwatch/reports/schema/results.schema.json",
     ):
         assert needed in names
     # Only the plugin ships: no tests, no reference app, no bench scripts.
@@ -110,7 +110,7 @@ def test_the_installed_plugin_measures_and_writes_its_reports(
         py,
         "-c",
         "import json, importlib.resources as r; "
-        "json.loads(r.files('pytest_memwatch').joinpath('schema/results.schema.json').read_text());"
+        "json.loads(r.files('pytest_memwatch').joinpath('reports/schema/results.schema.json').read_text());"
         "import pytest_memwatch, sys; print(pytest_memwatch.__file__)",
         cwd=tmp_path,
     )

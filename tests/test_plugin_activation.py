@@ -44,7 +44,7 @@ NODEIDS = {
 RECORDER = """
     import gc, json
 
-    from pytest_memwatch import probes
+    from pytest_memwatch.base import probes
 
     PAYLOADS = []
     # CPython 3.12.1 starts with objects of its own in the permanent generation
@@ -272,7 +272,7 @@ def test_junit_xml_carries_the_measurements(pytester: pytest.Pytester, runner: R
 
 
 UNAVAILABLE = """
-    from pytest_memwatch import probes
+    from pytest_memwatch.base import probes
 
     class _LibcWithoutMallinfo2:
         def __init__(self, *args, **kwargs):

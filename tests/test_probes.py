@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from pytest_memwatch import probes
-from pytest_memwatch.probes import (
+from pytest_memwatch.base import probes
+from pytest_memwatch.base.probes import (
     METRICS,
     Prober,
     Sample,
@@ -338,7 +338,7 @@ def test_peak_is_exact_in_a_process_spawned_by_a_big_parent() -> None:
     import sys
 
     child = (
-        "from pytest_memwatch.probes import get_prober\n"
+        "from pytest_memwatch.base.probes import get_prober\n"
         "p = get_prober()\n"
         "start = p.rss()\n"
         "w = p.start_peak()\n"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_memwatch.markers import SCHEMAS, foreign_names
+from pytest_memwatch.config.markers import SCHEMAS, foreign_names
 
 if TYPE_CHECKING:
     from conftest import Runner

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from conftest import Runner
 
-from pytest_memwatch.outputs import load_results
-from pytest_memwatch.report_html import verdict_status
+from pytest_memwatch.base.units import format_size
+from pytest_memwatch.reports.html import verdict_status
+from pytest_memwatch.reports.outputs import load_results
+from pytest_memwatch.reports.results import growth_bytes
 from pytest_memwatch.resources import Resource, describe_list
-from pytest_memwatch.results import growth_bytes
-from pytest_memwatch.units import format_size
 
 MALLOC_ONLY = """
 KEEP = []
@@ -259,8 +259,8 @@ SAMPLE = {"t": 0.0, "rss": 1, "malloc": 1, "blocks": 1, "gc_objects": 1, "fds": 
 
 
 def test_one_test_is_never_tests(tmp_path: Path) -> None:
-    from pytest_memwatch.report_html import render_report
-    from pytest_memwatch.results import Results, RunMeta, TestResult
+    from pytest_memwatch.reports.html import render_report
+    from pytest_memwatch.reports.results import Results, RunMeta, TestResult
 
     doc = Results(
         RunMeta(plugin_version="0", pytest_version="9"),

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from _reports_sample import KiB, MiB, small_doc
 
-from pytest_memwatch import compare
-from pytest_memwatch.compare import compare_docs, machine_warnings, parse_tolerance
+from pytest_memwatch.config.tolerances import RELATIVE_FLOOR_BYTES, parse_tolerance
+from pytest_memwatch.reports import compare
+from pytest_memwatch.reports.compare import compare_docs, machine_warnings
 
 
 @pytest.mark.parametrize(
@@ -57,7 +58,7 @@ def test_parse_tolerance_errors(text: str, message: str) -> None:
 
 def test_percentage_allows_at_least_the_noise_floor() -> None:
     tol = parse_tolerance("growth:10%")
-    assert tol.allowed(0) == compare.RELATIVE_FLOOR_BYTES == 32 * KiB
+    assert tol.allowed(0) == RELATIVE_FLOOR_BYTES == 32 * KiB
     assert tol.allowed(10 * MiB) == pytest.approx(1 * MiB)
     assert tol.allowed(-10 * MiB) == pytest.approx(1 * MiB)
     assert parse_tolerance("blocks:10%").allowed(0) == 0  # counts are exact

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from _reports_sample import LEAKY_ID, SOAK_ID, XSS_ID, MiB, sample_doc, small_doc
 
-from pytest_memwatch import report_html
-from pytest_memwatch.baselines import SavedRun
-from pytest_memwatch.compare import compare_docs
-from pytest_memwatch.report_json import merge_documents
-from pytest_memwatch.results import Results, RunMeta, TestResult
+from pytest_memwatch.reports import html as report_html
+from pytest_memwatch.reports.baselines import SavedRun
+from pytest_memwatch.reports.compare import compare_docs
+from pytest_memwatch.reports.results import Results, RunMeta, TestResult
+from pytest_memwatch.reports.results_file import merge_documents
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -273,8 +273,8 @@ def test_runs_chart_breaks_line_on_missing_readings() -> None:
 def test_reports_modules_do_not_import_pytest() -> None:
     code = (
         "import sys\n"
-        "import pytest_memwatch.outputs, pytest_memwatch.report_json, pytest_memwatch.report_html\n"
-        "import pytest_memwatch.baselines, pytest_memwatch.compare, pytest_memwatch.cli\n"
+        "import pytest_memwatch.reports.outputs, pytest_memwatch.reports.results_file, pytest_memwatch.reports.html\n"
+        "import pytest_memwatch.reports.baselines, pytest_memwatch.reports.compare, pytest_memwatch.cli\n"
         "assert 'pytest' not in sys.modules and '_pytest' not in sys.modules, 'pytest imported'\n"
     )
     # -S -I would also hide site-packages; only keep pytest's own plugins from autoloading.
@@ -287,7 +287,7 @@ def test_xss_id_is_in_the_sample() -> None:
 
 
 def test_per_worker_totals_are_shown_when_there_are_several_workers() -> None:
-    from pytest_memwatch.report_html import render_report
+    from pytest_memwatch.reports.html import render_report
 
     doc = sample_doc()
     doc["totals"]["by_worker"] = {
@@ -302,7 +302,7 @@ def test_per_worker_totals_are_shown_when_there_are_several_workers() -> None:
 
 
 def test_no_per_worker_table_for_a_serial_run() -> None:
-    from pytest_memwatch.report_html import render_report
+    from pytest_memwatch.reports.html import render_report
 
     doc = sample_doc()
     doc["totals"]["by_worker"] = {"main": {"measured": 3, "failed_verdicts": 0, "growth_rss": 0}}

@@ -13,9 +13,15 @@ import jsonschema
 import pytest
 from _reports_sample import CLEAN_ID, LEAKY_ID, MiB, sample_doc, small_doc, write
 
-from pytest_memwatch import report_json
-from pytest_memwatch.report_json import ResultsError, load_results, merge_documents, validate
-from pytest_memwatch.results import Results, RunMeta, TestResult
+from pytest_memwatch.base.files import atomic_write
+from pytest_memwatch.reports import results_file as report_json
+from pytest_memwatch.reports.results import Results, RunMeta, TestResult
+from pytest_memwatch.reports.results_file import (
+    ResultsError,
+    load_results,
+    merge_documents,
+    validate,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,11 +47,11 @@ def schema_check(doc: Any) -> None:
 
 
 def test_docs_copy_of_schema_is_identical() -> None:
-    packaged = ROOT / "pytest_memwatch" / "schema" / "results.schema.json"
+    packaged = ROOT / "pytest_memwatch" / "reports" / "schema" / "results.schema.json"
     published = ROOT / "docs" / "results.schema.json"
     assert published.read_bytes() == packaged.read_bytes(), (
         "docs/results.schema.json differs from the packaged schema: "
-        "cp pytest_memwatch/schema/results.schema.json docs/"
+        "cp pytest_memwatch/reports/schema/results.schema.json docs/"
     )
 
 
@@ -232,7 +238,7 @@ def test_write_results_round_trips_and_creates_parents(tmp_path: Path) -> None:
 def test_atomic_write_follows_the_umask(tmp_path: Path) -> None:
     old = os.umask(0o027)
     try:
-        path = report_json.atomic_write(tmp_path / "r.json", "{}")
+        path = atomic_write(tmp_path / "r.json", "{}")
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
@@ -248,7 +254,7 @@ def test_atomic_write_error_leaves_old_file_and_no_temp(tmp_path: Path,
 
     monkeypatch.setattr(report_json.os, "replace", fail)
     with pytest.raises(OSError, match="No space left"):
-        report_json.atomic_write(target, "new" * 1000)
+        atomic_write(target, "new" * 1000)
     assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["r.json"]
 
@@ -258,7 +264,7 @@ def test_atomic_write_through_a_symlink_updates_the_target(tmp_path: Path) -> No
     real.write_text("old")
     link = tmp_path / "link.html"
     link.symlink_to(real)
-    report_json.atomic_write(link, "new")
+    atomic_write(link, "new")
     assert link.is_symlink()
     assert real.read_text() == "new"
 

@@ -12,10 +12,10 @@ import jsonschema
 import pytest
 from _reports_sample import LEAKY_ID, XSS_ID, MiB, sample_doc, small_doc
 
-from pytest_memwatch import baselines, outputs
-from pytest_memwatch.outputs import OutputOutcome, finish_run, junit_properties
-from pytest_memwatch.report_json import load_results, load_schema
-from pytest_memwatch.settings import Settings
+from pytest_memwatch.config.settings import Settings
+from pytest_memwatch.reports import baselines, outputs
+from pytest_memwatch.reports.outputs import OutputOutcome, finish_run, junit_properties
+from pytest_memwatch.reports.results_file import load_results, load_schema
 
 M = baselines.machine_id()
 
@@ -56,7 +56,7 @@ def test_unwritable_output_is_a_warning_not_a_crash(cwd: Path) -> None:
 
 
 def test_a_renderer_bug_is_a_warning(cwd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_memwatch import report_html
+    from pytest_memwatch.reports import html as report_html
 
     def broken(doc: Any) -> Iterator[str]:
         # The page streams to disk: a bug may strike after part of it is written.

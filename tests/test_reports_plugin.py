@@ -16,8 +16,8 @@ import xml.etree.ElementTree as ET
 import jsonschema
 import pytest
 
-from pytest_memwatch.baselines import machine_id
-from pytest_memwatch.report_json import load_results, load_schema
+from pytest_memwatch.reports.baselines import machine_id
+from pytest_memwatch.reports.results_file import load_results, load_schema
 
 SUITE = """
 import os

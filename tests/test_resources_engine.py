@@ -20,17 +20,16 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_memwatch import resources
+from pytest_memwatch.base.verdict import Verdict
+from pytest_memwatch.config.rules import IgnoreRule, parse_rule
 from pytest_memwatch.resources import (
-    IgnoreRule,
     Liveness,
     Resource,
     ResourceChecker,
     ResourceReport,
     name_in_leak_verdict,
-    parse_rule,
     resources_verdict,
 )
-from pytest_memwatch.verdicts import Verdict
 
 HERE = resources._short_path(__file__)  # relative to the working directory when inside it
 EXPECTED = "expected KIND:GLOB, e.g. thread:ThreadPoolExecutor-* or origin:grpc.*"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pytest_memwatch.results import SCHEMA_VERSION, Results, RunMeta, TestResult, totals
+from pytest_memwatch.reports.results import SCHEMA_VERSION, Results, RunMeta, TestResult, totals
 
 
 def full_result(

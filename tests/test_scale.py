@@ -22,10 +22,11 @@ from _reports_sample import big_doc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_memwatch import report_json
 from pytest_memwatch.engine import GcHygiene
-from pytest_memwatch.report_html import ALL_DETAILS, render_report
-from pytest_memwatch.report_json import (
+from pytest_memwatch.reports import results_file as report_json
+from pytest_memwatch.reports.html import ALL_DETAILS, render_report
+from pytest_memwatch.reports.results import Totals, totals
+from pytest_memwatch.reports.results_file import (
     ResultsError,
     StreamedTests,
     dumps,
@@ -34,11 +35,8 @@ from pytest_memwatch.report_json import (
     merge_documents,
     read_json_stream,
 )
-from pytest_memwatch.results import Totals, totals
-from pytest_memwatch.spool import ResultSpool
-from pytest_memwatch.terminal import Summary, summary_lines
-
-
+from pytest_memwatch.reports.spool import ResultSpool
+from pytest_memwatch.reports.terminal import Summary, summary_lines
 
 # -- the spool --------------------------------------------------------------------
 

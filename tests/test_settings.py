@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from pytest_memwatch.settings import (
+from pytest_memwatch.base.units import MiB
+from pytest_memwatch.config.settings import (
     BY_NAME,
     DEFAULT_REPEAT,
     DEFAULT_REPEAT_BUDGET,
@@ -21,7 +22,6 @@ from pytest_memwatch.settings import (
     Settings,
     resolve,
 )
-from pytest_memwatch.units import MiB
 
 SIZE_USE = 'use 50 (MiB) or "512 KiB", "2MB", "1.5 GiB", "64B"'
 

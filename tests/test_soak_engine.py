@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from pytest_memwatch import soak
-from pytest_memwatch.markers import SOAK
-from pytest_memwatch.report_json import validate
+from pytest_memwatch.config.markers import SOAK
+from pytest_memwatch.reports.results_file import validate
 
 KiB = 1024
 MiB = 1024 * 1024

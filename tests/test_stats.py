@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from pytest_memwatch.stats import Trend, cumulative, median, theil_sen
+from pytest_memwatch.base.stats import Trend, cumulative, median, theil_sen
 
 
 def test_median_odd_even_and_empty() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_memwatch.terminal import summary_lines
+from pytest_memwatch.reports.terminal import summary_lines
 
 # "total growth" sums the tests' growth, each the larger of RSS and malloc:
 # 2048 (test_a's RSS) + 70 000 (test_b's malloc).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_memwatch.units import (
+from pytest_memwatch.base.units import (
     MiB,
     UnitError,
     format_duration,

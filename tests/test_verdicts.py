@@ -13,13 +13,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_memwatch.probes import Sample
-from pytest_memwatch.verdicts import (
+from pytest_memwatch.base.probes import Sample
+from pytest_memwatch.base.verdict import Verdict
+from pytest_memwatch.engine.verdicts import (
     MEMORY_METRICS,
     RESOURCE_METRICS,
     RepeatPlan,
     RunRecord,
-    Verdict,
     growth_verdict,
     peak_verdict,
 )
@@ -492,7 +492,7 @@ LONG_LEAK = (
 
 
 def test_a_long_message_is_a_headline_with_details() -> None:
-    from pytest_memwatch.verdicts import headline, message_lines
+    from pytest_memwatch.engine.verdicts import headline, message_lines
 
     assert message_lines(LONG_LEAK) == [
         "leak: rss grows +1.0 MiB/run; blocks grows +32.0 blocks/run over 6 runs after 2 warmup",
@@ -517,7 +517,7 @@ def test_a_long_message_is_a_headline_with_details() -> None:
     ).map("; ".join)
 )
 def test_message_lines_never_lose_a_word(message: str) -> None:
-    from pytest_memwatch.verdicts import message_lines
+    from pytest_memwatch.engine.verdicts import message_lines
 
     lines = message_lines(message, width=10)
     assert lines
@@ -528,7 +528,7 @@ def test_message_lines_never_lose_a_word(message: str) -> None:
 
 
 def test_an_apostrophe_is_not_a_quote() -> None:
-    from pytest_memwatch.verdicts import message_lines
+    from pytest_memwatch.engine.verdicts import message_lines
 
     message = (
         "leak: fds grows +1.0 fds/run (95% CI +1.0 fds..+1.0 fds; last runs +1.0 fds, +1.0 fds) "

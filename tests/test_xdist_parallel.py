@@ -16,8 +16,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from pytest_memwatch.baselines import machine_id
-from pytest_memwatch.report_json import load_results, load_schema
+from pytest_memwatch.reports.baselines import machine_id
+from pytest_memwatch.reports.results_file import load_results, load_schema
 
 pytest.importorskip("xdist")
 
@@ -150,7 +150,7 @@ def test_workers_send_their_probe_availability(suite: pytest.Pytester) -> None:
     suite.makeconftest(
         """
         import os
-        from pytest_memwatch import probes
+        from pytest_memwatch.base import probes
 
         class _LibcWithoutMallinfo2:
             def __init__(self, *args, **kwargs):

@@ -28,10 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_memwatch import baselines
-from pytest_memwatch.compare import METRICS, compare_docs, machine_warnings, parse_tolerance
-from pytest_memwatch.report_json import ResultsError, atomic_write, iter_dumps, load_results
-from pytest_memwatch.settings import Settings
+from pytest_memwatch.base.files import atomic_write
+from pytest_memwatch.config.settings import Settings
+from pytest_memwatch.config.tolerances import parse_tolerance
+from pytest_memwatch.reports import baselines
+from pytest_memwatch.reports.compare import METRICS, compare_docs, machine_warnings
+from pytest_memwatch.reports.results_file import ResultsError, iter_dumps, load_results
 
 # load_results and ResultsError are re-exported: the plugin and the CLI read results here.
 __all__ = [
@@ -103,8 +105,9 @@ def _show(path: os.PathLike[str] | str) -> str:
     return text if rel.startswith("..") else rel
 
 
-def _compare(doc: Mapping[str, Any], settings: Settings, storage: Path,
-             outcome: OutputOutcome) -> dict[str, Any] | None:
+def _compare(
+    doc: Mapping[str, Any], settings: Settings, storage: Path, outcome: OutputOutcome
+) -> dict[str, Any] | None:
     query = settings.compare or ""
     machine = baselines.machine_id()
     try:
@@ -132,8 +135,9 @@ def _compare(doc: Mapping[str, Any], settings: Settings, storage: Path,
         return None
     label = saved.label if saved.machine == machine else f"{saved.machine}/{saved.label}"
     outcome.warnings += [f"memwatch: {w}" for w in machine_warnings(old, doc, label)]
-    comparison = compare_docs(old, doc, settings.compare_fail,
-                              baseline={"label": label, "path": _show(saved.path)})
+    comparison = compare_docs(
+        old, doc, settings.compare_fail, baseline={"label": label, "path": _show(saved.path)}
+    )
     outcome.lines += comparison.table(settings.top, regressions=False)
     outcome.regressions += comparison.regressions
     return comparison.to_dict()
@@ -166,7 +170,7 @@ def finish_run(doc: dict[str, Any], settings: Settings, rootdir: str) -> OutputO
     if settings.json:
         _write(outcome, "results JSON", settings.json, lambda: iter_dumps(written))
     if settings.html:
-        from pytest_memwatch.report_html import iter_report
+        from pytest_memwatch.reports.html import iter_report
 
         _write(outcome, "HTML report", settings.html, lambda: iter_report(written))
     if settings.save:
@@ -216,7 +220,6 @@ def junit_properties(test: dict[str, Any]) -> list[tuple[str, str]]:
 
 def html_section(test: dict[str, Any]) -> str:
     """One test's memory section as an escaped HTML fragment (see :mod:`.report_html`)."""
-    from pytest_memwatch.report_html import html_section as render
+    from pytest_memwatch.reports.html import html_section as render
 
     return render(test)
-

@@ -13,18 +13,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pytest_memwatch import markers
-from pytest_memwatch.probes import PeakWatch, Prober, Sample, get_prober
-from pytest_memwatch.resources import ResourceReport, name_in_leak_verdict, resources_verdict
-from pytest_memwatch.settings import Repeat, RepeatBudget, Settings
-from pytest_memwatch.verdicts import (
+from pytest_memwatch.base.probes import PeakWatch, Prober, Sample, get_prober
+from pytest_memwatch.base.verdict import Verdict, VerdictSource
+from pytest_memwatch.config import markers
+from pytest_memwatch.config.settings import Repeat, RepeatBudget, Settings
+from pytest_memwatch.engine.verdicts import (
     MEMORY_METRICS,
     RESOURCE_METRICS,
     RepeatPlan,
-    Verdict,
     growth_verdict,
     peak_verdict,
 )
+from pytest_memwatch.resources import ResourceReport, name_in_leak_verdict, resources_verdict
 
 
 def clear_interpreter_caches() -> None:
@@ -339,16 +339,16 @@ class TestSpec:
     nodeid: str
     skip_reason: str | None = None
     max_growth: dict[str, Any] | None = None
-    max_growth_source: str = "marker"
+    max_growth_source: VerdictSource = "marker"
     max_memory: dict[str, Any] | None = None
     no_leaks: dict[str, Any] | None = None
-    leak_source: str = "marker"
+    leak_source: VerdictSource = "marker"
     repeat: Repeat | None = None
     # How long a leak verdict may extend its runs (None: up to 4x RUNS, untimed).
     budget: RepeatBudget | None = None
     resources: bool = False
     # Where the resource check was asked for, and the marker's own ignore rules.
-    resources_source: str = "option"
+    resources_source: VerdictSource = "option"
     resources_ignore: tuple[str, ...] = ()
     soak: dict[str, Any] | None = None
     compare_fail: tuple[str, ...] = ()
@@ -461,7 +461,7 @@ def build_spec(nodeid: str, calls: Sequence[MarkCall], settings: Settings) -> Te
 # -- judging -------------------------------------------------------------------
 
 
-def resource_verdict(delta: Mapping[str, int | None], source: str) -> Verdict:
+def resource_verdict(delta: Mapping[str, int | None], source: VerdictSource) -> Verdict:
     left = {m: delta.get(m) for m in RESOURCE_METRICS}
     grown = {m: v for m, v in left.items() if v is not None and v > 0}
     if not grown:
@@ -552,7 +552,7 @@ def judge(
 
 
 def _bytes(delta: Mapping[str, int | None]) -> float | None:
-    from pytest_memwatch.probes import bytes_metric
+    from pytest_memwatch.base.probes import bytes_metric
 
     v = bytes_metric(dict(delta))
     return None if v is None else float(v)

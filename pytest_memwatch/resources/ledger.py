@@ -28,7 +28,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_memwatch.probes import Sample
+from pytest_memwatch.base.probes import Sample
+from pytest_memwatch.base.units import format_size
+from pytest_memwatch.reports.results import growth_bytes
 from pytest_memwatch.resources import (
     MESSAGE_ITEMS,
     Liveness,
@@ -37,8 +39,6 @@ from pytest_memwatch.resources import (
     known_keys,
     new_resources,
 )
-from pytest_memwatch.results import growth_bytes
-from pytest_memwatch.units import format_size
 
 TOP_GROWTH = 10
 # A pathological suite (a thread per test, never stopped) must not make the

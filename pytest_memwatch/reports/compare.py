@@ -21,20 +21,21 @@ session's for the metrics they name; the session's other metrics still apply.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_memwatch.limits import MAX_JSON_INT, short_repr
-from pytest_memwatch.probes import METRICS as PROBE_METRICS
-from pytest_memwatch.results import growth_bytes as growth_bytes  # defined with the results model
-from pytest_memwatch.units import UnitError, format_size, parse_size
-from pytest_memwatch.verdicts import DEFAULT_FLOORS
-
-# A percentage tolerance never allows less than this many bytes: one RSS noise floor.
-RELATIVE_FLOOR_BYTES = int(DEFAULT_FLOORS["rss"])
-EXPR_EXAMPLE = "METRIC:TOLERANCE, e.g. growth:10% or peak:5MB"
+from pytest_memwatch.base.probes import METRICS as PROBE_METRICS
+from pytest_memwatch.base.units import format_size
+from pytest_memwatch.config.tolerances import (
+    METRIC_UNITS,
+    Tolerance,
+    effective_tolerances,
+    parse_tolerances,
+)
+from pytest_memwatch.reports.results import (
+    growth_bytes as growth_bytes,  # defined with the results model
+)
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,6 @@ class Metric:
         if self.unit == "bytes":
             return format_size(value, signed=signed)
         return f"{value:+,.0f}" if signed and value else f"{value:,.0f}"
-
-
 
 
 def peak_bytes(test: Mapping[str, Any]) -> int | None:
@@ -78,7 +77,7 @@ METRICS: dict[str, Metric] = {
     **{
         m: Metric(
             m,
-            "bytes" if m in ("rss", "malloc") else "count",
+            METRIC_UNITS[m],
             f"growth of the {m} probe",
             _growth_of(m),
         )
@@ -87,92 +86,6 @@ METRICS: dict[str, Metric] = {
 }
 # The figures every comparison shows, whatever the tolerances.
 SHOWN = ("growth", "peak")
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """One parsed ``METRIC:TOLERANCE`` expression."""
-
-    text: str
-    metric: str
-    relative: float | None = None  # fraction of the baseline value
-    absolute: float | None = None  # bytes or count
-
-    def allowed(self, old: int) -> float:
-        """How much the metric may rise above ``old`` before it is a regression."""
-        if self.relative is not None:
-            floor = RELATIVE_FLOOR_BYTES if METRICS[self.metric].unit == "bytes" else 0
-            return max(abs(old) * self.relative, floor)
-        assert self.absolute is not None
-        return self.absolute
-
-
-def parse_tolerance(text: str) -> Tolerance:
-    """Parse ``growth:10%``, ``peak:5MB``, ``blocks:100``; raise ``ValueError`` saying why not.
-
-    >>> parse_tolerance("growth:10%").relative
-    0.1
-    >>> parse_tolerance("peak:5MB").absolute
-    5000000.0
-    """
-    metric, sep, tol = text.partition(":")
-    metric, tol = metric.strip().lower(), tol.strip()
-    if not sep or not metric or not tol:
-        raise ValueError(f"expected {EXPR_EXAMPLE}")
-    if metric not in METRICS:
-        raise ValueError(
-            f"unknown metric {short_repr(metric)}; expected one of {', '.join(METRICS)} "
-            f"({EXPR_EXAMPLE})"
-        )
-    if tol.endswith("%"):
-        try:
-            pct = float(tol[:-1])
-        except ValueError:
-            raise ValueError(
-                f"cannot read {short_repr(tol)} as a percentage, e.g. {metric}:10%"
-            ) from None
-        if not math.isfinite(pct) or pct < 0:
-            raise ValueError(f"the percentage must be 0 or more, e.g. {metric}:10%")
-        return Tolerance(text, metric, relative=pct / 100.0)
-    if METRICS[metric].unit == "bytes":
-        try:
-            return Tolerance(text, metric, absolute=float(parse_size(tol)))
-        except UnitError as exc:
-            raise ValueError(f"{exc}, or a percentage such as {metric}:10%") from None
-    try:
-        count = int(tol)
-    except ValueError:
-        raise ValueError(
-            f"{metric} is a count: expected a whole number or a percentage, "
-            f"e.g. {metric}:100 or {metric}:10%"
-        ) from None
-    if count < 0:
-        raise ValueError(f"the tolerance must be 0 or more, e.g. {metric}:100")
-    if count > MAX_JSON_INT:
-        # float() of a 400-digit count would raise OverflowError.
-        raise ValueError(f"the tolerance must be at most {MAX_JSON_INT}, e.g. {metric}:100")
-    return Tolerance(text, metric, absolute=float(count))
-
-
-def parse_tolerances(exprs: Iterable[str], *, where: str) -> tuple[list[Tolerance], list[str]]:
-    """Parse several expressions; return the good ones and an error line per bad one.
-
-    ``where`` names their origin in the error (``--memwatch-compare-fail``, a test id).
-    """
-    good: list[Tolerance] = []
-    errors: list[str] = []
-    for expr in exprs:
-        try:
-            good.append(parse_tolerance(expr))
-        except ValueError as exc:
-            errors.append(f"bad compare_fail expression {expr!r} ({where}): {exc}")
-    return good, errors
-
-
-def effective_tolerances(session: Sequence[Tolerance], own: Sequence[Tolerance]) -> list[Tolerance]:
-    """The session's tolerances with the test's own replacing those of the same metric."""
-    overridden = {t.metric for t in own}
-    return [t for t in session if t.metric not in overridden] + list(own)
 
 
 # -- comparison -------------------------------------------------------------------

@@ -28,15 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_memwatch.limits import has_control_chars
-from pytest_memwatch.report_json import (
-    ResultsError,
-    default_file_mode,
-    iter_dumps,
-    load_results,
-    make_dirs,
-    write_temp,
-)
+from pytest_memwatch.base.files import default_file_mode, make_dirs, write_temp
+from pytest_memwatch.base.limits import has_control_chars
+from pytest_memwatch.reports.results_file import ResultsError, iter_dumps, load_results
 
 _RUN_FILE = re.compile(r"^(?P<number>[0-9]{4,})_(?P<name>.+)\.json$")
 GITIGNORE = "# Created by pytest-memwatch: saved runs are specific to one machine.\n*\n"

@@ -5,7 +5,7 @@ baselines) goes through :func:`atomic_write`, and every results document it
 reads goes through :func:`load_results`, so that "never a truncated file" and
 "a clear error naming the file" each have one implementation.
 
-The published JSON Schema (``schema/results.schema.json``, copied to
+The published JSON Schema (``reports/schema/results.schema.json``, copied to
 ``docs/results.schema.json``) is the single description of the document. At run
 time it is checked by :func:`validate`, a small interpreter of the subset of
 JSON Schema that file uses: ``jsonschema`` is a test dependency, not a runtime
@@ -17,23 +17,28 @@ keyword this interpreter would ignore.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import hashlib
-import io
 import json
-import math
 import os
 import stat
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pytest_memwatch.limits import MAX_JSON_INT, MAX_RESULTS_BYTES, short_repr
-from pytest_memwatch.results import SCHEMA_VERSION, Totals
+from pytest_memwatch.base.files import (
+    atomic_write,
+    json_kind,
+    loads_bounded,
+    parse_json_constant,
+    parse_json_float,
+    parse_json_int,
+    read_bounded,
+    too_large,
+)
+from pytest_memwatch.base.limits import MAX_RESULTS_BYTES
+from pytest_memwatch.reports.results import SCHEMA_VERSION, Totals
 
 TOOL = "pytest-memwatch"
 SUPPORTED_VERSIONS = (SCHEMA_VERSION,)
@@ -75,7 +80,7 @@ def load_schema() -> dict[str, Any]:
     """The published JSON Schema of the results document (draft 2020-12)."""
     text = (
         resources.files("pytest_memwatch")
-        .joinpath("schema/results.schema.json")
+        .joinpath("reports/schema/results.schema.json")
         .read_text(encoding="utf-8")
     )
     schema: dict[str, Any] = json.loads(text)
@@ -187,7 +192,7 @@ def document_version(doc: object, name: str) -> object:
     """
     foreign = f"{name}: not a pytest-memwatch results document"
     if not isinstance(doc, dict):
-        raise ResultsError(f"{foreign} (the top level is {_json_kind(doc)}, not an object)")
+        raise ResultsError(f"{foreign} (the top level is {json_kind(doc)}, not an object)")
     if "schema_version" not in doc:
         raise ResultsError(f"{foreign} (no schema_version)")
     if doc.get("tool") != TOOL:
@@ -231,80 +236,6 @@ def check_document(doc: object, name: str) -> dict[str, Any]:
     return doc
 
 
-def _json_kind(value: object) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if value is None:
-        return "null"
-    return "a number"
-
-
-class _NumberOutOfRange(ValueError):
-    pass
-
-
-def _parse_int(text: str) -> int:
-    # Byte and object counts fit in 64 bits; a 400-digit integer would reach
-    # float() in the comparison and the reports and raise OverflowError there.
-    # Checked on the text: int() of more than 4300 digits raises by itself.
-    digits = len(text.lstrip("-"))
-    if digits > 19 or abs(value := int(text)) > MAX_JSON_INT:
-        shown = text if digits <= 30 else f"{text[:12]}...({digits} digits)"
-        raise _NumberOutOfRange(f"the integer {shown} is out of range (at most 2**63-1)")
-    return value
-
-
-def _parse_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise _NumberOutOfRange(f"the number {short_repr(text)} is out of range")
-    return value
-
-
-def _parse_constant(text: str) -> float:
-    # json.loads accepts NaN and Infinity, which are not JSON.
-    raise _NumberOutOfRange(f"{text} is not a JSON number")
-
-
-def loads_bounded(text: str) -> object:
-    """``json.loads`` that refuses NaN, Infinity, and numbers no memwatch file holds.
-
-    Raises ``ValueError`` (``json.JSONDecodeError`` for bad syntax).
-    """
-    return json.loads(
-        text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
-    )
-
-
-def read_bounded(path: str | os.PathLike[str], limit: int = MAX_RESULTS_BYTES) -> bytes:
-    """Read a text file of at most ``limit`` bytes; ``OSError`` when it is larger or binary.
-
-    A bound, not ``read()``: ``/dev/zero`` or a FIFO never ends. Text files hold
-    no NUL byte, so a binary stream is refused at its first chunk.
-    """
-    chunks: list[bytes] = []
-    total = 0
-    with open(path, "rb") as f:
-        if stat.S_ISREG(os.fstat(f.fileno()).st_mode) and os.fstat(f.fileno()).st_size > limit:
-            raise OSError(errno.EFBIG, _too_large(limit))
-        while chunk := f.read(1024 * 1024):
-            if b"\0" in chunk:
-                raise OSError(errno.EINVAL, "binary data (NUL bytes), not a text file")
-            total += len(chunk)
-            if total > limit:
-                raise OSError(errno.EFBIG, _too_large(limit))
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large(limit: int) -> str:
-    return f"larger than {limit // (1024 * 1024)} MiB, the most pytest-memwatch reads"
-
-
 def read_json(path: str | os.PathLike[str]) -> object:
     """Parse a JSON file; raise :class:`ResultsError` naming the file when it can't."""
     name = os.fspath(path)
@@ -327,7 +258,7 @@ def read_json(path: str | os.PathLike[str]) -> object:
         raise ResultsError(f"{name}: not valid JSON{hint}: {exc}") from None
     except RecursionError:
         raise ResultsError(f"{name}: not valid JSON (nested too deeply)") from None
-    except ValueError as exc:  # _NumberOutOfRange, or int()'s digit limit
+    except ValueError as exc:  # NumberOutOfRange, or int()'s digit limit
         raise ResultsError(f"{name}: not a results document this version can read: {exc}") from None
 
 
@@ -370,7 +301,9 @@ class _Reader:
         self.read = 0
         # The same bounds as the whole-file reader (loads_bounded, read_bounded).
         self.decoder = json.JSONDecoder(
-            parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
+            parse_int=parse_json_int,
+            parse_float=parse_json_float,
+            parse_constant=parse_json_constant,
         )
 
     def more(self) -> bool:
@@ -382,13 +315,14 @@ class _Reader:
             return False
         self.read += len(chunk)
         if "\0" in chunk:
-            raise ResultsError(f"{self.name}: cannot read: binary data (NUL bytes), "
-                               "not a text file")
+            raise ResultsError(
+                f"{self.name}: cannot read: binary data (NUL bytes), not a text file"
+            )
         if self.read > MAX_RESULTS_BYTES:
-            raise ResultsError(f"{self.name}: cannot read: {_too_large(MAX_RESULTS_BYTES)}")
+            raise ResultsError(f"{self.name}: cannot read: {too_large(MAX_RESULTS_BYTES)}")
         if self.pos > _CHUNK:
             self.base += self.pos
-            self.buf, self.pos = self.buf[self.pos:], 0
+            self.buf, self.pos = self.buf[self.pos :], 0
         self.buf += chunk
         return True
 
@@ -432,11 +366,12 @@ class _Reader:
                     continue
                 truncated = exc.pos >= len(self.buf) - 1 or "Unterminated" in exc.msg
                 hint = " (the file ends early: truncated?)" if truncated else ""
-                raise ResultsError(f"{self.name}: not valid JSON{hint}: {exc.msg}: "
-                                   f"character {self.base + exc.pos}") from None
+                raise ResultsError(
+                    f"{self.name}: not valid JSON{hint}: {exc.msg}: character {self.base + exc.pos}"
+                ) from None
             except RecursionError:
                 raise ResultsError(f"{self.name}: not valid JSON (nested too deeply)") from None
-            except ValueError as exc:  # _NumberOutOfRange, or int()'s digit limit
+            except ValueError as exc:  # NumberOutOfRange, or int()'s digit limit
                 raise ResultsError(
                     f"{self.name}: not a results document this version can read: {exc}"
                 ) from None
@@ -458,7 +393,7 @@ def _open_text(path: str | os.PathLike[str], name: str) -> Any:
     try:
         st = os.fstat(f.fileno())
         if stat.S_ISREG(st.st_mode) and st.st_size > MAX_RESULTS_BYTES:
-            raise ResultsError(f"{name}: cannot read: {_too_large(MAX_RESULTS_BYTES)}")
+            raise ResultsError(f"{name}: cannot read: {too_large(MAX_RESULTS_BYTES)}")
     except BaseException:
         f.close()
         raise
@@ -577,17 +512,16 @@ def dumps(doc: Mapping[str, Any]) -> str:
 def iter_dumps(doc: Mapping[str, Any]) -> Iterator[str]:
     """Serialise a results document in pieces, its tests one per line.
 
-    ``doc["tests"]`` may be any iterable (a :class:`pytest_memwatch.spool.ResultSpool`):
+    ``doc["tests"]`` may be any iterable (a :class:`pytest_memwatch.reports.spool.ResultSpool`):
     the tests are read and written one at a time, so a document of 50 000
     tests is never held as one string. One test per line also lets a reader
     take a test at a time (:func:`iter_tests`).
     """
+
     # allow_nan=False: NaN/Infinity are not JSON, and other tools would choke on them.
     def encode(value: object) -> str:
         # Nested lines one space further in; JSON strings hold no raw newline.
-        return json.dumps(value, indent=1, ensure_ascii=False, allow_nan=False).replace(
-            "\n", "\n "
-        )
+        return json.dumps(value, indent=1, ensure_ascii=False, allow_nan=False).replace("\n", "\n ")
 
     keys = list(doc)
     yield "{"
@@ -607,134 +541,6 @@ def iter_dumps(doc: Mapping[str, Any]) -> Iterator[str]:
     yield "\n}\n"
 
 
-def default_file_mode() -> int:
-    """The permissions a new file gets from the umask (``mkstemp`` would give 0600)."""
-    # The umask can only be read by setting it; restore it at once.
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def make_dirs(path: Path) -> None:
-    """``mkdir -p``, with a message that names the file in the way when there is one."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        # mkdir says "File exists" when a parent is a regular file: say which one.
-        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
-        raise NotADirectoryError(errno.ENOTDIR, f"{blocker} is not a directory") from None
-
-
-Data = str | bytes | Iterable[str]
-
-
-def write_temp(directory: str | os.PathLike[str], data: Data, *, prefix: str) -> str:
-    """Write ``data`` to a new, fully flushed temporary file in ``directory``; return its path.
-
-    ``data`` may be text in pieces (an iterable of ``str``, e.g.
-    :func:`iter_dumps`), written as they come. The caller renames the file
-    into place (or links it); on error, the renderer's included, nothing is
-    left behind.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if isinstance(data, (str, bytes)):
-                f.write(data.encode("utf-8") if isinstance(data, str) else data)
-            else:
-                text = io.TextIOWrapper(f, encoding="utf-8", newline="")
-                for piece in data:
-                    text.write(piece)
-                text.flush()
-                # Detached, not closed: f is closed by its own with block.
-                text.detach()
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, default_file_mode())
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return tmp
-
-
-def atomic_write(path: str | os.PathLike[str], data: Data) -> Path:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
-
-    The data goes to a temporary file in the target directory (so the final
-    ``os.replace`` is a rename within one file system), is flushed to disk, and
-    replaces the target in one step. Missing parent directories are created.
-    On any error the temporary file is removed and the target is untouched;
-    the ``OSError`` propagates for the caller to report. Returns the path written.
-    """
-    existing = _stat_or_none(path)
-    if existing is not None and not (
-        stat.S_ISREG(existing.st_mode) or stat.S_ISDIR(existing.st_mode)
-    ):
-        # A device or a pipe (/dev/null, /dev/stdout): replacing it with a regular
-        # file would destroy it (as root, even /dev/null). Write into it instead.
-        return _write_in_place(path, existing.st_mode, data)
-    # realpath: replacing a symlink would cut the link instead of updating its target.
-    target = Path(os.path.realpath(path))
-    make_dirs(target.parent)
-    tmp = write_temp(target.parent, data, prefix=f".{target.name}.")
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return target
-
-
-def _stat_or_none(path: str | os.PathLike[str]) -> os.stat_result | None:
-    try:
-        return os.stat(path)
-    except OSError:
-        # Missing (the usual case), or a parent that is not a directory: the
-        # atomic path below reports that with its own message.
-        return None
-
-
-def _write_in_place(path: str | os.PathLike[str], mode: int, data: Data) -> Path:
-    """Write into a character device or a FIFO, as a shell redirection would.
-
-    Block devices and sockets are refused: writing a report over a disk is
-    never what was meant. A FIFO nobody reads is refused rather than waited on.
-    """
-    name = os.fspath(path)
-    if not (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
-        kind = (
-            "a block device"
-            if stat.S_ISBLK(mode)
-            else "a socket"
-            if stat.S_ISSOCK(mode)
-            else "not a regular file"
-        )
-        raise OSError(
-            errno.EINVAL,
-            f"{name} is {kind}; memwatch writes only regular files, character devices and pipes",
-        )
-    flags = os.O_WRONLY | (os.O_NONBLOCK if stat.S_ISFIFO(mode) else 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        if exc.errno == errno.ENXIO:
-            raise OSError(errno.ENXIO, f"{name} is a pipe that nobody reads") from None
-        raise
-    try:
-        if flags & os.O_NONBLOCK:
-            os.set_blocking(fd, True)
-        pieces = [data] if isinstance(data, (str, bytes)) else data
-        for piece in pieces:
-            view = memoryview(piece.encode("utf-8") if isinstance(piece, str) else piece)
-            while view:
-                view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
-    return Path(path)
-
-
 def write_results(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write a results document atomically (see :func:`atomic_write`)."""
     return atomic_write(path, dumps(doc))
@@ -751,7 +557,7 @@ def merge_documents(
     Tests are concatenated in input order, totals recomputed, and each shard's
     run metadata kept under ``shards`` (a merged input contributes its own
     shards, so merging is associative); the shards' session ledgers are merged
-    into one (:func:`pytest_memwatch.ledger.merge_shard_ledgers`). The merged
+    into one (:func:`pytest_memwatch.resources.ledger.merge_shard_ledgers`). The merged
     ``run`` spans the shards: earliest start, latest finish, the sum of their
     workers. Raises
     :class:`ResultsError` for a foreign or invalid input, mismatched schema
@@ -850,7 +656,7 @@ def merge_documents(
         "totals": counted.to_dict(),
         "shards": shards,
     }
-    from pytest_memwatch.ledger import merge_shard_ledgers
+    from pytest_memwatch.resources.ledger import merge_shard_ledgers
 
     ledger = merge_shard_ledgers(ledgers)
     if ledger is not None:

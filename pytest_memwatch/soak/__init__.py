@@ -49,12 +49,12 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any, TypeGuard
 
-from pytest_memwatch.limits import MAX_DURATION, short_repr
-from pytest_memwatch.probes import Prober, get_prober
-from pytest_memwatch.results import now_iso
-from pytest_memwatch.stats import Trend, median, theil_sen
-from pytest_memwatch.units import format_duration, format_size
-from pytest_memwatch.verdicts import Verdict
+from pytest_memwatch.base.limits import MAX_DURATION, short_repr
+from pytest_memwatch.base.probes import Prober, get_prober
+from pytest_memwatch.base.stats import Trend, median, theil_sen
+from pytest_memwatch.base.units import format_duration, format_size
+from pytest_memwatch.base.verdict import Verdict
+from pytest_memwatch.reports.results import now_iso
 
 FORMAT = "pytest-memwatch-soak"
 FORMAT_VERSION = 1
@@ -831,7 +831,7 @@ def _is_time(v: object) -> TypeGuard[float]:
 
 def read_samples(path: str | os.PathLike[str]) -> SampleFile:
     """Read and check a samples file; :class:`SoakError` names the file and line of a problem."""
-    from pytest_memwatch.report_json import loads_bounded, read_bounded
+    from pytest_memwatch.base.files import loads_bounded, read_bounded
 
     p = Path(path)
     try:
@@ -974,7 +974,7 @@ class SamplesLock:
             import fcntl
         except ImportError:
             return None
-        from pytest_memwatch.report_json import make_dirs
+        from pytest_memwatch.base.files import make_dirs
 
         try:
             make_dirs(path.parent)
@@ -1017,7 +1017,7 @@ class SampleWriter:
     """
 
     def __init__(self, path: Path, *, append: bool, fsync_every: float = FSYNC_EVERY_S) -> None:
-        from pytest_memwatch.report_json import make_dirs
+        from pytest_memwatch.base.files import make_dirs
 
         make_dirs(path.parent)
         self.path = path
@@ -1253,7 +1253,7 @@ class SoakRun:
             self.write_error = f"cannot write {self.path}: {exc.strerror or exc}"
 
     def _header(self) -> dict[str, Any]:
-        from pytest_memwatch import __version__
+        from pytest_memwatch.base.version import __version__
 
         return {
             "format": FORMAT,
@@ -1590,7 +1590,7 @@ def report_document(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises :class:`SoakError` (naming the file and line) for a corrupt file.
     """
-    from pytest_memwatch.results import Results, RunMeta, TestResult
+    from pytest_memwatch.reports.results import Results, RunMeta, TestResult
 
     found = read_samples(path)
     outcome = outcome_from_file(found)
@@ -1639,8 +1639,11 @@ def _growth_from_samples(test: Any, samples: Sequence[Mapping[str, Any]]) -> Non
     test.before = {"t": first.get("t"), **{m: first.get(m) for m in SAMPLE_METRICS}}
     test.after = {"t": last.get("t"), **{m: last.get(m) for m in SAMPLE_METRICS}}
     test.growth = {
-        m: (last[m] - first[m] if isinstance(first.get(m), int) and isinstance(last.get(m), int)
-            else None)
+        m: (
+            last[m] - first[m]
+            if isinstance(first.get(m), int) and isinstance(last.get(m), int)
+            else None
+        )
         for m in SAMPLE_METRICS
     }
     peaks = [s["rss"] for s in samples if isinstance(s.get("rss"), int)]

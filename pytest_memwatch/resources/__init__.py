@@ -24,7 +24,6 @@ taken only for tests whose resources are checked. Nothing here imports pytest.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import functools
 import gc
 import os
@@ -35,27 +34,14 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pytest_memwatch.verdicts import Verdict
+from pytest_memwatch.base.verdict import Verdict, VerdictSource
+from pytest_memwatch.config.rules import DEFAULT_RULES, IgnoreRule, parse_rules
 
 KINDS = ("thread", "fd", "socket", "process", "tempfile", "task")
-# Each rule kind and what its glob is matched against (docs/resources.md).
-RULE_KINDS: Mapping[str, str] = {
-    "thread": "a thread's name",
-    "origin": "the module name or file that started a thread or defines a task's coroutine",
-    "fd": "an open file's path or type (pipe:*, anon_inode:*)",
-    "socket": "a socket's peer address, or its local address when unconnected",
-    "process": "a child process's command line",
-    "tempfile": "the name of an entry in the temp directory",
-    "task": "an asyncio task's coroutine name or task name",
-}
-RULE_EXAMPLE = "KIND:GLOB, e.g. thread:ThreadPoolExecutor-* or origin:grpc.*"
-# pytest's own base temp directory ("pytest-of-<user>") is made by the first test
-# that asks for tmp_path and stays for the next runs: not the test's leak.
-DEFAULT_RULES = ("tempfile:pytest-of-*",)
 DEFAULT_GRACE = 1.0
 # How many survivors a failure message names before "and N more".
 MESSAGE_ITEMS = 5
@@ -63,47 +49,6 @@ _FIRST_PAUSE = 0.01
 
 
 # -- ignore rules ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IgnoreRule:
-    """``KIND:GLOB``: survivors of that kind whose name matches are not leaks."""
-
-    kind: str
-    pattern: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}:{self.pattern}"
-
-    def matches(self, res: Resource) -> bool:
-        if self.kind == "origin":
-            return any(
-                fnmatch.fnmatchcase(f.module, self.pattern)
-                or fnmatch.fnmatchcase(f.filename, self.pattern)
-                for f in res.origin
-            )
-        if self.kind != res.kind:
-            return False
-        return any(fnmatch.fnmatchcase(name, self.pattern) for name in res.names)
-
-
-def parse_rule(text: str) -> IgnoreRule:
-    """Parse ``KIND:GLOB``; ``ValueError`` says what is wrong and shows the expected form."""
-    kind, sep, pattern = text.strip().partition(":")
-    kind, pattern = kind.strip(), pattern.strip()
-    if not sep:
-        raise ValueError(f"no KIND: prefix; expected {RULE_EXAMPLE}")
-    if kind not in RULE_KINDS:
-        raise ValueError(
-            f"unknown kind {kind!r} (known: {', '.join(RULE_KINDS)}); expected {RULE_EXAMPLE}"
-        )
-    if not pattern:
-        raise ValueError(f"empty pattern after '{kind}:'; expected {RULE_EXAMPLE}")
-    return IgnoreRule(kind, pattern)
-
-
-def parse_rules(texts: Iterable[str]) -> tuple[IgnoreRule, ...]:
-    return tuple(parse_rule(t) for t in texts)
 
 
 # -- what a survivor is ------------------------------------------------------------
@@ -940,7 +885,6 @@ class ResourceChecker:
         finally:
             watch.close()
 
-
     def trace_openers(self, run_once: Callable[[], object], depth: int) -> list[Resource]:
         """Run once more, recording where files, sockets and temp entries are opened.
 
@@ -1028,7 +972,7 @@ def new_resources(
 _COVERED = {"fds": ("fd", "socket"), "threads": ("thread",)}
 
 
-def resources_verdict(report: ResourceReport, source: str) -> Verdict:
+def resources_verdict(report: ResourceReport, source: VerdictSource) -> Verdict:
     """The ``resources`` verdict: fails when anything was left behind."""
     if not report.leaked:
         note = f" ({len(report.ignored)} ignored by rules)" if report.ignored else ""

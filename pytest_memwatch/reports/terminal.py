@@ -5,8 +5,8 @@ when no memory verdict failed), ``-q`` one line plus the failed verdicts, the
 default adds the tests that grew most, ``-v`` lists more of them with their
 per-run deltas, ``-vv`` lists every measured test.
 
-Its figures are the results model's (:mod:`pytest_memwatch.results`):
-"growth" is :func:`~pytest_memwatch.results.growth_bytes`, "total growth" their
+Its figures are the results model's (:mod:`pytest_memwatch.reports.results`):
+"growth" is :func:`~pytest_memwatch.reports.results.growth_bytes`, "total growth" their
 sum over the measured tests (``totals.total_growth``).
 """
 
@@ -16,9 +16,9 @@ import heapq
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from pytest_memwatch.results import growth_bytes, is_measured, run_deltas
-from pytest_memwatch.units import format_size, plural
-from pytest_memwatch.verdicts import headline
+from pytest_memwatch.base.units import format_size, plural
+from pytest_memwatch.engine.verdicts import headline
+from pytest_memwatch.reports.results import growth_bytes, is_measured, run_deltas
 
 
 def _growth(t: dict[str, Any]) -> int:
@@ -60,9 +60,7 @@ class Summary:
             self.failed += 1
             # An xfail test's failed verdict is its expected failure (XFAIL).
             status = {"xfailed": "XFAIL", "error": "ERROR"}.get(t.get("outcome", ""), "FAILED")
-            self.failures.extend(
-                f"{status} {t['nodeid']} - {headline(v['message'])}" for v in bad
-            )
+            self.failures.extend(f"{status} {t['nodeid']} - {headline(v['message'])}" for v in bad)
             timing = t.get("timing") or {}
             # A single run's time is pytest's own --durations; repetition and
             # attribution are memwatch's.
@@ -90,8 +88,9 @@ class Summary:
         if self.failed:
             parts.append(f"{self.failed} failed memory verdict{'s' if self.failed != 1 else ''}")
         if regressions:
-            parts.append(f"{regressions} regression{'s' if regressions != 1 else ''}"
-                         " against the baseline")
+            parts.append(
+                f"{regressions} regression{'s' if regressions != 1 else ''} against the baseline"
+            )
         if warnings:
             parts.append(f"{warnings} warning{'s' if warnings != 1 else ''} (shown without -qq)")
         return f"memwatch: {', '.join(parts)}" if parts else None
@@ -211,8 +210,7 @@ class _Time:
             parts.append(f"attribution {self.attribution_s:.2f} s ({_tests(self.explained)})")
         _, nodeid, timing = self.slowest
         return [
-            f"time in memwatch: {', '.join(parts)}; slowest: {nodeid} "
-            f"({format_timing(timing)})"
+            f"time in memwatch: {', '.join(parts)}; slowest: {nodeid} ({format_timing(timing)})"
         ]
 
 

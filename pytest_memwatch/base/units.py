@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 
-from pytest_memwatch.limits import MAX_DURATION, MAX_SIZE, short_repr
+from pytest_memwatch.base.limits import MAX_DURATION, MAX_SIZE, short_repr
 
 MiB = 1024 * 1024
 
@@ -54,7 +54,7 @@ class UnitError(ValueError):
 
 
 def parse_size(value: object) -> int:
-    """Return a size in bytes, from 0 to :data:`~pytest_memwatch.limits.MAX_SIZE` (8 EiB).
+    """Return a size in bytes, from 0 to :data:`~pytest_memwatch.base.limits.MAX_SIZE` (8 EiB).
 
     >>> parse_size(50)
     52428800

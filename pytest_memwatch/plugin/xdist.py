@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
+from pytest_memwatch.base.units import format_size
 from pytest_memwatch.plugin import NODEID, SessionState, _state, report_status
-from pytest_memwatch.results import TestResult
-from pytest_memwatch.units import format_size
+from pytest_memwatch.reports.results import TestResult
 
 OUTPUT_KEY = "memwatch"
 

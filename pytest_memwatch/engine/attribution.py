@@ -37,7 +37,7 @@ from itertools import compress, filterfalse, groupby, repeat
 from operator import itemgetter
 from typing import Any
 
-from pytest_memwatch.units import format_size
+from pytest_memwatch.base.units import format_size
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _repr = reprlib.Repr()
@@ -321,9 +321,7 @@ class _Finder:
                         break
         return self.done
 
-    def scan(
-        self, containers: Sequence[object], *, deadline: float, old: bool = False
-    ) -> None:
+    def scan(self, containers: Sequence[object], *, deadline: float, old: bool = False) -> None:
         """Match ``containers``, their referents, and what untracked containers among those hold.
 
         ``old``: containers older than the traced runs, walked only for what
@@ -487,9 +485,7 @@ def _type_rows(
     if not grew:
         return [], []
     census = Counter(map(type, gc.get_objects()))  # counted in C
-    rows = [
-        {"type": _qualified(t), "delta": n, "count": max(n, census.get(t, 0))} for t, n in grew
-    ]
+    rows = [{"type": _qualified(t), "delta": n, "count": max(n, census.get(t, 0))} for t, n in grew]
     picks: list[object] = []
     # The newest object of each top container type, for a chain when no site has one.
     for t, _ in grew[:3]:
@@ -571,9 +567,7 @@ def attribute_in_place(
     del heap
     largest = sorted(pool.values(), key=lambda so: -so[0])[:_BIG_KEEP]
     pool.clear()
-    rows = [
-        {"type": _type_name(o), "size": s, "repr": short_repr(o)} for s, o in largest[:top]
-    ]
+    rows = [{"type": _type_name(o), "size": s, "repr": short_repr(o)} for s, o in largest[:top]]
     say("finding what holds them")
     chain_rows = _chain_rows([(o, None) for _, o in largest[:chains]])
     del largest

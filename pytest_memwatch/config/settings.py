@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_memwatch.limits import MAX_RUNS, MAX_WARMUP, has_control_chars, short_repr
-from pytest_memwatch.units import (
+from pytest_memwatch.base.limits import MAX_RUNS, MAX_WARMUP, has_control_chars, short_repr
+from pytest_memwatch.base.units import (
     DURATION_EXAMPLE,
     SIZE_EXAMPLE,
     UnitError,
@@ -172,11 +172,8 @@ def _name(value: str) -> str:
             "expected a name without slashes or colons, not starting with a dot, e.g. main"
         )
     if has_control_chars(v):
-        raise ValueError(
-            "expected a name without newlines or other control characters, e.g. main"
-        )
+        raise ValueError("expected a name without newlines or other control characters, e.g. main")
     return v
-
 
 
 def _optional_name(value: str) -> str:
@@ -187,7 +184,7 @@ def _optional_name(value: str) -> str:
 def _tolerance(value: str) -> str:
     # Parsed by the comparison module itself, so a typo is a usage error before
     # any test runs; imported here lazily to keep plugin start-up light.
-    from pytest_memwatch.compare import parse_tolerance
+    from pytest_memwatch.config.tolerances import parse_tolerance
 
     parse_tolerance(value)
     return value.strip()
@@ -196,7 +193,7 @@ def _tolerance(value: str) -> str:
 def _ignore_rule(value: str) -> str:
     # Checked here, so a typo in the ini file is a usage error before any test
     # runs; the engine parses the validated text again when it needs the rule.
-    from pytest_memwatch.resources import parse_rule
+    from pytest_memwatch.config.rules import parse_rule
 
     return str(parse_rule(value))
 
@@ -542,9 +539,7 @@ def _check_ini_type(s: Setting, raw: object, where: str) -> None:
     {a = 1}`` wrote a file named ``{'a': 1}``).
     """
     if s.kind == "append":
-        if isinstance(raw, str) or (
-            isinstance(raw, list) and all(isinstance(x, str) for x in raw)
-        ):
+        if isinstance(raw, str) or (isinstance(raw, list) and all(isinstance(x, str) for x in raw)):
             return
         shape = "a list of strings"
     else:

@@ -3,7 +3,7 @@
 A suite of 50 000 tests gives 50 000 result records; kept as Python objects
 until the session ends they cost hundreds of MiB. :class:`ResultSpool`
 writes each record to a temporary JSON Lines file as the test finishes and
-keeps in memory only the running totals (:class:`pytest_memwatch.results.Totals`);
+keeps in memory only the running totals (:class:`pytest_memwatch.reports.results.Totals`);
 the reports then read the records back one at a time.
 
 The file is a :func:`tempfile.TemporaryFile` beside the outputs (the directory
@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
-from pytest_memwatch.results import Totals
+from pytest_memwatch.reports.results import Totals
 
 
 class ResultSpool:
@@ -30,8 +30,8 @@ class ResultSpool:
 
     Iterating yields the records written so far, each a fresh dict; ``len()``
     is their number. Usable as the ``tests`` of a results document by the
-    streaming writers (:func:`pytest_memwatch.report_json.iter_dumps`,
-    :func:`pytest_memwatch.report_html.render_report`).
+    streaming writers (:func:`pytest_memwatch.reports.results_file.iter_dumps`,
+    :func:`pytest_memwatch.reports.html.render_report`).
 
     >>> spool = ResultSpool(None)
     >>> spool.add({"nodeid": "t.py::a", "outcome": "passed"})
@@ -108,8 +108,9 @@ def _temporary(directories: Sequence[str | None]) -> IO[bytes] | None:
         if directory is not None and not os.path.isdir(directory):
             continue
         try:
-            return tempfile.TemporaryFile(prefix=".memwatch-results-", suffix=".jsonl",
-                                          dir=directory)
+            return tempfile.TemporaryFile(
+                prefix=".memwatch-results-", suffix=".jsonl", dir=directory
+            )
         except OSError:
             continue
     return None

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pytest_memwatch.probes import bytes_metric
+from pytest_memwatch.base.probes import bytes_metric
 
 SCHEMA_VERSION = 1
 
@@ -92,13 +92,13 @@ class TestResult:
     """Everything measured and decided for one test (one node id).
 
     - ``before``/``after``: probe readings around the reported run (see
-      :class:`pytest_memwatch.probes.Sample`), ``growth`` their difference.
+      :class:`pytest_memwatch.base.probes.Sample`), ``growth`` their difference.
     - ``peak_rss``: high-water mark of RSS during that run, in bytes, and
       ``peak_growth`` the same above ``before.rss``.
     - ``runs``: one entry per repetition when the test was repeated (warmup
       runs flagged), each with its per-metric ``delta``.
-    - ``verdicts``: list of :class:`pytest_memwatch.verdicts.Verdict` dicts.
-    - ``attribution``: see :mod:`pytest_memwatch.attribution`, or ``None``.
+    - ``verdicts``: list of :class:`pytest_memwatch.engine.verdicts.Verdict` dicts.
+    - ``attribution``: see :mod:`pytest_memwatch.engine.attribution`, or ``None``.
     - ``soak``: a soak time series (issue: soak tests), or ``None``.
     - ``timing``: where memwatch's time on the test went (its runs, attribution).
     - ``not_measured``: why a test has no measurement (a key of
@@ -235,7 +235,7 @@ class Totals:
     """The ``totals`` of a results document, counted one test (dict) at a time.
 
     Fed as tests finish, so a session keeps these few numbers rather than
-    every record until it ends (see :mod:`pytest_memwatch.spool`).
+    every record until it ends (see :mod:`pytest_memwatch.reports.spool`).
     """
 
     def __init__(self) -> None:
@@ -263,7 +263,10 @@ class Totals:
         w = self.by_worker.get(t.get("worker") or "main")
         if w is None:
             w = self.by_worker[t.get("worker") or "main"] = {
-                "measured": 0, "failed_verdicts": 0, "growth_rss": 0, "growth": 0
+                "measured": 0,
+                "failed_verdicts": 0,
+                "growth_rss": 0,
+                "growth": 0,
             }
         w["measured"] += 1
         w["failed_verdicts"] += 1 if failed else 0
@@ -297,7 +300,7 @@ def totals(tests: Iterable[TestResult | Mapping[str, Any]]) -> dict[str, Any]:
 class Results:
     run: RunMeta
     tests: list[TestResult] = field(default_factory=list)
-    # The session ledger (pytest_memwatch.ledger.merge_ledgers), when tests ran.
+    # The session ledger (pytest_memwatch.resources.ledger.merge_ledgers), when tests ran.
     ledger: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -320,7 +323,7 @@ def document(
 ) -> dict[str, Any]:
     """A results document whose ``tests`` may be a stream (e.g. a :class:`ResultSpool`).
 
-    The writers (:func:`pytest_memwatch.report_json.iter_dumps`, the HTML
+    The writers (:func:`pytest_memwatch.reports.results_file.iter_dumps`, the HTML
     report) go through ``tests`` once per output without holding them all.
     """
     return {

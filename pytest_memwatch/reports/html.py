@@ -31,10 +31,10 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from pytest_memwatch.compare import METRICS, growth_bytes, peak_bytes
-from pytest_memwatch.results import now_iso
-from pytest_memwatch.stats import median
-from pytest_memwatch.units import format_duration, format_size
+from pytest_memwatch.base.stats import median
+from pytest_memwatch.base.units import format_duration, format_size
+from pytest_memwatch.reports.compare import METRICS, growth_bytes, peak_bytes
+from pytest_memwatch.reports.results import now_iso
 
 TEMPLATES = Path(__file__).parent / "templates"
 BYTE_METRICS = ("rss", "malloc")
@@ -93,8 +93,11 @@ def ticks(lo: float, hi: float, unit: str, count: int = 5) -> list[float]:
         step = max(1.0, _nice_step(span / scale, count) * scale)
     elif unit == "seconds" and span > 120:
         step = min(
-            (s for s in (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
-             if s * count >= span),
+            (
+                s
+                for s in (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+                if s * count >= span
+            ),
             default=_nice_step(span / 86400, count) * 86400,
         )
     else:
@@ -129,9 +132,12 @@ def tick_labels(values: Sequence[float], unit: str) -> list[str]:
     biggest = max(abs(v) for v in values)
     power = max(0, min(3, int(math.log(max(biggest, 1), 1024))))
     name = ("B", "KiB", "MiB", "GiB")[power]
-    scaled = [v / 1024 ** power for v in values]
-    decimals = 0 if power == 0 else next(
-        (d for d in (1, 2, 3) if all(abs(x - round(x, d)) < 1e-6 for x in scaled)), 3)
+    scaled = [v / 1024**power for v in values]
+    decimals = (
+        0
+        if power == 0
+        else next((d for d in (1, 2, 3) if all(abs(x - round(x, d)) < 1e-6 for x in scaled)), 3)
+    )
     return ["0 B" if round(x, decimals) == 0 else f"{x:.{decimals}f} {name}" for x in scaled]
 
 
@@ -168,10 +174,10 @@ class _Plot:
         yt = ticks(ylo, yhi, yunit)
         self.ylo, self.yhi = min(ylo, yt[0]), max(yhi, yt[-1])
         self.xlo, self.xhi = x if x[1] > x[0] else (x[0], x[0] + 1)
-        self.chart = Chart(title, width, height, 72.0, 12.0, width - 30.0, height - 28.0,
-                           clip_id=clip_id)
-        self.chart.yticks = list(zip([self.sy(v) for v in yt], tick_labels(yt, yunit),
-                                     strict=True))
+        self.chart = Chart(
+            title, width, height, 72.0, 12.0, width - 30.0, height - 28.0, clip_id=clip_id
+        )
+        self.chart.yticks = list(zip([self.sy(v) for v in yt], tick_labels(yt, yunit), strict=True))
         if xlabels is not None:
             every = max(1, math.ceil(len(xlabels) / 10))
             self.chart.xticks = [
@@ -179,8 +185,9 @@ class _Plot:
             ]
         else:
             xt = [v for v in ticks(self.xlo, self.xhi, xunit, 6) if self.xlo <= v <= self.xhi]
-            self.chart.xticks = list(zip([self.sx(v) for v in xt], tick_labels(xt, xunit),
-                                         strict=True))
+            self.chart.xticks = list(
+                zip([self.sx(v) for v in xt], tick_labels(xt, xunit), strict=True)
+            )
         if self.ylo < 0 < self.yhi:
             self.chart.zero = self.sy(0)
 
@@ -229,8 +236,9 @@ def runs_chart(test: Mapping[str, Any], clip_id: str) -> Chart | None:
     lines: dict[str, list[float | None]] = {}
     for metric in BYTE_METRICS:
         first = runs[0]
-        after0, delta0 = (first.get("after") or {}).get(metric), (first.get("delta") or {}).get(
-            metric
+        after0, delta0 = (
+            (first.get("after") or {}).get(metric),
+            (first.get("delta") or {}).get(metric),
         )
         if after0 is None or delta0 is None:
             continue
@@ -245,8 +253,15 @@ def runs_chart(test: Mapping[str, Any], clip_id: str) -> Chart | None:
     if extent is None:
         return None
     lo, hi = min(0.0, extent[0]), max(0.0, extent[1])
-    plot = _Plot("memory per run", (0, len(runs)), (lo, hi), xunit="run", yunit="bytes",
-                 height=200, clip_id=clip_id)
+    plot = _Plot(
+        "memory per run",
+        (0, len(runs)),
+        (lo, hi),
+        xunit="run",
+        yunit="bytes",
+        height=200,
+        clip_id=clip_id,
+    )
     warm = sum(1 for r in runs if r.get("warmup"))
     if warm:
         plot.band(0, warm, f"{warm} warmup run{'s' if warm > 1 else ''}")
@@ -255,8 +270,14 @@ def runs_chart(test: Mapping[str, Any], clip_id: str) -> Chart | None:
         for i, y in enumerate(ys[1:], start=1):
             d = (runs[i - 1].get("delta") or {}).get(metric)
             kind = " (warmup)" if runs[i - 1].get("warmup") else ""
-            points.append((i, y, f"run {i}{kind}: {metric} {format_size(d, signed=True)} "
-                                 f"this run, {format_size(y, signed=True)} in total"))
+            points.append(
+                (
+                    i,
+                    y,
+                    f"run {i}{kind}: {metric} {format_size(d, signed=True)} "
+                    f"this run, {format_size(y, signed=True)} in total",
+                )
+            )
         plot.series(metric, f"mw-s-{metric}", points)
     return plot.chart
 
@@ -284,23 +305,36 @@ def metric_chart(test: Mapping[str, Any], metric: str, clip_id: str) -> Chart | 
         return None
     base = after0 - delta0
     ys: list[float | None] = [
-        None if (v := (r.get("after") or {}).get(metric)) is None else float(v - base)
-        for r in runs
+        None if (v := (r.get("after") or {}).get(metric)) is None else float(v - base) for r in runs
     ]
     extent = _extent(ys)
     if extent is None:
         return None
     unit = METRICS[metric].unit if metric in METRICS else metric
-    plot = _Plot(f"{metric} per run", (0, len(runs)), (min(0.0, extent[0]), max(1.0, extent[1])),
-                 xunit="run", yunit=unit, height=160, clip_id=clip_id)
+    plot = _Plot(
+        f"{metric} per run",
+        (0, len(runs)),
+        (min(0.0, extent[0]), max(1.0, extent[1])),
+        xunit="run",
+        yunit=unit,
+        height=160,
+        clip_id=clip_id,
+    )
     warm = sum(1 for r in runs if r.get("warmup"))
     if warm:
         plot.band(0, warm, f"{warm} warmup run{'s' if warm > 1 else ''}")
     points: list[tuple[float, float | None, str]] = [(0, 0.0, f"{metric}: start")]
     for i, y in enumerate(ys, start=1):
         kind = " (warmup)" if runs[i - 1].get("warmup") else ""
-        points.append((i, y, f"run {i}{kind}: {metric} {y:+g} in total" if y is not None
-                       else f"run {i}{kind}: {metric} n/a"))
+        points.append(
+            (
+                i,
+                y,
+                f"run {i}{kind}: {metric} {y:+g} in total"
+                if y is not None
+                else f"run {i}{kind}: {metric} n/a",
+            )
+        )
     plot.series(metric, f"mw-s-{metric}", points)
     return plot.chart
 
@@ -321,29 +355,47 @@ def soak_chart(soak: Mapping[str, Any], clip_id: str) -> Chart | None:
         return None
     ts = [float(s["t"]) for s in samples]
     tmax = max(max(ts), float(soak.get("duration_s") or 0) if not soak.get("complete") else 0)
-    plot = _Plot(f"{metric} over time", (0, max(tmax, 1.0)), extent, xunit="seconds",
-                 yunit="bytes", width=720, height=240, clip_id=clip_id)
+    plot = _Plot(
+        f"{metric} over time",
+        (0, max(tmax, 1.0)),
+        extent,
+        xunit="seconds",
+        yunit="bytes",
+        width=720,
+        height=240,
+        clip_id=clip_id,
+    )
     warmup = float(soak.get("warmup_s") or 0)
     if warmup > 0:
         plot.band(0, min(warmup, tmax), "warmup (not fitted)")
     plot.series(
         metric,
         f"mw-s-{metric}",
-        ((t, y, f"{format_duration(t)}: {metric} {format_size(y)}") for t, y in zip(ts, ys,
-                                                                                      strict=True)),
+        (
+            (t, y, f"{format_duration(t)}: {metric} {format_size(y)}")
+            for t, y in zip(ts, ys, strict=True)
+        ),
     )
     fitted = [(t, float(y)) for t, y in zip(ts, ys, strict=True) if y is not None and t >= warmup]
     if rate and fitted:
         slope = float(rate["slope"])
-        b = float(rate["intercept"]) if "intercept" in rate else _intercept(
-            [t for t, _ in fitted], [y for _, y in fitted], slope)
+        b = (
+            float(rate["intercept"])
+            if "intercept" in rate
+            else _intercept([t for t, _ in fitted], [y for _, y in fitted], slope)
+        )
         t0, t1 = fitted[0][0], fitted[-1][0]
-        plot.line(t0, b + slope * t0, t1, b + slope * t1, "mw-trend",
-                  f"trend {format_rate(slope)}")
+        plot.line(t0, b + slope * t0, t1, b + slope * t1, "mw-trend", f"trend {format_rate(slope)}")
         limit = soak.get("limit_rate")
         if isinstance(limit, (int, float)):
-            plot.line(t0, b + slope * t0, t1, b + slope * t0 + limit * (t1 - t0), "mw-limit",
-                      f"limit {format_rate(limit)}")
+            plot.line(
+                t0,
+                b + slope * t0,
+                t1,
+                b + slope * t0 + limit * (t1 - t0),
+                "mw-limit",
+                f"limit {format_rate(limit)}",
+            )
     return plot.chart
 
 
@@ -374,13 +426,15 @@ def _probe_rows(test: Mapping[str, Any]) -> list[dict[str, Any]]:
     for m in PROBE_ROWS:
         if m in before or m in after or m in growth:
             fmt = METRICS[m].format
-            rows.append({
-                "metric": m,
-                "before": fmt(before.get(m)),
-                "after": fmt(after.get(m)),
-                "growth": fmt(growth.get(m), signed=True),
-                "grew": (growth.get(m) or 0) > 0,
-            })
+            rows.append(
+                {
+                    "metric": m,
+                    "before": fmt(before.get(m)),
+                    "after": fmt(after.get(m)),
+                    "growth": fmt(growth.get(m), signed=True),
+                    "grew": (growth.get(m) or 0) > 0,
+                }
+            )
     return rows
 
 
@@ -388,12 +442,14 @@ def _run_rows(test: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for i, run in enumerate(test.get("runs") or [], start=1):
         delta = run.get("delta") or {}
-        rows.append({
-            "n": i,
-            "warmup": bool(run.get("warmup")),
-            "cells": [METRICS[m].format(delta.get(m), signed=True) for m in PROBE_ROWS],
-            "peak": format_size(run.get("peak_rss")),
-        })
+        rows.append(
+            {
+                "n": i,
+                "warmup": bool(run.get("warmup")),
+                "cells": [METRICS[m].format(delta.get(m), signed=True) for m in PROBE_ROWS],
+                "peak": format_size(run.get("peak_rss")),
+            }
+        )
     return rows
 
 
@@ -443,8 +499,9 @@ class TestView:
         return v if isinstance(v, int) else None
 
 
-def make_view(test: dict[str, Any], index: int, change: dict[str, Any] | None = None,
-              *, id_prefix: str = "c") -> TestView:
+def make_view(
+    test: dict[str, Any], index: int, change: dict[str, Any] | None = None, *, id_prefix: str = "c"
+) -> TestView:
     """The view of one test; ``id_prefix`` keeps its SVG ids unique on the page."""
     return TestView(
         index=index,
@@ -455,11 +512,11 @@ def make_view(test: dict[str, Any], index: int, change: dict[str, Any] | None = 
         probe_rows=_probe_rows(test),
         run_rows=_run_rows(test),
         runs_chart=runs_chart(test, f"{id_prefix}{index}r"),
-        soak_chart=(soak_chart(test["soak"], f"{id_prefix}{index}s") if test.get("soak")
-                    else None),
+        soak_chart=(soak_chart(test["soak"], f"{id_prefix}{index}s") if test.get("soak") else None),
         change=change,
         metric_charts=[
-            c for i, m in enumerate(leaked_metrics(test))
+            c
+            for i, m in enumerate(leaked_metrics(test))
             if (c := metric_chart(test, m, f"{id_prefix}{index}m{i}")) is not None
         ],
     )
@@ -597,15 +654,24 @@ class _Ranked:
         return [(i, t) for _, i, t in self.heap]
 
 
-def _row(test: Mapping[str, Any], index: int, anchor: int,
-         change: Mapping[str, Any] | None, with_change: bool) -> list[Any]:
+def _row(
+    test: Mapping[str, Any],
+    index: int,
+    anchor: int,
+    change: Mapping[str, Any] | None,
+    with_change: bool,
+) -> list[Any]:
     """One table row as the page's script reads it: values to sort on, texts to show."""
     status = verdict_status(test)
     growth = growth_bytes(test)
     peak = peak_bytes(test)
     g = test.get("growth") or {}
-    row: list[Any] = [_STATUS_ORDER[status], str(test.get("nodeid", "")),
-                      str(test.get("outcome", "")), anchor]
+    row: list[Any] = [
+        _STATUS_ORDER[status],
+        str(test.get("nodeid", "")),
+        str(test.get("outcome", "")),
+        anchor,
+    ]
     for value, text in (
         (growth, format_size(growth, signed=True)),
         (_int(g.get("rss")), format_size(g.get("rss"), signed=True)),
@@ -667,8 +733,11 @@ COLUMNS = (
     ("Peak", "num", "peak RSS above the memory at test start"),
     ("Left open", "num", "descriptors (fds) and threads the test left open"),
     ("Runs", "num", "runs memwatch made of the test"),
-    ("Time", "num", "wall time of every run memwatch made of the test, and of the attribution "
-                    "of a failure"),
+    (
+        "Time",
+        "num",
+        "wall time of every run memwatch made of the test, and of the attribution of a failure",
+    ),
 )
 CHANGE_COLUMN = ("vs baseline", "num", "growth change against the baseline")
 
@@ -717,7 +786,7 @@ def report_context(doc: Mapping[str, Any], *, title: str | None = None) -> dict[
     """Everything ``report.html.j2`` renders, derived from a results document.
 
     ``doc["tests"]`` is read twice, one test at a time (it may be a
-    :class:`pytest_memwatch.spool.ResultSpool` or a file read in a stream):
+    :class:`pytest_memwatch.reports.spool.ResultSpool` or a file read in a stream):
     once here for the tests worth details, once while the page is written
     for the table's rows. Only the detailed tests are held.
     """
@@ -760,8 +829,13 @@ def report_context(doc: Mapping[str, Any], *, title: str | None = None) -> dict[
         # Written while the page streams out: one test read, one row written.
         first = True
         for index, t in enumerate(tests, start=1):
-            row = _row(t, index, index if index in anchors else 0,
-                       changes.get(t.get("nodeid", "")), with_change)
+            row = _row(
+                t,
+                index,
+                index if index in anchors else 0,
+                changes.get(t.get("nodeid", "")),
+                with_change,
+            )
             yield Markup(("" if first else ",\n") + _script_json(row))
             first = False
 
@@ -775,14 +849,22 @@ def report_context(doc: Mapping[str, Any], *, title: str | None = None) -> dict[
         "totals": totals,
         "views": ordered[:STATIC_ROWS],
         "static_rows": [
-            (v, row_cells(_row(v.test, v.index, v.index if v.index in anchors else 0,
-                               v.change, with_change), with_change))
+            (
+                v,
+                row_cells(
+                    _row(
+                        v.test, v.index, v.index if v.index in anchors else 0, v.change, with_change
+                    ),
+                    with_change,
+                ),
+            )
             for v in ordered[:STATIC_ROWS]
         ],
         "columns": COLUMNS + ((CHANGE_COLUMN,) if with_change else ()),
         "details": details,
         "failed_omitted": max(0, int(totals.get("failed_verdicts") or 0) - len(failed.heap))
-        if not everything else 0,
+        if not everything
+        else 0,
         "grew": grew,
         "grew_max": max((v.growth or 0 for v in grew), default=0),
         "comparison": comparison,
@@ -796,8 +878,14 @@ def report_context(doc: Mapping[str, Any], *, title: str | None = None) -> dict[
     }
 
 
-_PLURALS = {"fd": "fds", "thread": "threads", "process": "processes", "socket": "sockets",
-            "tempfile": "temp files", "task": "tasks"}
+_PLURALS = {
+    "fd": "fds",
+    "thread": "threads",
+    "process": "processes",
+    "socket": "sockets",
+    "tempfile": "temp files",
+    "task": "tasks",
+}
 
 
 def _count_of(n: int, kind: str) -> str:
@@ -817,7 +905,7 @@ def ledger_view(ledger: Mapping[str, Any] | None) -> dict[str, Any] | None:
     Identical descriptions (a test that leaves the same thread each run) are
     one line with a count; each line says where the resource was opened.
     """
-    from pytest_memwatch.ledger import culprits
+    from pytest_memwatch.resources.ledger import culprits
 
     groups = []
     total = 0
@@ -835,12 +923,22 @@ def ledger_view(ledger: Mapping[str, Any] | None) -> dict[str, Any] | None:
                 site = f"{first.get('filename')}:{first.get('lineno')}" if first else None
                 # A thread's description already says where it was started or
                 # its code is defined (its path shortened: compare the file name).
-                short = f"{Path(str(first.get('filename'))).name}:{first.get('lineno')}" if first \
+                short = (
+                    f"{Path(str(first.get('filename'))).name}:{first.get('lineno')}"
+                    if first
                     else None
-                where = (f"{site} in {first.get('function')}"
-                         if first and short and short not in text else None)
-                line = lines[key] = {"kind": str(r.get("kind", "")), "description": text,
-                                     "count": 0, "where": where}
+                )
+                where = (
+                    f"{site} in {first.get('function')}"
+                    if first and short and short not in text
+                    else None
+                )
+                line = lines[key] = {
+                    "kind": str(r.get("kind", "")),
+                    "description": text,
+                    "count": 0,
+                    "where": where,
+                }
             line["count"] += 1
             if line["count"] == 2:
                 line["description"] = key
@@ -849,17 +947,23 @@ def ledger_view(ledger: Mapping[str, Any] | None) -> dict[str, Any] | None:
         for r in resources:
             kind = str(r.get("kind", ""))
             kinds[kind] = kinds.get(kind, 0) + 1
-        groups.append({
-            "culprit": culprit,
-            "count": len(resources),
-            "kinds": ", ".join(_count_of(n, k) for k, n in kinds.items()),
-            "lines": items[:LEDGER_ITEMS],
-            "more": max(0, len(items) - LEDGER_ITEMS),
-        })
+        groups.append(
+            {
+                "culprit": culprit,
+                "count": len(resources),
+                "kinds": ", ".join(_count_of(n, k) for k, n in kinds.items()),
+                "lines": items[:LEDGER_ITEMS],
+                "more": max(0, len(items) - LEDGER_ITEMS),
+            }
+        )
     if not groups:
         return None
-    return {"count": total, "groups": groups,
-            "recorded": (ledger or {}).get("recorded"), "released": (ledger or {}).get("released")}
+    return {
+        "count": total,
+        "groups": groups,
+        "recorded": (ledger or {}).get("recorded"),
+        "released": (ledger or {}).get("released"),
+    }
 
 
 def _offer(failed: _Ranked, grown: _Ranked, index: int, t: dict[str, Any]) -> None:
@@ -898,8 +1002,10 @@ def html_section(test: dict[str, Any]) -> str:
     # Several sections share one pytest-html page: derive ids from the test id.
     digest = hashlib.sha1(str(test.get("nodeid", "")).encode("utf-8")).hexdigest()[:10]
     view = make_view(test, 1, id_prefix=f"mw{digest}-")
-    return environment().get_template("section.html.j2").render(
-        view=view, css=_asset("components.css"), probe_rows=PROBE_ROWS
+    return (
+        environment()
+        .get_template("section.html.j2")
+        .render(view=view, css=_asset("components.css"), probe_rows=PROBE_ROWS)
     )
 
 
@@ -926,15 +1032,25 @@ def _history_chart(
     extent = _extent(float(v) for ys in lines.values() for v in ys if v is not None)
     if extent is None:
         return None
-    plot = _Plot(title, (0, max(1, len(labels) - 1)), (min(0.0, extent[0]), max(0.0, extent[1])),
-                 xunit="run", yunit="bytes", width=width, height=height, clip_id=clip_id,
-                 xlabels=dict(enumerate(labels)))
+    plot = _Plot(
+        title,
+        (0, max(1, len(labels) - 1)),
+        (min(0.0, extent[0]), max(0.0, extent[1])),
+        xunit="run",
+        yunit="bytes",
+        width=width,
+        height=height,
+        clip_id=clip_id,
+        xlabels=dict(enumerate(labels)),
+    )
     for name, ys in lines.items():
         plot.series(
             name,
             f"mw-s-{name}",
-            ((i, None if y is None else float(y), f"{labels[i]}: {name} {format_size(y)}")
-             for i, y in enumerate(ys)),
+            (
+                (i, None if y is None else float(y), f"{labels[i]}: {name} {format_size(y)}")
+                for i, y in enumerate(ys)
+            ),
         )
     return plot.chart
 
@@ -948,7 +1064,7 @@ def history_context(
     """Per machine: the saved runs, total growth over time, and each test's growth and peak.
 
     ``grouped`` maps a machine id to ``(saved run, document)`` pairs in order;
-    a saved run needs a ``label`` (e.g. :class:`pytest_memwatch.baselines.SavedRun`).
+    a saved run needs a ``label`` (e.g. :class:`pytest_memwatch.reports.baselines.SavedRun`).
     """
     machines = []
     for m_index, (machine, runs) in enumerate(grouped.items()):
@@ -974,19 +1090,35 @@ def history_context(
             growth = [None if t is None else growth_bytes(t) for t in series]
             peak = [None if t is None else peak_bytes(t) for t in series]
             latest = next((g for g in reversed(growth) if g is not None), None)
-            tests.append(HistoryTest(
-                nodeid, t_index, latest,
-                _history_chart("growth and peak", labels, {"growth": growth, "peak": peak},
-                               f"h{m_index}t{t_index}", width=460, height=150),
-            ))
+            tests.append(
+                HistoryTest(
+                    nodeid,
+                    t_index,
+                    latest,
+                    _history_chart(
+                        "growth and peak",
+                        labels,
+                        {"growth": growth, "peak": peak},
+                        f"h{m_index}t{t_index}",
+                        width=460,
+                        height=150,
+                    ),
+                )
+            )
         tests.sort(key=lambda t: -(t.latest or 0))
-        machines.append({
-            "id": machine,
-            "rows": rows,
-            "chart": _history_chart("total growth per run", labels,
-                                    {"total": [row["growth"] for row in rows]}, f"h{m_index}"),
-            "tests": tests,
-        })
+        machines.append(
+            {
+                "id": machine,
+                "rows": rows,
+                "chart": _history_chart(
+                    "total growth per run",
+                    labels,
+                    {"total": [row["growth"] for row in rows]},
+                    f"h{m_index}",
+                ),
+                "tests": tests,
+            }
+        )
     return {
         "title": "pytest-memwatch history",
         "source": source,
@@ -1004,6 +1136,8 @@ def render_history(
     source: str = "",
 ) -> str:
     """Self-contained HTML plotting each test's memory across saved runs."""
-    return environment().get_template("history.html.j2").render(
-        history_context(grouped, problems, source=source)
+    return (
+        environment()
+        .get_template("history.html.j2")
+        .render(history_context(grouped, problems, source=source))
     )

@@ -1,6 +1,6 @@
 """Verdicts: budgets (``max_growth``, ``max_memory``) and the repeated-run leak verdict.
 
-Everything here works on plain :class:`~pytest_memwatch.probes.Sample` readings
+Everything here works on plain :class:`~pytest_memwatch.base.probes.Sample` readings
 and returns plain data; the plugin, the ``memwatch`` fixture and the library API
 all share it.
 
@@ -28,25 +28,15 @@ from __future__ import annotations
 import time
 from array import array
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from pytest_memwatch.probes import METRICS, Sample, bytes_metric
-from pytest_memwatch.stats import Trend, cumulative, median, theil_sen
-from pytest_memwatch.units import format_size, plural
+from pytest_memwatch.base.probes import METRICS, Sample, bytes_metric
+from pytest_memwatch.base.stats import Trend, cumulative, median, theil_sen
+from pytest_memwatch.base.units import format_size, plural
+from pytest_memwatch.base.verdict import Verdict, VerdictSource
+from pytest_memwatch.config.tolerances import DEFAULT_FLOORS
 
-# Per-run growth that counts as "grew" for each metric. Blocks, fds and
-# threads are exact counters. malloc bytes are exact too, but glibc's tcache
-# keeps freed chunks counted as in use, so a few hundred bytes come and go on
-# clean code (small leaks are caught by blocks). RSS moves in pages and arenas,
-# so a run must add more than a few pages before it counts.
-DEFAULT_FLOORS: Mapping[str, float] = {
-    "blocks": 0.0,
-    "malloc": 256.0,
-    "rss": 32 * 1024.0,
-    "fds": 0.0,
-    "threads": 0.0,
-}
 # How far the floor of the readings must rise before a sparse staircase counts
 # as a leak: a cache that replaces entries of slightly different sizes moves
 # malloc bytes by a few dozen bytes either way without growing.
@@ -70,32 +60,6 @@ BUDGET_MAX_RUNS = 2000
 MEMORY_METRICS = ("blocks", "malloc", "rss")
 RESOURCE_METRICS = ("fds", "threads")
 UNITS = {"blocks": "blocks", "malloc": "bytes", "rss": "bytes", "fds": "fds", "threads": "threads"}
-
-
-@dataclass
-class Verdict:
-    """The outcome of one check on one test. ``to_dict`` is its JSON form."""
-
-    kind: str  # "max_growth" | "max_memory" | "leak"
-    source: str  # "marker" | "option" | "fixture" | "api"
-    passed: bool
-    message: str
-    metric: str | None = None
-    limit: float | None = None
-    measured: float | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "source": self.source,
-            "passed": self.passed,
-            "message": self.message,
-            "metric": self.metric,
-            "limit": self.limit,
-            "measured": self.measured,
-            "details": self.details,
-        }
 
 
 def _fmt(metric: str, value: float) -> str:
@@ -448,7 +412,7 @@ class RepeatPlan:
         return self.budget is not None or self.budget_multiple is not None
 
     # -- verdicts -------------------------------------------------------------
-    def leak_verdict(self, source: str = "marker") -> Verdict:
+    def leak_verdict(self, source: VerdictSource = "marker") -> Verdict:
         states = self._states()
         leaking = {m: t for m, (s, t) in states.items() if s == "suspect" and t is not None}
         n = self.count - self.warmup - (self._rebase >= 0)
@@ -508,8 +472,7 @@ class RepeatPlan:
                 f"last runs {', '.join(_fmt(m, x) for x in window)})"
             )
         msg = (
-            f"leak: {'; '.join(parts)} over {plural(n, 'run')} "
-            f"after {self.requested_warmup} warmup"
+            f"leak: {'; '.join(parts)} over {plural(n, 'run')} after {self.requested_warmup} warmup"
         )
         if self.stopped == "budget" and budget is not None:
             msg += f" (still growing when the {format_duration(budget)} budget ran out)"
@@ -558,7 +521,7 @@ class RepeatPlan:
 
 
 def growth_verdict(
-    measured: float | None, limit: int, *, source: str, runs: int, details: dict[str, Any]
+    measured: float | None, limit: int, *, source: VerdictSource, runs: int, details: dict[str, Any]
 ) -> Verdict:
     if measured is None:
         return Verdict(
@@ -579,7 +542,7 @@ def growth_verdict(
     return Verdict("max_growth", source, ok, msg, "bytes", limit, measured, details)
 
 
-def peak_verdict(peak_growth: float | None, limit: int, *, source: str) -> Verdict:
+def peak_verdict(peak_growth: float | None, limit: int, *, source: VerdictSource) -> Verdict:
     if peak_growth is None:
         return Verdict(
             "max_memory",

@@ -33,8 +33,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from _pytest.runner import runtestprotocol
 
-from pytest_memwatch import __version__, markers
-from pytest_memwatch.cmdline import OptionalValue, looks_like_test_path, rescue_test_paths
+from pytest_memwatch.base.version import __version__
+from pytest_memwatch.base.probes import bytes_metric
+from pytest_memwatch.config import markers
+from pytest_memwatch.config.cmdline import OptionalValue, looks_like_test_path, rescue_test_paths
+from pytest_memwatch.config.rules import parse_rules
+from pytest_memwatch.config.settings import SETTINGS, Setting, SettingError, Settings, resolve
 from pytest_memwatch.engine import (
     GcHygiene,
     MarkCall,
@@ -45,20 +49,12 @@ from pytest_memwatch.engine import (
     build_spec,
     judge,
 )
-from pytest_memwatch.ledger import Ledger, ledger_lines, merge_ledgers
-from pytest_memwatch.probes import bytes_metric
-from pytest_memwatch.resources import (
-    OPENED_KINDS,
-    ResourceChecker,
-    ResourceReport,
-    ResourceWatch,
-    parse_rules,
-)
-from pytest_memwatch.results import RunMeta, TestResult, document, now_iso
-from pytest_memwatch.settings import SETTINGS, Setting, SettingError, Settings, resolve
-from pytest_memwatch.spool import ResultSpool
-from pytest_memwatch.terminal import Summary
-from pytest_memwatch.verdicts import MEMORY_METRICS, RepeatPlan
+from pytest_memwatch.engine.verdicts import MEMORY_METRICS, RepeatPlan
+from pytest_memwatch.reports.results import RunMeta, TestResult, document, now_iso
+from pytest_memwatch.reports.spool import ResultSpool
+from pytest_memwatch.reports.terminal import Summary
+from pytest_memwatch.resources import OPENED_KINDS, ResourceChecker, ResourceReport, ResourceWatch
+from pytest_memwatch.resources.ledger import Ledger, ledger_lines, merge_ledgers
 
 if TYPE_CHECKING:
     # Imported where used: the soak engine (with tracemalloc and pickle) and the
@@ -187,7 +183,7 @@ class SessionState:
         settings = self.settings
         if not (settings.json or settings.html or settings.save or settings.compare is not None):
             return
-        from pytest_memwatch.outputs import finish_run
+        from pytest_memwatch.reports.outputs import finish_run
 
         self.meta.commit = _git_commit(str(session.config.rootpath))
         # The tests stream from the spool into each output, one at a time.
@@ -300,7 +296,8 @@ class UnmeasuredTests:
         if measured:
             return
         names = [
-            k for k in report.keywords
+            k
+            for k in report.keywords
             if k in markers.SCHEMAS and k not in self.state.project_markers
         ]
         gateway = getattr(getattr(report, "node", None), "gateway", None)
@@ -319,7 +316,7 @@ class UnmeasuredTests:
 
 
 def _why_unmeasured(names: list[str], outcome: str, setup_failed: bool, active: bool) -> str:
-    """A key of :data:`pytest_memwatch.results.NOT_MEASURED`, from what the report tells."""
+    """A key of :data:`pytest_memwatch.reports.results.NOT_MEASURED`, from what the report tells."""
     if "memwatch_skip" in names:
         return "memwatch_skip"
     if "soak" in names and outcome == "skipped":
@@ -501,7 +498,7 @@ def pytest_configure(config: pytest.Config) -> None:
         pm.register(UnmeasuredTests(state, loadgroup=loadgroup), "memwatch-unmeasured")
     if pm.hasplugin("xdist") or pm.hasplugin("xdist.plugin"):
         # Imported only here: with -p no:xdist (or without xdist) nothing of it loads.
-        from pytest_memwatch import xdist as memwatch_xdist
+        from pytest_memwatch.plugin import xdist as memwatch_xdist
 
         pm.register(memwatch_xdist, "memwatch-xdist")
 
@@ -992,7 +989,7 @@ def _protocol(
         _ensure_plugin(item.config, "memwatch-failed-status", FailedStatus)
     if state.is_controller:
         # In-process; an xdist controller collects its workers' results from
-        # their reports instead (pytest_memwatch.xdist).
+        # their reports instead (pytest_memwatch.plugin.xdist).
         state.record(data if data is not None else result.to_dict())
     for rep in reports:
         if rep.when == "call":
@@ -1060,7 +1057,7 @@ def _attribute(
     opened: bool,
 ) -> dict[str, Any]:
     """Explain a failed verdict; never raises (a broken explanation must not stop the session)."""
-    from pytest_memwatch import attribution
+    from pytest_memwatch.engine import attribution
 
     held = _HeldReports()
 
@@ -1102,9 +1099,11 @@ def _attribute(
 def _timing(plan: Any, runs_s: float, attribution_s: float | None) -> dict[str, Any]:
     """Where memwatch's time on a test went (docs/results.md, "timing")."""
     count = len(plan.records) if plan is not None else 1
-    return {"runs": count, "runs_s": round(runs_s, 6), "attribution_s": (
-        None if attribution_s is None else round(attribution_s, 6)
-    )}
+    return {
+        "runs": count,
+        "runs_s": round(runs_s, 6),
+        "attribution_s": (None if attribution_s is None else round(attribution_s, 6)),
+    }
 
 
 class _AttributionProgress:
@@ -1118,8 +1117,10 @@ class _AttributionProgress:
     SHOW_AFTER = 2.0
 
     def __init__(self, config: pytest.Config, nodeid: str) -> None:
-        self._tr = None if hasattr(config, "workerinput") else (
-            config.pluginmanager.get_plugin("terminalreporter")
+        self._tr = (
+            None
+            if hasattr(config, "workerinput")
+            else (config.pluginmanager.get_plugin("terminalreporter"))
         )
         self._capman = config.pluginmanager.get_plugin("capturemanager")
         self._nodeid = nodeid
@@ -1244,7 +1245,7 @@ def _add_html_extra(report: pytest.TestReport, data: dict[str, Any]) -> None:
     """A memwatch section for this test in pytest-html's report (plain data, xdist-safe)."""
     from pytest_html import extras  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
-    from pytest_memwatch.outputs import html_section
+    from pytest_memwatch.reports.outputs import html_section
 
     report.extras = [*getattr(report, "extras", []), extras.html(html_section(data))]  # type: ignore[attr-defined]
 
@@ -1278,7 +1279,7 @@ def _apply(
     if failed and call is not None and call.passed:
         call.longrepr = _verdict_text([v.message for v in failed])
         if attribution is not None:
-            from pytest_memwatch.attribution import format_attribution
+            from pytest_memwatch.engine.attribution import format_attribution
 
             call.sections.append(("memwatch attribution", format_attribution(attribution)))
         if xfail_any and "wasxfail" in call.__dict__:
@@ -1303,7 +1304,7 @@ def _apply(
 
 def _verdict_text(messages: list[str]) -> _VerdictText:
     """Failed verdicts for the failure section: each a headline, its details indented below."""
-    from pytest_memwatch.verdicts import message_lines
+    from pytest_memwatch.engine.verdicts import message_lines
 
     lines: list[str] = []
     for message in messages:
@@ -1339,7 +1340,7 @@ class _VerdictText(str):
 
 
 def _junit_properties(result: TestResult) -> list[tuple[str, object]]:
-    from pytest_memwatch.outputs import junit_properties
+    from pytest_memwatch.reports.outputs import junit_properties
 
     props: list[tuple[str, object]] = list(junit_properties(result.to_dict()))
     failed = [v["kind"] for v in result.verdicts if not v["passed"]]

@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_memwatch.limits import MAX_RUNS, MAX_WARMUP, short_repr
-from pytest_memwatch.units import (
+from pytest_memwatch.base.limits import MAX_RUNS, MAX_WARMUP, short_repr
+from pytest_memwatch.base.units import (
     DURATION_EXAMPLE,
     RATE_EXAMPLE,
     SIZE_EXAMPLE,
@@ -100,13 +100,10 @@ def _convert(p: Param, raw: Any) -> Any:
         raise MarkerError(f"{p.name}={shown}: {exc}") from None
     if p.kind == "int":
         if isinstance(raw, bool) or not isinstance(raw, int):
-            raise MarkerError(
-                f"{p.name}={shown}: expected a whole number, e.g. {p.name}=3"
-            )
+            raise MarkerError(f"{p.name}={shown}: expected a whole number, e.g. {p.name}=3")
         if p.minimum is not None and raw < p.minimum:
             raise MarkerError(
-                f"{p.name}={shown}: must be {p.minimum} or more, "
-                f"e.g. {p.name}={max(p.minimum, 3)}"
+                f"{p.name}={shown}: must be {p.minimum} or more, e.g. {p.name}={max(p.minimum, 3)}"
             )
         if p.maximum is not None and raw > p.maximum:
             raise MarkerError(
@@ -140,7 +137,7 @@ def _convert(p: Param, raw: Any) -> Any:
         items = [raw] if isinstance(raw, str) else raw
         if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
             raise MarkerError(f"{p.name}={shown}: expected 'growth:10%' or a list of them")
-        from pytest_memwatch.compare import parse_tolerance
+        from pytest_memwatch.config.tolerances import parse_tolerance
 
         for item in items:
             try:
@@ -155,7 +152,7 @@ def _convert(p: Param, raw: Any) -> Any:
                 f"{p.name}={shown}: expected 'KIND:GLOB' or a list of them, "
                 f"e.g. {p.name}=['thread:worker-*']"
             )
-        from pytest_memwatch.resources import parse_rule
+        from pytest_memwatch.config.rules import parse_rule
 
         rules = []
         for item in items:

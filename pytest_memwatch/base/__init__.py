@@ -1,0 +1,1 @@
+"""Primitives every layer uses: units, limits, statistics and the process probes."""

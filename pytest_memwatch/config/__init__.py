@@ -1,0 +1,1 @@
+"""Configuration: settings, markers and the command line, parsed and checked."""

@@ -1,0 +1,1 @@
+"""The results document and every output made from it."""
