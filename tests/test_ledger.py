@@ -18,13 +18,9 @@ import jsonschema
 import pytest
 
 from pytest_memwatch.base.probes import Sample, get_prober
+from pytest_memwatch.reports.ledger import ledger_lines, merge_ledgers, merge_shard_ledgers
 from pytest_memwatch.reports.results_file import load_results, load_schema
-from pytest_memwatch.resources.ledger import (
-    Ledger,
-    ledger_lines,
-    merge_ledgers,
-    merge_shard_ledgers,
-)
+from pytest_memwatch.resources.ledger import Ledger
 
 if TYPE_CHECKING:
     from conftest import Runner

@@ -29,9 +29,11 @@ from pytest_memwatch.resources import (
     ResourceReport,
     name_in_leak_verdict,
     resources_verdict,
+    survivor,
+    threads,
 )
 
-HERE = resources._short_path(__file__)  # relative to the working directory when inside it
+HERE = survivor.short_path(__file__)  # relative to the working directory when inside it
 EXPECTED = "expected KIND:GLOB, e.g. thread:ThreadPoolExecutor-* or origin:grpc.*"
 
 
@@ -129,7 +131,7 @@ def test_a_thread_is_named_with_where_it_was_started(stop_event: threading.Event
     )
     assert leak.origin[0].module == __name__
     # The recorder is gone once the watch is closed.
-    assert threading.Thread.start is not resources._recording_start
+    assert threading.Thread.start is not threads._recording_start
 
 
 def test_a_thread_started_before_the_watch_shows_what_it_runs(
@@ -139,7 +141,7 @@ def test_a_thread_started_before_the_watch_shows_what_it_runs(
         stop_event.wait()
 
     worker = threading.Thread(target=serve_forever, name="early", daemon=True)
-    res = resources._describe_thread(worker)
+    res = threads.describe_thread(worker)
     line = serve_forever.__code__.co_firstlineno
     assert res.description == (
         f"thread 'early' (daemon, runs {__name__}.test_a_thread_started_before_the_watch_"
@@ -392,7 +394,7 @@ def test_pending_tasks_skip_a_dead_weakref_proxy() -> None:
     from isinstance(); the task scan must step over it, not error the test."""
     import weakref
 
-    from pytest_memwatch.resources import _pending_tasks
+    from pytest_memwatch.resources.tasks import pending_tasks
 
     class Referent:
         pass
@@ -401,5 +403,5 @@ def test_pending_tasks_skip_a_dead_weakref_proxy() -> None:
     proxy = weakref.proxy(referent)
     del referent
     holder = [proxy]  # keeps the dead proxy alive and tracked
-    assert _pending_tasks() == []
+    assert pending_tasks() == []
     assert len(holder) == 1

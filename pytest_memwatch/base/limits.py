@@ -10,6 +10,7 @@ per run and abort the session. Each bound is documented in docs/reference.md.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 
 # A size in bytes: 8 EiB, more memory than any machine addresses.
 MAX_SIZE = 2**63 - 1
@@ -25,6 +26,12 @@ MAX_JSON_INT = 2**63 - 1
 # A results document read by the CLI or as a baseline: read at most this many
 # bytes, so `report /dev/zero` is an error rather than a MemoryError.
 MAX_RESULTS_BYTES = 1024 * 1024 * 1024
+# How many distinct items a message names before "and N more" (a failed
+# resources check, the session ledger's lines).
+MESSAGE_ITEMS = 5
+# The session ledger's tests that left the most memory behind: each process
+# keeps this many, and merging the processes' ledgers keeps this many again.
+TOP_GROWTH = 10
 
 
 def check_count(name: str, value: object, *, minimum: int, maximum: int) -> int:
@@ -65,3 +72,19 @@ def short_repr(value: object, limit: int = 60) -> str:
 def has_control_chars(text: str) -> bool:
     """Whether ``text`` holds a newline, tab or any other control or format character."""
     return any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in text)
+
+
+def short_list(texts: Iterable[str], limit: int = MESSAGE_ITEMS) -> str:
+    """``texts`` joined by ``"; "``, alike ones named once with a count, cut after ``limit``.
+
+    A test that leaks a thread per call leaves many alike; listing each buries
+    the one line that matters. Order of first appearance is kept:
+    ``short_list(["a", "b", "a"]) == "a (x2); b"``, and past ``limit``
+    distinct items the rest is counted (``"...; and 3 more"``).
+    """
+    counts: dict[str, int] = {}
+    for text in texts:
+        counts[text] = counts.get(text, 0) + 1
+    grouped = [t if n == 1 else f"{t} (x{n})" for t, n in counts.items()]
+    more = len(grouped) - limit
+    return "; ".join(grouped[:limit]) + (f"; and {more} more" if more > 0 else "")

@@ -50,11 +50,12 @@ from pytest_memwatch.engine import (
     judge,
 )
 from pytest_memwatch.engine.verdicts import MEMORY_METRICS, RepeatPlan
+from pytest_memwatch.reports.ledger import ledger_lines, merge_ledgers
 from pytest_memwatch.reports.results import RunMeta, TestResult, document, now_iso
 from pytest_memwatch.reports.spool import ResultSpool
 from pytest_memwatch.reports.terminal import Summary
 from pytest_memwatch.resources import OPENED_KINDS, ResourceChecker, ResourceReport, ResourceWatch
-from pytest_memwatch.resources.ledger import Ledger, ledger_lines, merge_ledgers
+from pytest_memwatch.resources.ledger import Ledger
 
 if TYPE_CHECKING:
     # Imported where used: the soak engine (with tracemalloc and pickle) and the

@@ -905,7 +905,7 @@ def ledger_view(ledger: Mapping[str, Any] | None) -> dict[str, Any] | None:
     Identical descriptions (a test that leaves the same thread each run) are
     one line with a count; each line says where the resource was opened.
     """
-    from pytest_memwatch.resources.ledger import culprits
+    from pytest_memwatch.reports.ledger import culprits
 
     groups = []
     total = 0

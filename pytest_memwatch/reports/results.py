@@ -300,7 +300,7 @@ def totals(tests: Iterable[TestResult | Mapping[str, Any]]) -> dict[str, Any]:
 class Results:
     run: RunMeta
     tests: list[TestResult] = field(default_factory=list)
-    # The session ledger (pytest_memwatch.resources.ledger.merge_ledgers), when tests ran.
+    # The session ledger (pytest_memwatch.reports.ledger.merge_ledgers), when tests ran.
     ledger: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:

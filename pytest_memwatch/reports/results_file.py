@@ -557,7 +557,7 @@ def merge_documents(
     Tests are concatenated in input order, totals recomputed, and each shard's
     run metadata kept under ``shards`` (a merged input contributes its own
     shards, so merging is associative); the shards' session ledgers are merged
-    into one (:func:`pytest_memwatch.resources.ledger.merge_shard_ledgers`). The merged
+    into one (:func:`pytest_memwatch.reports.ledger.merge_shard_ledgers`). The merged
     ``run`` spans the shards: earliest start, latest finish, the sum of their
     workers. Raises
     :class:`ResultsError` for a foreign or invalid input, mismatched schema
@@ -656,7 +656,7 @@ def merge_documents(
         "totals": counted.to_dict(),
         "shards": shards,
     }
-    from pytest_memwatch.resources.ledger import merge_shard_ledgers
+    from pytest_memwatch.reports.ledger import merge_shard_ledgers
 
     ledger = merge_shard_ledgers(ledgers)
     if ledger is not None:

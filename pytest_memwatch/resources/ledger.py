@@ -15,32 +15,24 @@ per process that runs tests:
 
 At session end, after every fixture is torn down, it re-checks which recorded
 resources are still alive (with the same grace period as a test's check) and
-reports those with their culprit, and the process's growth over the session.
-Workers' ledgers are merged on the controller (:func:`merge_ledgers`).
-Nothing here imports pytest.
+reports those with their culprit, and the process's growth over the session,
+as plain data: merging the workers' ledgers on the controller and showing them
+is :mod:`pytest_memwatch.reports.ledger`'s. Nothing here imports pytest.
 """
 
 from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_memwatch.base.limits import TOP_GROWTH
 from pytest_memwatch.base.probes import Sample
-from pytest_memwatch.base.units import format_size
-from pytest_memwatch.reports.results import growth_bytes
-from pytest_memwatch.resources import (
-    MESSAGE_ITEMS,
-    Liveness,
-    Resource,
-    group_descriptions,
-    known_keys,
-    new_resources,
-)
+from pytest_memwatch.resources.survivor import Resource
+from pytest_memwatch.resources.watch import Liveness, grace_checks, known_keys, new_resources
 
-TOP_GROWTH = 10
 # A pathological suite (a thread per test, never stopped) must not make the
 # ledger itself a leak: past this many entries only a count is kept.
 MAX_ENTRIES = 1000
@@ -198,17 +190,13 @@ class Ledger:
     def finish(self, end: Sample | None, grace: float = 0.0) -> dict[str, Any]:
         """Re-check what is still alive and return this process's ledger (plain data)."""
         entries = list(self._entries.values())
-        check = Liveness()
-        alive = [e for e in entries if check(e.resource)]
-        waited, pause = 0.0, 0.01
+        alive = entries
         # Threads told to stop at session teardown may still be finishing.
-        while alive and waited < grace:
-            step = min(pause, grace - waited)
-            self._sleep(step)
-            waited += step
-            pause *= 2
+        for _ in grace_checks(grace, self._sleep):
             check = Liveness()
             alive = [e for e in alive if check(e.resource)]
+            if not alive:
+                break
         start = self._start
         session = None
         if start is not None and end is not None:
@@ -224,132 +212,3 @@ class Ledger:
                 for grown, _, nodeid in sorted(self._growth, reverse=True)
             ],
         }
-
-
-def merge_ledgers(parts: Mapping[str, Mapping[str, Any]], top: int = TOP_GROWTH) -> dict[str, Any]:
-    """One ledger for the results document from each process's (keyed by worker id)."""
-    return {
-        "sessions": {w: p.get("session") for w, p in sorted(parts.items())},
-        "resources": [r for _, p in sorted(parts.items()) for r in p.get("resources") or []],
-        **_counts(parts.values()),
-        "growth": _largest([g for p in parts.values() for g in p.get("growth") or []], top),
-    }
-
-
-def _counts(ledgers: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """The ``recorded`` and ``released`` counts of several ledgers, added up."""
-    ledgers = list(ledgers)
-    return {key: sum(int(p.get(key) or 0) for p in ledgers) for key in ("recorded", "released")}
-
-
-def _largest(growth: Sequence[Mapping[str, Any]], top: int) -> list[Mapping[str, Any]]:
-    """The ``top`` growth entries with the most bytes, largest first."""
-    return sorted(growth, key=lambda g: -int(g["bytes"]))[:top]
-
-
-def merge_shard_ledgers(
-    parts: Sequence[tuple[int, Mapping[str, Any] | None]], top: int = TOP_GROWTH
-) -> dict[str, Any] | None:
-    """One ledger from several results documents' (``merge``), or ``None`` if none has one.
-
-    Each part is ``(first shard index, ledger)``: the index the document's
-    first shard gets in the merged document, and its ledger. Sessions are
-    keyed ``"<shard>/<worker>"`` and every resource and growth entry gets its
-    ``shard``; a document that was itself merged has both already, counted
-    from its own first shard (worker ids never hold a "/"). The counts add up
-    and the growth list keeps the largest ``top``.
-    """
-    present = [(offset, ledger) for offset, ledger in parts if ledger]
-    if not present:
-        return None
-    sessions: dict[str, Any] = {}
-    for offset, ledger in present:
-        for key, session in (ledger.get("sessions") or {}).items():
-            shard, merged, worker = str(key).partition("/")
-            sessions[f"{offset + int(shard)}/{worker}" if merged else f"{offset}/{key}"] = session
-
-    def tagged(kind: str) -> list[dict[str, Any]]:
-        return [
-            {**entry, "shard": offset + int(entry.get("shard", 0))}
-            for offset, ledger in present
-            for entry in ledger.get(kind) or []
-        ]
-
-    return {
-        "sessions": sessions,
-        "resources": tagged("resources"),
-        **_counts(ledger for _, ledger in present),
-        "growth": _largest(tagged("growth"), top),
-    }
-
-
-def _culprit(r: Mapping[str, Any]) -> str:
-    owner = str(r.get("owner", "?"))
-    if r.get("phase") == "fixtures":
-        names = ", ".join(r.get("fixtures") or [])
-        owner = f"the fixtures set up for {owner}" + (f" ({names})" if names else "")
-    worker = r.get("worker")
-    where = [f"shard {r['shard']}"] if "shard" in r else []
-    if worker and worker != "main":
-        where.append(str(worker))
-    return owner + (f" [{', '.join(where)}]" if where else "")
-
-
-def ledger_lines(ledger: Mapping[str, Any] | None, verbosity: int = 0) -> list[str]:
-    """Terminal summary lines: survivors and their culprits; session growth when asked (-v)."""
-    if not ledger:
-        return []
-    lines: list[str] = []
-    alive = ledger.get("resources") or []
-    if alive:
-        lines.append(
-            f"ledger: {len(alive)} resource{'s' if len(alive) != 1 else ''} left behind by "
-            "tests or fixtures still there at session end:"
-        )
-        # One line per culprit: a test that leaks a descriptor per call is one line.
-        by_culprit: dict[str, list[str]] = {}
-        for r in alive:
-            by_culprit.setdefault(_culprit(r), []).append(str(r["description"]))
-        for culprit, listed in by_culprit.items():
-            what = group_descriptions(listed)
-            more = len(what) - MESSAGE_ITEMS
-            shown = "; ".join(what[:MESSAGE_ITEMS]) + (f"; and {more} more" if more > 0 else "")
-            lines.append(f"  {culprit}: {shown}")
-    if verbosity >= 1 or alive:
-        sessions = ledger.get("sessions") or {}
-        for worker, s in sessions.items():
-            if not s:
-                continue
-            g = s.get("growth") or {}
-            blocks = g.get("blocks")
-            label = f" ({worker})" if len(sessions) > 1 or worker != "main" else ""
-            # "growth" as every output defines it (growth_bytes); the whole
-            # process, so it also counts what happened between the tests.
-            lines.append(
-                f"session growth{label}: {format_size(growth_bytes(s), signed=True)} "
-                f"(RSS {format_size(g.get('rss'), signed=True)}, "
-                f"malloc {format_size(g.get('malloc'), signed=True)}, "
-                f"{'n/a' if blocks is None else f'{blocks:+d}'} blocks) "
-                "in the whole process, between tests included"
-            )
-        growth = ledger.get("growth") or []
-        if growth:
-            lines.append(
-                "left the most memory behind: "
-                + ", ".join(
-                    f"{g['nodeid']} ({format_size(g['bytes'], signed=True)})" for g in growth[:3]
-                )
-            )
-    return lines
-
-
-def culprits(ledger: Mapping[str, Any] | None) -> list[tuple[str, list[Mapping[str, Any]]]]:
-    """The resources still alive at session end, grouped by who left them, in ledger order.
-
-    The HTML report's "left behind" section reads this; the terminal's lines
-    group the same way (one culprit, one entry).
-    """
-    grouped: dict[str, list[Mapping[str, Any]]] = {}
-    for r in (ledger or {}).get("resources") or []:
-        grouped.setdefault(_culprit(r), []).append(r)
-    return list(grouped.items())
