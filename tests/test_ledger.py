@@ -291,3 +291,34 @@ def test_shard_ledgers_merge_associatively() -> None:
     # Shards without a ledger (nothing measured) add nothing; none at all gives none.
     assert merge_shard_ledgers([(0, None), (1, b)]) == merge_shard_ledgers([(1, b)])
     assert merge_shard_ledgers([(0, None)]) is None
+
+
+def test_reading_and_merging_ledgers_does_not_load_the_resource_watch() -> None:
+    """``merge`` and the reports read ledger data only: no thread recorder, audit hook
+    or ``/proc`` reader is imported for them (the runtime side lives in resources)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pytest_memwatch.reports.html import ledger_view\n"
+        "from pytest_memwatch.reports.ledger import merge_shard_ledgers\n"
+        "ledger = {'resources': [{'kind': 'fd', 'description': 'fd 3', 'owner': 't::a'}]}\n"
+        "merged = merge_shard_ledgers([(0, ledger), (1, ledger)])\n"
+        "assert ledger_view(merged)['count'] == 2\n"
+        "print(sorted(m for m in sys.modules if m.startswith('pytest_memwatch.resources')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_ledger_lists_at_most_five_alike_groups_per_culprit() -> None:
+    resources = [
+        {"kind": "fd", "description": f"fd ({n})", "owner": "t::a", "phase": "test"}
+        for n in (1, 2, 1, 3, 4, 5, 6, 7)
+    ]
+    lines = ledger_lines({"resources": resources, "sessions": {}})
+    assert lines == [
+        "ledger: 8 resources left behind by tests or fixtures still there at session end:",
+        "  t::a: fd (1) (x2); fd (2); fd (3); fd (4); fd (5); and 2 more",
+    ]

@@ -18,6 +18,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pytest_memwatch import resources
 from pytest_memwatch.base.verdict import Verdict
@@ -27,6 +29,7 @@ from pytest_memwatch.resources import (
     Resource,
     ResourceChecker,
     ResourceReport,
+    describe_list,
     name_in_leak_verdict,
     resources_verdict,
     survivor,
@@ -405,3 +408,20 @@ def test_pending_tasks_skip_a_dead_weakref_proxy() -> None:
     holder = [proxy]  # keeps the dead proxy alive and tracked
     assert pending_tasks() == []
     assert len(holder) == 1
+
+
+@given(st.lists(st.sampled_from(["a", "bb", "c c", "thread 'x'", "fd 3 (/tmp/f)", "z"])))
+def test_a_failure_message_names_alike_survivors_once_with_their_count(
+    descriptions: list[str],
+) -> None:
+    items = [Resource("fd", ("fd", n, d), d) for n, d in enumerate(descriptions)]
+    listed = describe_list(items)
+    distinct = list(dict.fromkeys(descriptions))
+    parts = listed.split("; ") if listed else []
+    if len(distinct) > 5:
+        assert parts[-1] == f"and {len(distinct) - 5} more"
+        parts = parts[:-1]
+    assert len(parts) == min(len(distinct), 5)
+    for part, text in zip(parts, distinct, strict=False):
+        count = descriptions.count(text)
+        assert part == (text if count == 1 else f"{text} (x{count})")
