@@ -15,12 +15,12 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
-from pytest_memwatch.resources.survivor import Frame, Resource, stack
+from pytest_memwatch.resources.survivor import Frame, Resource, ResourceKind, stack
 from pytest_memwatch.resources.tempfiles import TempNotes
 
 # Kinds a test opens (descriptors, sockets, temp entries): where each was
 # opened can be recorded through the audit hook (see recording_openers).
-OPENED_KINDS = ("fd", "socket", "tempfile")
+OPENED_KINDS: tuple[ResourceKind, ...] = ("fd", "socket", "tempfile")
 _OPEN_EVENTS = ("open", "socket.__new__", "os.mkdir", "tempfile.mkstemp", "tempfile.mkdtemp")
 
 _TEMP_NOTES: list[TempNotes] = []

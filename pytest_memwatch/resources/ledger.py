@@ -26,7 +26,7 @@ import heapq
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pytest_memwatch.base.limits import TOP_GROWTH
 from pytest_memwatch.base.probes import Sample
@@ -38,11 +38,16 @@ from pytest_memwatch.resources.watch import Liveness, grace_checks, known_keys, 
 MAX_ENTRIES = 1000
 
 
+# What a resource is charged to: the test itself, or the higher-scoped
+# fixtures set up for it.
+Phase = Literal["test", "fixtures"]
+
+
 @dataclass(frozen=True)
 class Entry:
     resource: Resource
     owner: str  # node id of the test, or of the test whose fixtures were being set up
-    phase: str  # "test" | "fixtures"
+    phase: Phase
     fixtures: tuple[str, ...] = ()
 
     def to_dict(self, worker: str) -> dict[str, Any]:
@@ -104,7 +109,7 @@ class Ledger:
         self._last_fds, self._last_threads = sample.fds, sample.threads
         self._known_threads, self._known_fds = known_keys()
 
-    def note(self, phase: str, sample: Sample) -> None:
+    def note(self, phase: Phase, sample: Sample) -> None:
         """Compare a reading's thread and descriptor counts with the previous one.
 
         Called inside measured windows (and between repeated runs), so it
@@ -160,7 +165,7 @@ class Ledger:
         self.add(owner, "test", [r for r in new if r not in by_fixtures])
 
     def add(
-        self, owner: str, phase: str, found: Iterable[Resource], fixtures: Sequence[str] = ()
+        self, owner: str, phase: Phase, found: Iterable[Resource], fixtures: Sequence[str] = ()
     ) -> None:
         for res in found:
             if res.key in self._entries:

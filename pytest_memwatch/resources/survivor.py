@@ -12,9 +12,12 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pytest_memwatch.base.limits import short_list
+
+# The kinds of survivor; ignore rules add ``origin`` (config/rules.py).
+ResourceKind = Literal["thread", "fd", "socket", "process", "tempfile", "task"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ class Resource:
     "ignore what existed at session start" compares (``None``: never ignored so).
     """
 
-    kind: str
+    kind: ResourceKind
     key: tuple[Any, ...]
     description: str
     names: tuple[str, ...] = ()
