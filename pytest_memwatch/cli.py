@@ -156,7 +156,8 @@ def cmd_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_soak_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from pytest_memwatch.reports.html import render_report
-    from pytest_memwatch.soak import SoakError, report_document
+    from pytest_memwatch.reports.soak import report_document
+    from pytest_memwatch.soak import SoakError
 
     try:
         doc = report_document(args.samples)

@@ -41,6 +41,7 @@ from pytest_memwatch.reports.results_file import (
     merge_documents,
     read_json,
 )
+from pytest_memwatch.reports.soak import report_document
 
 PURE = settings(max_examples=200, deadline=None)
 FILES = settings(
@@ -366,7 +367,7 @@ def test_a_samples_file_is_read_reported_and_resumed_or_named(
         assert status == cli.ERROR and err.startswith(f"memwatch: {path}")
         return
     assert all(0 <= s["t"] <= MAX_DURATION for s in found.samples)
-    soak.report_document(path)
+    report_document(path)
     status, err = run_cli("soak-report", str(path), "-o", str(folder / "s.html"))
     assert status == cli.OK, err
     try:

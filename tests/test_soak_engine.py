@@ -18,8 +18,10 @@ from typing import Any
 import pytest
 
 from pytest_memwatch import soak
+from pytest_memwatch.base.verdict import Verdict
 from pytest_memwatch.config.markers import SOAK
 from pytest_memwatch.reports.results_file import validate
+from pytest_memwatch.reports.soak import report_document
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -145,7 +147,7 @@ def series(
 
 
 def judge(samples: list[dict[str, Any]], *, limit: float | None = None,
-          complete: bool = True) -> soak.Verdict:
+          complete: bool = True) -> Verdict:
     duration = samples[-1]["t"]
     plan = soak.SoakPlan("t.py::test_x", duration, 1.0, 0.1 * duration, limit)
     analysis = soak.analyze(samples, plan.warmup_s)
@@ -515,7 +517,7 @@ def test_report_document_is_a_valid_results_document(tmp_path: Path) -> None:
     list(soak.SoakHandle(run))
     live = run.finish()
     assert live is not None and run.path is not None
-    doc = soak.report_document(run.path)
+    doc = report_document(run.path)
     assert validate(doc) == []
     (test,) = doc["tests"]
     assert test["nodeid"] == "t.py::test_quick" and test["markers"] == ["soak"]
