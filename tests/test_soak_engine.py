@@ -9,6 +9,8 @@ import os
 import random
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -524,6 +526,17 @@ def test_report_document_is_a_valid_results_document(tmp_path: Path) -> None:
     # The file read back is judged exactly as the live run was.
     assert test["soak"]["rate"] == live.data["rate"]
     assert test["verdicts"][0]["message"] == live.verdict.message
+
+
+def test_the_soak_engine_loads_without_the_reports_layer() -> None:
+    # Layers: the report reader lives in reports and imports soak, never the other way.
+    code = (
+        "import sys, pytest_memwatch.soak as s\n"
+        "assert all(hasattr(s, name) for name in s.__all__)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('pytest_memwatch.reports')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout == "[]\n"
 
 
 def _with_heap(

@@ -128,8 +128,9 @@ class Analysis:
     - ``rate``: Theil-Sen slope of the memory metric against seconds, with its
       95 % interval, over every sample after warmup (at most 400, evenly spread);
     - ``recent``: the same over the last two thirds of that window;
-    - ``floor_rise``: how far the floor (2 % quantile) of the last third is
-      above the floor of the first third, ``floor_gap`` seconds apart;
+    - ``floor_rise``: how far the floor of the last third is above the floor of
+      the first third, ``floor_gap`` seconds apart (a floor is the lowest sample,
+      or in a long series the one that one sample in 200 dips below: see :func:`_low`);
     - ``noise``: the sample-to-sample noise (sigma), and ``step`` the typical
       move from one sample to the next, both in the metric's unit;
     - ``resources``: per resource metric, its typical level at the start and at
