@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_memwatch.base.stats import Trend, theil_sen
-from pytest_memwatch.soak.buffer import thin
+from pytest_memwatch.soak.buffer import Metric, thin
 
-RESOURCES = ("fds", "threads")
+RESOURCES: tuple[Metric, ...] = ("fds", "threads")
 # Pairwise slopes grow with the square of the points: 400 points are 80 000
 # slopes, a fraction of a second in pure Python, and plenty for the interval.
 MAX_FIT_POINTS = 400
@@ -138,7 +138,7 @@ class Analysis:
     - ``allocators``: see :meth:`leaking`.
     """
 
-    metric: str | None
+    metric: Metric | None
     n: int = 0
     span: float = 0.0
     rate: Trend | None = None
@@ -148,13 +148,13 @@ class Analysis:
     floor_gap: float | None = None
     noise: float = 0.0
     step: float = 0.0
-    resources: dict[str, tuple[float, float]] = field(default_factory=dict)
+    resources: dict[Metric, tuple[float, float]] = field(default_factory=dict)
     # For an RSS analysis: whether the allocators' own counts (malloc bytes,
     # allocated blocks) climb too, by the same rule with no limit.
-    allocators: dict[str, bool] = field(default_factory=dict)
+    allocators: dict[Metric, bool] = field(default_factory=dict)
     # For an RSS analysis: the allocators' own series analysed alike, in bytes
     # (see ALLOCATOR_SCALE), judged beside RSS as max_growth judges both.
-    others: dict[str, Analysis] = field(default_factory=dict)
+    others: dict[Metric, Analysis] = field(default_factory=dict)
 
     @property
     def corroborated(self) -> bool:
@@ -247,15 +247,20 @@ class Analysis:
         return "flat"
 
 
-def pick_metric(samples: Sequence[Mapping[str, Any]]) -> str | None:
+# The memory series a soak judges, the first one sampled: what the OS charges,
+# else what the C allocator holds, else what tracemalloc traces.
+MEMORY_SERIES: tuple[Metric, ...] = ("rss", "malloc", "traced")
+
+
+def pick_metric(samples: Sequence[Mapping[str, Any]]) -> Metric | None:
     """The memory series to judge: RSS, else malloc bytes, else traced bytes."""
-    for metric in ("rss", "malloc", "traced"):
+    for metric in MEMORY_SERIES:
         if any(s.get(metric) is not None for s in samples):
             return metric
     return None
 
 
-ALLOCATOR_METRICS = ("malloc", "blocks")
+ALLOCATOR_METRICS: tuple[Metric, ...] = ("malloc", "blocks")
 # Bytes per unit of each series. An allocated block is counted as 16 bytes,
 # the smallest block pymalloc hands out (its alignment) and less than any
 # Python object needs: a rate of blocks turned into bytes never overstates
@@ -285,7 +290,7 @@ def analyze(samples: Sequence[Mapping[str, Any]], warmup_s: float) -> Analysis:
 def analyze_metric(
     samples: Sequence[Mapping[str, Any]],
     warmup_s: float,
-    metric: str | None,
+    metric: Metric | None,
     *,
     scale: float = 1.0,
 ) -> Analysis:
@@ -357,14 +362,14 @@ def analyze_metric(
 
 def _resources(
     samples: Sequence[Mapping[str, Any]], starts: Mapping[int, float], warmup_s: float
-) -> dict[str, tuple[float, float]]:
+) -> dict[Metric, tuple[float, float]]:
     """Typical fd and thread counts at the start and the end of each segment's steady state.
 
     Medians of the first and last tenth (at least three samples each): a file or
     thread that is open for a moment while a sample is taken does not count,
     one that stays does, however few.
     """
-    out: dict[str, tuple[float, float]] = {}
+    out: dict[Metric, tuple[float, float]] = {}
     for metric in RESOURCES:
         best: tuple[float, float] | None = None
         for seg, start in starts.items():

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 # What every sample records. The first six are the documented soak sample
 # (docs/results.md); malloc and blocks come free with the same probe read.
-FIELDS = ("rss", "traced", "gc_objects", "fds", "threads", "malloc", "blocks")
+Metric = Literal["rss", "traced", "gc_objects", "fds", "threads", "malloc", "blocks"]
+FIELDS: tuple[Metric, ...] = ("rss", "traced", "gc_objects", "fds", "threads", "malloc", "blocks")
 
 # Samples kept in memory during a run. Preallocated and thinned in place, so
 # an 8-hour run at 1 s does not grow the heap it is measuring.
@@ -82,7 +83,7 @@ class SampleBuffer:
             out.append(d)
         return out
 
-    def series(self, metric: str, since: float = 0.0) -> tuple[list[float], list[float]]:
+    def series(self, metric: Metric, since: float = 0.0) -> tuple[list[float], list[float]]:
         """``(t, value)`` of ``metric`` from ``since`` on, without missing values."""
         ts: list[float] = []
         ys: list[float] = []

@@ -16,7 +16,7 @@ from typing import Any
 from pytest_memwatch.base.stats import Trend
 from pytest_memwatch.base.verdict import Verdict
 from pytest_memwatch.soak.analysis import MIN_FIT_POINTS, Analysis, analyze
-from pytest_memwatch.soak.buffer import FIELDS, SampleBuffer, thin
+from pytest_memwatch.soak.buffer import FIELDS, Metric, SampleBuffer, thin
 from pytest_memwatch.soak.plan import SoakPlan, format_rate, format_seconds
 from pytest_memwatch.soak.samples_file import SampleFile
 
@@ -52,7 +52,7 @@ def soak_verdict(
     failed = False
     rate = analysis.rate
     measured = None if rate is None else rate.slope
-    decided_by: str | None = None
+    decided_by: Metric | None = None
     if rate is None:
         parts.append(
             f"too few samples after the {warm} warmup to fit a trend "
