@@ -14,7 +14,7 @@ that cannot be written. On an error nothing is written: every output goes to
 a temporary file that replaces the target only once complete.
 
 ``report``, ``merge`` and ``compare`` read results files as a stream
-(:func:`pytest_memwatch.reports.results_file.load_results_stream`) and write their
+(:func:`pytest_memwatch.reports.stream.load_results_stream`) and write their
 outputs in pieces, so a file of 50 000 tests is never held whole in memory.
 """
 
@@ -30,13 +30,10 @@ from pytest_memwatch.base.files import atomic_write
 from pytest_memwatch.base.units import plural
 from pytest_memwatch.config.tolerances import parse_tolerance
 from pytest_memwatch.reports.compare import compare_docs, machine_warnings
-from pytest_memwatch.reports.results_file import (
-    ResultsError,
-    iter_dumps,
-    load_results_stream,
-    merge_documents,
-    read_json_stream,
-)
+from pytest_memwatch.reports.merge import merge_documents
+from pytest_memwatch.reports.results_file import iter_dumps
+from pytest_memwatch.reports.stream import load_results_stream, read_json_stream
+from pytest_memwatch.reports.validation import ResultsError
 
 PROG = "memwatch"  # the console script; ``python -m pytest_memwatch`` names itself
 OK, REGRESSION, ERROR = 0, 1, 2
@@ -128,7 +125,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from pytest_memwatch.reports.baselines import load_history
-    from pytest_memwatch.reports.html import render_history
+    from pytest_memwatch.reports.history import render_history
 
     path = Path(args.storage)
     if not path.is_dir():

@@ -21,7 +21,7 @@ from pytest_memwatch.engine.attribution import (
     rerun_count,
     short_repr,
 )
-from pytest_memwatch.reports import results_file as report_json
+from pytest_memwatch.reports import validation as report_json
 
 if TYPE_CHECKING:
     from conftest import Runner
@@ -432,7 +432,8 @@ def test_terminal_says_where_the_time_went() -> None:
 
 
 def test_html_plots_the_leaked_metric_and_the_time() -> None:
-    from pytest_memwatch.reports.html import make_view, render_report
+    from pytest_memwatch.reports.html import render_report
+    from pytest_memwatch.reports.html_view import make_view
     from pytest_memwatch.reports.results import Results, RunMeta, TestResult, machine_info
 
     test = _fd_leak_result()

@@ -35,13 +35,10 @@ from pytest_memwatch.engine import MarkCall, build_spec
 from pytest_memwatch.fixture import MemwatchHandle
 from pytest_memwatch.reports.baselines import BaselineError, SavedRun, load_history
 from pytest_memwatch.reports.compare import compare_docs
-from pytest_memwatch.reports.results_file import (
-    ResultsError,
-    load_results,
-    merge_documents,
-    read_json,
-)
+from pytest_memwatch.reports.merge import merge_documents
+from pytest_memwatch.reports.results_file import load_results, read_json
 from pytest_memwatch.reports.soak import report_document
+from pytest_memwatch.reports.validation import ResultsError
 
 PURE = settings(max_examples=200, deadline=None)
 FILES = settings(

@@ -20,7 +20,8 @@ from _browser import launch
 from _reports_sample import XSS_ID, KiB, MiB, big_doc, sample_doc, small_doc
 
 from pytest_memwatch.reports.baselines import SavedRun
-from pytest_memwatch.reports.html import render_history, render_report
+from pytest_memwatch.reports.history import render_history
+from pytest_memwatch.reports.html import render_report
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"

@@ -28,7 +28,9 @@ import pytest
 from _browser import WIDTHS, launch, look
 
 from pytest_memwatch.reports.baselines import SavedRun
-from pytest_memwatch.reports.html import render_history, render_report, tick_labels, ticks
+from pytest_memwatch.reports.charts import tick_labels, ticks
+from pytest_memwatch.reports.history import render_history
+from pytest_memwatch.reports.html import render_report
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "artifacts" / "pages"
@@ -302,9 +304,9 @@ def test_history_ticks_of_a_flat_series() -> None:
 @pytest.mark.parametrize(("lo", "hi"), [(0, 0), (-3, -3), (0, 1), (0, 2), (5 << 20, 5 << 20),
                                         (-2000, 5000), (100 << 20, 101 << 20), (0, 3 << 30)])
 def test_byte_ticks_are_whole_distinct_and_never_minus_zero(lo: int, hi: int) -> None:
-    from pytest_memwatch.reports.html import _Plot
+    from pytest_memwatch.reports.charts import Plot
 
-    chart = _Plot("t", (0, 1), (lo, hi), xunit="run", yunit="bytes").chart
+    chart = Plot("t", (0, 1), (lo, hi), xunit="run", yunit="bytes").chart
     labels = [label for _, label in chart.yticks]
     assert len(set(labels)) == len(labels), labels
     assert not any(re.match(r"-0(\.0+)? ", label) for label in labels), labels

@@ -19,7 +19,8 @@ import pytest
 
 from pytest_memwatch.base.probes import Sample, get_prober
 from pytest_memwatch.reports.ledger import ledger_lines, merge_ledgers, merge_shard_ledgers
-from pytest_memwatch.reports.results_file import load_results, load_schema
+from pytest_memwatch.reports.results_file import load_results
+from pytest_memwatch.reports.validation import load_schema
 from pytest_memwatch.resources.ledger import Ledger
 
 if TYPE_CHECKING:
@@ -301,7 +302,7 @@ def test_reading_and_merging_ledgers_does_not_load_the_resource_watch() -> None:
 
     code = (
         "import sys\n"
-        "from pytest_memwatch.reports.html import ledger_view\n"
+        "from pytest_memwatch.reports.html_ledger import ledger_view\n"
         "from pytest_memwatch.reports.ledger import merge_shard_ledgers\n"
         "ledger = {'resources': [{'kind': 'fd', 'description': 'fd 3', 'owner': 't::a'}]}\n"
         "merged = merge_shard_ledgers([(0, ledger), (1, ledger)])\n"

@@ -15,7 +15,7 @@ import pytest
 from conftest import Runner
 
 from pytest_memwatch.base.units import format_size
-from pytest_memwatch.reports.html import verdict_status
+from pytest_memwatch.reports.html_view import verdict_status
 from pytest_memwatch.reports.outputs import load_results
 from pytest_memwatch.reports.results import growth_bytes
 from pytest_memwatch.resources import Resource, describe_list

@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 from _reports_sample import LEAKY_ID, SOAK_ID, XSS_ID, MiB, sample_doc, small_doc
 
+from pytest_memwatch.base.units import format_rate
+from pytest_memwatch.reports import charts, history
 from pytest_memwatch.reports import html as report_html
 from pytest_memwatch.reports.baselines import SavedRun
 from pytest_memwatch.reports.compare import compare_docs
+from pytest_memwatch.reports.merge import merge_documents
 from pytest_memwatch.reports.results import Results, RunMeta, TestResult
-from pytest_memwatch.reports.results_file import merge_documents
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -230,12 +232,12 @@ def test_title_is_escaped() -> None:
     ],
 )
 def test_ticks(lo: float, hi: float, unit: str, expected: list[float]) -> None:
-    assert report_html.ticks(lo, hi, unit) == pytest.approx(expected)
+    assert charts.ticks(lo, hi, unit) == pytest.approx(expected)
 
 
 def test_format_rate() -> None:
-    assert report_html.format_rate(1024 * 1024 / 3600) == "+1.0 MiB/h"
-    assert report_html.format_rate(None) == "n/a"
+    assert format_rate(1024 * 1024 / 3600) == "+1.0 MiB/h"
+    assert format_rate(None) == "n/a"
 
 
 def test_history_page() -> None:
@@ -246,7 +248,7 @@ def test_history_page() -> None:
         if i == 2:
             doc["tests"] = doc["tests"][:1]  # a test missing from one run leaves a gap
         runs.append((SavedRun(Path(f"000{i + 1}_main.json"), i + 1, "main", "M"), doc))
-    page = report_html.render_history({"M": runs}, ["saved run x.json: broken"],
+    page = history.render_history({"M": runs}, ["saved run x.json: broken"],
                                       source=".memwatch")
     assert "total growth per run" in page
     assert "t.py::&lt;b&gt;x&lt;/b&gt;" in page and "<b>x</b>" not in page
@@ -264,7 +266,7 @@ def test_runs_chart_breaks_line_on_missing_readings() -> None:
     runs = _runs_of(doc)
     runs[3]["after"]["rss"] = None
     test = next(t for t in doc["tests"] if t["nodeid"] == LEAKY_ID)
-    chart = report_html.runs_chart(test, "c")
+    chart = charts.runs_chart(test, "c")
     assert chart is not None
     rss = next(s for s in chart.series if s.name == "rss")
     assert rss.path.count("M") == 2 and len(rss.points) == 7

@@ -15,13 +15,11 @@ from _reports_sample import CLEAN_ID, LEAKY_ID, MiB, sample_doc, small_doc, writ
 
 from pytest_memwatch.base.files import atomic_write
 from pytest_memwatch.reports import results_file as report_json
+from pytest_memwatch.reports import validation
+from pytest_memwatch.reports.merge import merge_documents
 from pytest_memwatch.reports.results import Results, RunMeta, TestResult
-from pytest_memwatch.reports.results_file import (
-    ResultsError,
-    load_results,
-    merge_documents,
-    validate,
-)
+from pytest_memwatch.reports.results_file import load_results
+from pytest_memwatch.reports.validation import ResultsError, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +37,7 @@ def _decoder_error(data: bytes) -> str:
 
 def schema_check(doc: Any) -> None:
     """Validate with the real jsonschema and with the built-in interpreter."""
-    jsonschema.Draft202012Validator(report_json.load_schema()).validate(doc)
+    jsonschema.Draft202012Validator(validation.load_schema()).validate(doc)
     assert validate(doc) == []
 
 
@@ -56,7 +54,7 @@ def test_docs_copy_of_schema_is_identical() -> None:
 
 
 def test_schema_is_valid_draft_2020_12() -> None:
-    schema = report_json.load_schema()
+    schema = validation.load_schema()
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     jsonschema.Draft202012Validator.check_schema(schema)
 
@@ -76,8 +74,8 @@ def _keywords(node: Any, inside_properties: bool = False) -> set[str]:
 
 
 def test_schema_uses_only_keywords_the_runtime_validator_checks() -> None:
-    used = _keywords(report_json.load_schema())
-    unknown = used - report_json.VALIDATED_KEYWORDS - report_json.ANNOTATION_KEYWORDS
+    used = _keywords(validation.load_schema())
+    unknown = used - validation.VALIDATED_KEYWORDS - validation.ANNOTATION_KEYWORDS
     assert not unknown, f"validate() would silently ignore {sorted(unknown)}"
 
 
@@ -146,7 +144,7 @@ def test_validation_errors_name_the_place(path: str, value: Any, message: str) -
     _set(doc, path, value)
     assert validate(doc)[0] == message
     # The real validator agrees that the document is invalid.
-    assert list(jsonschema.Draft202012Validator(report_json.load_schema()).iter_errors(doc))
+    assert list(jsonschema.Draft202012Validator(validation.load_schema()).iter_errors(doc))
 
 
 # -- loading ------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from _reports_sample import LEAKY_ID, XSS_ID, MiB, sample_doc, small_doc
 from pytest_memwatch.config.settings import Settings
 from pytest_memwatch.reports import baselines, outputs
 from pytest_memwatch.reports.outputs import OutputOutcome, finish_run, junit_properties
-from pytest_memwatch.reports.results_file import load_results, load_schema
+from pytest_memwatch.reports.results_file import load_results
+from pytest_memwatch.reports.validation import load_schema
 
 M = baselines.machine_id()
 

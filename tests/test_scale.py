@@ -23,18 +23,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_memwatch.engine import GcHygiene
-from pytest_memwatch.reports import results_file as report_json
-from pytest_memwatch.reports.html import ALL_DETAILS, render_report
+from pytest_memwatch.reports import stream as report_stream
+from pytest_memwatch.reports.html import render_report
+from pytest_memwatch.reports.html_view import ALL_DETAILS
 from pytest_memwatch.reports.results import Totals, totals
-from pytest_memwatch.reports.results_file import (
-    ResultsError,
-    StreamedTests,
-    dumps,
-    load_results,
-    load_results_stream,
-    merge_documents,
-    read_json_stream,
-)
+from pytest_memwatch.reports.merge import merge_documents
+from pytest_memwatch.reports.results_file import dumps, load_results
+from pytest_memwatch.reports.stream import StreamedTests, load_results_stream, read_json_stream
+from pytest_memwatch.reports.validation import ResultsError
 from pytest_memwatch.reports.spool import ResultSpool
 from pytest_memwatch.reports.terminal import Summary, summary_lines
 
@@ -195,8 +191,8 @@ def test_streamed_documents_read_back_whole(tmp_path_factory: pytest.TempPathFac
     written = dumps({**head, "tests": iter(tests)})
     assert json.loads(written) == doc
     path = tmp_path_factory.mktemp("stream") / "doc.json"
-    old = report_json._CHUNK
-    report_json._CHUNK = chunk  # tiny buffers: every value crosses a chunk boundary
+    old = report_stream._CHUNK
+    report_stream._CHUNK = chunk  # tiny buffers: every value crosses a chunk boundary
     try:
         for text in (written, json.dumps(doc, indent=indent)):
             path.write_text(text, encoding="utf-8")
@@ -206,7 +202,7 @@ def test_streamed_documents_read_back_whole(tmp_path_factory: pytest.TempPathFac
             assert isinstance(streamed, StreamedTests) and len(streamed) == len(tests)
             assert {**read, "tests": list(streamed)} == doc
     finally:
-        report_json._CHUNK = old
+        report_stream._CHUNK = old
 
 
 @pytest.mark.parametrize(

@@ -22,8 +22,8 @@ import pytest
 from pytest_memwatch import soak
 from pytest_memwatch.base.verdict import Verdict
 from pytest_memwatch.config.markers import SOAK
-from pytest_memwatch.reports.results_file import validate
 from pytest_memwatch.reports.soak import report_document
+from pytest_memwatch.reports.validation import validate
 
 KiB = 1024
 MiB = 1024 * 1024

@@ -17,7 +17,8 @@ import jsonschema
 import pytest
 
 from pytest_memwatch.reports.baselines import machine_id
-from pytest_memwatch.reports.results_file import load_results, load_schema
+from pytest_memwatch.reports.results_file import load_results
+from pytest_memwatch.reports.validation import load_schema
 
 pytest.importorskip("xdist")
 

@@ -169,13 +169,46 @@ def format_size(n: float | None, *, signed: bool = False) -> str:
     raise AssertionError("unreachable")
 
 
+def format_count(n: float | None, *, signed: bool = False) -> str:
+    """A count with thousands separators: ``format_count(12345) == '12,345'``."""
+    if n is None:
+        return "n/a"
+    return f"{n:+,.0f}" if signed and n else f"{n:,.0f}"
+
+
+def format_rate(bytes_per_s: float | None) -> str:
+    """A growth rate as people state it, per hour: ``format_rate(291.27) == '+1.0 MiB/h'``."""
+    if bytes_per_s is None:
+        return "n/a"
+    return f"{format_size(bytes_per_s * 3600, signed=True)}/h"
+
+
 def format_duration(seconds: float) -> str:
+    """Whole seconds, as a soak's length reads: ``90s`` is ``1m30s``, ``2h05m`` past an hour."""
     seconds = max(0.0, seconds)
     if seconds < 60:
         return f"{seconds:.0f}s"
     if seconds < 3600:
         return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
     return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+def format_seconds(seconds: float | None) -> str:
+    """A soak's interval, warmup or time axis: ``0.25s`` below 10 s, ``2m05s`` above.
+
+    :func:`format_duration` rounds to whole seconds: an interval of 0.25 s read "0s".
+    """
+    if seconds is None:
+        return "n/a"
+    v = float(seconds)
+    return f"{v:.2f}".rstrip("0").rstrip(".") + "s" if v < 10 else format_duration(v)
+
+
+def format_test_seconds(seconds: float | None) -> str:
+    """A test's time: milliseconds below 10 s (``0.042s``), :func:`format_duration` above."""
+    if seconds is None:
+        return "n/a"
+    return f"{seconds:.3f}s" if seconds < 10 else format_duration(float(seconds))
 
 
 def plural(count: int, noun: str) -> str:

@@ -30,7 +30,8 @@ from typing import Any
 
 from pytest_memwatch.base.files import default_file_mode, make_dirs, write_temp
 from pytest_memwatch.base.limits import has_control_chars
-from pytest_memwatch.reports.results_file import ResultsError, iter_dumps, load_results
+from pytest_memwatch.reports.results_file import iter_dumps, load_results
+from pytest_memwatch.reports.validation import ResultsError
 
 _RUN_FILE = re.compile(r"^(?P<number>[0-9]{4,})_(?P<name>.+)\.json$")
 GITIGNORE = "# Created by pytest-memwatch: saved runs are specific to one machine.\n*\n"

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_memwatch.base.probes import METRICS as PROBE_METRICS
-from pytest_memwatch.base.units import format_size
+from pytest_memwatch.base.units import format_count, format_size
 from pytest_memwatch.config.tolerances import (
     METRIC_UNITS,
     Tolerance,
@@ -48,11 +48,9 @@ class Metric:
     extract: Callable[[Mapping[str, Any]], int | None]
 
     def format(self, value: float | None, *, signed: bool = False) -> str:
-        if value is None:
-            return "n/a"
         if self.unit == "bytes":
             return format_size(value, signed=signed)
-        return f"{value:+,.0f}" if signed and value else f"{value:,.0f}"
+        return format_count(value, signed=signed)
 
 
 def peak_bytes(test: Mapping[str, Any]) -> int | None:

@@ -33,7 +33,8 @@ from pytest_memwatch.config.settings import Settings
 from pytest_memwatch.config.tolerances import parse_tolerance
 from pytest_memwatch.reports import baselines
 from pytest_memwatch.reports.compare import METRICS, compare_docs, machine_warnings
-from pytest_memwatch.reports.results_file import ResultsError, iter_dumps, load_results
+from pytest_memwatch.reports.results_file import iter_dumps, load_results
+from pytest_memwatch.reports.validation import ResultsError
 
 # load_results and ResultsError are re-exported: the plugin and the CLI read results here.
 __all__ = [
