@@ -191,15 +191,6 @@ def test_bad_session_expression_fails_the_run(cwd: Path) -> None:
     )
 
 
-def test_check_compare_fail_for_configure_time() -> None:
-    outputs.check_compare_fail(["growth:10%", "peak:5MB"])
-    with pytest.raises(ValueError) as info:
-        outputs.check_compare_fail(["growth:10%", "growht:1%"])
-    assert str(info.value).startswith(
-        "memwatch: bad value 'growht:1%' for --memwatch-compare-fail: unknown metric 'growht'"
-    )
-
-
 # -- junit properties and the pytest-html section ------------------------------------
 
 

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import pytest
+
+from pytest_memwatch.reports import document
+from pytest_memwatch.reports.validation import load_schema
 from pytest_memwatch.reports.results import SCHEMA_VERSION, Results, RunMeta, TestResult, totals
 
 
@@ -135,3 +140,101 @@ def test_results_document() -> None:
     assert [t["nodeid"] for t in doc["tests"]] == ["tests/test_a.py::test_x[1-2]", "t.py::test_z"]
     assert doc["totals"]["tests"] == 2
     json.dumps(doc)  # plain data all the way down
+
+
+# -- the document's types agree with the published schema ---------------------------
+
+# Each TypedDict and the schema object it stands for, as a path into the schema.
+TYPED_OBJECTS: list[tuple[type, tuple[str, ...]]] = [
+    (document.ResultsDoc, ()),
+    (document.RunMetaDoc, ("$defs", "run_meta")),
+    (document.MachineDoc, ("$defs", "machine")),
+    (document.WorkerInfoDoc,
+     ("$defs", "run_meta", "properties", "worker_info", "additionalProperties")),
+    (document.SampleDoc, ("$defs", "sample")),
+    (document.RunEntryDoc, ("$defs", "run")),
+    (document.VerdictDoc, ("$defs", "verdict")),
+    (document.FrameDoc, ("$defs", "frame")),
+    (document.SiteDoc, ("$defs", "attribution", "properties", "sites", "items")),
+    (document.AttributionDoc, ("$defs", "attribution")),
+    (document.TrendDoc, ("$defs", "trend")),
+    (document.SoakDoc, ("$defs", "soak")),
+    (document.ItemDoc, ("$defs", "test")),
+    (document.TimingDoc, ("$defs", "test", "properties", "timing")),
+    (document.TotalsDoc, ("$defs", "totals")),
+    (document.WorkerTotalsDoc,
+     ("$defs", "totals", "properties", "by_worker", "additionalProperties")),
+    (document.ResourceDoc, ("$defs", "resource")),
+    (document.OriginFrameDoc, ("$defs", "resource", "properties", "origin", "items")),
+    (document.LedgerDoc, ("$defs", "ledger")),
+    (document.LedgerSessionDoc,
+     ("$defs", "ledger", "properties", "sessions", "additionalProperties", "anyOf", "1")),
+    (document.LedgerResourceDoc, ("$defs", "ledger", "properties", "resources", "items")),
+    (document.LedgerGrowthDoc, ("$defs", "ledger", "properties", "growth", "items")),
+    (document.ShardDoc, ("$defs", "shard")),
+    (document.ComparisonDoc, ("$defs", "comparison")),
+    (document.BaselineDoc, ("$defs", "comparison", "properties", "baseline")),
+    (document.ChangeDoc, ("$defs", "comparison", "properties", "tests", "items")),
+    (document.MetricChangeDoc, ("$defs", "metric_change")),
+]
+
+
+def _schema_object(path: tuple[str, ...]) -> tuple[set[str], set[str]]:
+    """The keys and the required keys of one schema object (its ``$ref``/``anyOf`` bases too)."""
+    schema = load_schema()
+    node: Any = schema
+    for part in path:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    keys, required = set(node.get("properties", {})), set(node.get("required", ()))
+    for base in node.get("anyOf", ()):
+        if "$ref" in base:
+            ref_keys, ref_required = _schema_object(tuple(base["$ref"][2:].split("/")))
+            keys |= ref_keys
+            required |= ref_required
+    return keys, required
+
+
+@pytest.mark.parametrize(("typed", "path"), TYPED_OBJECTS, ids=[t.__name__ for t, _ in TYPED_OBJECTS])
+def test_typed_dict_has_the_schema_objects_keys(typed: type, path: tuple[str, ...]) -> None:
+    keys, required = _schema_object(path)
+    assert set(typed.__annotations__) | set(typed.__required_keys__) == keys  # type: ignore[attr-defined]
+    assert set(typed.__required_keys__) == required  # type: ignore[attr-defined]
+    assert set(typed.__optional_keys__) == keys - required  # type: ignore[attr-defined]
+
+
+def test_every_schema_object_with_keys_has_a_typed_dict() -> None:
+    schema = load_schema()
+    covered = {path for _, path in TYPED_OBJECTS}
+    found: list[tuple[str, ...]] = []
+
+    def walk(node: Any, path: tuple[str, ...]) -> None:
+        if isinstance(node, dict):
+            if "properties" in node and node.get("type", "object") == "object":
+                found.append(path)
+            for key, value in node.items():
+                walk(value, (*path, key))
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, (*path, str(i)))
+
+    walk(schema, ())
+    # Objects kept as plain dicts: attribution's type counts, reference chains and
+    # largest objects, and soak samples (open-ended probe readings).
+    loose = {
+        ("$defs", "attribution", "properties", "types", "items"),
+        ("$defs", "attribution", "properties", "chains", "items"),
+        ("$defs", "attribution", "properties", "chains", "items", "properties", "chain", "items"),
+        ("$defs", "attribution", "properties", "largest", "items"),
+        ("$defs", "soak", "properties", "samples", "items"),
+    }
+    assert set(found) - covered == loose
+
+
+def test_a_written_document_has_only_the_typed_keys() -> None:
+    doc = Results(RunMeta(plugin_version="1", pytest_version="9"), [full_result()]).to_dict()
+    assert set(doc) <= set(document.ResultsDoc.__annotations__)
+    assert set(doc["run"]) == set(document.RunMetaDoc.__annotations__)
+    assert set(doc["run"]["machine"]) == set(document.MachineDoc.__annotations__)
+    assert set(doc["tests"][0]) <= set(document.ItemDoc.__annotations__)
+    assert set(document.ItemDoc.__required_keys__) <= set(doc["tests"][0])
+    assert set(doc["totals"]) == set(document.TotalsDoc.__annotations__)

@@ -18,7 +18,7 @@ xdist plugin is loaded, in the controller and in every worker.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from typing import Any
 
 import pytest
@@ -211,7 +211,7 @@ def _worker_id(node: Any) -> str:
     return str(workerinput.get("workerid") or node.gateway.id)
 
 
-def worker_totals_line(by_worker: dict[str, dict[str, Any]]) -> str | None:
+def worker_totals_line(by_worker: Mapping[str, Mapping[str, Any]]) -> str | None:
     """``per worker: gw0 3 measured, 0 failed, growth +1.0 MiB; gw1 ...`` (None when serial)."""
     if not by_worker or set(by_worker) == {"main"}:
         return None

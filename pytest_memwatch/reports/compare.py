@@ -33,9 +33,14 @@ from pytest_memwatch.config.tolerances import (
     effective_tolerances,
     parse_tolerances,
 )
-from pytest_memwatch.reports.results import (
-    growth_bytes as growth_bytes,  # defined with the results model
+from pytest_memwatch.reports.document import (
+    BaselineDoc,
+    ChangeDoc,
+    ChangeStatus,
+    ComparisonDoc,
+    MetricChangeDoc,
 )
+from pytest_memwatch.reports.results import growth_bytes
 
 
 @dataclass(frozen=True)
@@ -96,14 +101,15 @@ class TestChange:
     __test__ = False  # not a pytest test class
 
     nodeid: str
-    status: str  # same | changed | regressed | new | removed
-    metrics: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    status: ChangeStatus
+    metrics: dict[str, MetricChangeDoc] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
 
     def delta(self, metric: str) -> int | None:
-        return self.metrics.get(metric, {}).get("delta")
+        change = self.metrics.get(metric)
+        return None if change is None else change["delta"]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ChangeDoc:
         return {
             "nodeid": self.nodeid,
             "status": self.status,
@@ -116,7 +122,7 @@ class TestChange:
 class Comparison:
     """The outcome of comparing a run with a baseline."""
 
-    baseline: dict[str, Any]  # label, path, started_at, commit
+    baseline: BaselineDoc
     tolerances: list[str]
     tests: list[TestChange]
     errors: list[str] = field(default_factory=list)  # bad expressions: they fail the run
@@ -128,12 +134,12 @@ class Comparison:
             f"REGRESSION cannot check: {e}" for e in self.errors
         ]
 
-    def count(self, status: str) -> int:
+    def count(self, status: ChangeStatus) -> int:
         return sum(1 for t in self.tests if t.status == status)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ComparisonDoc:
         return {
-            "baseline": dict(self.baseline),
+            "baseline": self.baseline.copy(),
             "tolerances": list(self.tolerances),
             "regressions": len(self.regressions),
             "tests": [t.to_dict() for t in self.tests],
@@ -201,14 +207,14 @@ class Comparison:
         return lines
 
 
-def _change(metric: str, old: _Slim | None, new: _Slim | None) -> dict[str, int | None]:
+def _change(metric: str, old: _Slim | None, new: _Slim | None) -> MetricChangeDoc:
     i = _METRIC_INDEX[metric]
     a = old[0][i] if old is not None else None
     b = new[0][i] if new is not None else None
     return {"old": a, "new": b, "delta": None if a is None or b is None else b - a}
 
 
-def _failure(nodeid: str, tol: Tolerance, change: Mapping[str, int | None]) -> str | None:
+def _failure(nodeid: str, tol: Tolerance, change: MetricChangeDoc) -> str | None:
     old, new, delta = change["old"], change["new"], change["delta"]
     if old is None or new is None or delta is None:
         return None
@@ -252,7 +258,7 @@ def compare_docs(
     """
     session, errors = parse_tolerances(fail, where="--memwatch-compare-fail")
     old_run = old.get("run") or {}
-    info = {
+    info: BaselineDoc = {
         "label": (baseline or {}).get("label") or str(old_run.get("started_at") or "baseline"),
         "path": (baseline or {}).get("path"),
         "started_at": old_run.get("started_at"),
@@ -272,6 +278,7 @@ def compare_docs(
             changes.append(TestChange(nodeid, "new", metrics))
             continue
         failures = [f for tol in tolerances if (f := _failure(nodeid, tol, metrics[tol.metric]))]
+        status: ChangeStatus
         if failures:
             status = "regressed"
         elif any(metrics[m]["delta"] for m in SHOWN):

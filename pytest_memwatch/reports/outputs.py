@@ -13,8 +13,7 @@ that must fail the run::
 Nothing here raises for I/O trouble: a file that cannot be written becomes a
 warning (the tests already ran; their outcome must not be lost to a full
 disk). Bad ``--memwatch-compare-fail`` expressions become regressions, so a
-typo in CI fails loudly instead of switching the check off; the plugin may
-also check them up front with :func:`check_compare_fail`.
+typo in CI fails loudly instead of switching the check off.
 
 Renderers are imported lazily: Jinja2 costs import time every pytest run
 would pay, and only runs that write HTML need it.
@@ -30,9 +29,9 @@ from typing import Any
 
 from pytest_memwatch.base.files import atomic_write
 from pytest_memwatch.config.settings import Settings
-from pytest_memwatch.config.tolerances import parse_tolerance
 from pytest_memwatch.reports import baselines
 from pytest_memwatch.reports.compare import METRICS, compare_docs, machine_warnings
+from pytest_memwatch.reports.document import ComparisonDoc
 from pytest_memwatch.reports.results_file import iter_dumps, load_results
 from pytest_memwatch.reports.validation import ResultsError
 
@@ -40,7 +39,6 @@ from pytest_memwatch.reports.validation import ResultsError
 __all__ = [
     "OutputOutcome",
     "ResultsError",
-    "check_compare_fail",
     "finish_run",
     "html_section",
     "junit_properties",
@@ -55,21 +53,6 @@ class OutputOutcome:
     lines: list[str] = field(default_factory=list)  # terminal summary lines
     warnings: list[str] = field(default_factory=list)  # each starts with "memwatch: "
     regressions: list[str] = field(default_factory=list)  # non-empty: exit status 1
-
-
-def check_compare_fail(exprs: Iterable[str]) -> None:
-    """Raise ``ValueError`` with a full message for the first bad tolerance expression.
-
-    For the plugin to call at configure time, so that a typo is a usage error
-    before any test runs rather than a failure after all of them.
-    """
-    for expr in exprs:
-        try:
-            parse_tolerance(expr)
-        except ValueError as exc:
-            raise ValueError(
-                f"memwatch: bad value {expr!r} for --memwatch-compare-fail: {exc}"
-            ) from None
 
 
 def _write(
@@ -108,7 +91,7 @@ def _show(path: os.PathLike[str] | str) -> str:
 
 def _compare(
     doc: Mapping[str, Any], settings: Settings, storage: Path, outcome: OutputOutcome
-) -> dict[str, Any] | None:
+) -> ComparisonDoc | None:
     query = settings.compare or ""
     machine = baselines.machine_id()
     try:

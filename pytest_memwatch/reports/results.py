@@ -29,11 +29,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pytest_memwatch.base.probes import bytes_metric
+from pytest_memwatch.reports.document import (
+    MachineDoc,
+    NotMeasuredReason,
+    TotalsDoc,
+    WorkerTotalsDoc,
+)
 
 SCHEMA_VERSION = 1
 
 # Why a test in the document has no measurement (its ``not_measured``).
-NOT_MEASURED = {
+NOT_MEASURED: dict[NotMeasuredReason, str] = {
     "memwatch_skip": "opted out with memwatch_skip",
     "soak_not_run": "a soak test, skipped without --memwatch-soak or -m soak",
     "marker_error": "its memwatch marker is wrong; it errored at setup",
@@ -173,7 +179,7 @@ class TestResult:
         )
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info() -> MachineDoc:
     """Describe this machine: the key baselines are stored under."""
     try:
         import psutil
@@ -199,7 +205,7 @@ class RunMeta:
     python: str = field(default_factory=lambda: sys.version.split()[0])
     # Described when first written (machine_info imports psutil): a session that
     # measures nothing must cost no more than the plugin's import.
-    machine: dict[str, Any] | None = None
+    machine: MachineDoc | None = None
     commit: str | None = None
     workers: int = 1
     started_at: str = field(default_factory=now_iso)
@@ -246,7 +252,7 @@ class Totals:
         # The sum of the tests' growth (growth_bytes), as the reports show it.
         self.total_growth = 0
         self.max_peak_rss: int | None = None
-        self.by_worker: dict[str, dict[str, Any]] = {}
+        self.by_worker: dict[str, WorkerTotalsDoc] = {}
 
     def add(self, t: Mapping[str, Any]) -> None:
         self.tests += 1
@@ -260,14 +266,10 @@ class Totals:
         grown = growth_bytes(t) or 0
         self.total_growth_rss += rss
         self.total_growth += grown
-        w = self.by_worker.get(t.get("worker") or "main")
-        if w is None:
-            w = self.by_worker[t.get("worker") or "main"] = {
-                "measured": 0,
-                "failed_verdicts": 0,
-                "growth_rss": 0,
-                "growth": 0,
-            }
+        w = self.by_worker.setdefault(
+            t.get("worker") or "main",
+            {"measured": 0, "failed_verdicts": 0, "growth_rss": 0, "growth": 0},
+        )
         w["measured"] += 1
         w["failed_verdicts"] += 1 if failed else 0
         w["growth_rss"] += rss
@@ -276,7 +278,7 @@ class Totals:
         if peak is not None and (self.max_peak_rss is None or peak > self.max_peak_rss):
             self.max_peak_rss = peak
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> TotalsDoc:
         return {
             "tests": self.tests,
             "measured": self.measured,
@@ -284,11 +286,11 @@ class Totals:
             "total_growth_rss": self.total_growth_rss,
             "total_growth": self.total_growth,
             "max_peak_rss": self.max_peak_rss,
-            "by_worker": {k: dict(v) for k, v in self.by_worker.items()},
+            "by_worker": {k: v.copy() for k, v in self.by_worker.items()},
         }
 
 
-def totals(tests: Iterable[TestResult | Mapping[str, Any]]) -> dict[str, Any]:
+def totals(tests: Iterable[TestResult | Mapping[str, Any]]) -> TotalsDoc:
     """The ``totals`` of a results document with these tests (objects or dicts)."""
     counted = Totals()
     for t in tests:
@@ -317,7 +319,7 @@ class Results:
 def document(
     run: RunMeta,
     tests: Iterable[dict[str, Any]],
-    totals_: dict[str, Any],
+    totals_: TotalsDoc,
     *,
     ledger: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
