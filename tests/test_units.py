@@ -7,8 +7,13 @@ import pytest
 from pytest_memwatch.base.units import (
     MiB,
     UnitError,
+    format_count,
     format_duration,
+    format_rate,
+    format_seconds,
     format_size,
+    format_test_seconds,
+    plural,
     parse_duration,
     parse_rate,
     parse_size,
@@ -179,3 +184,41 @@ def test_format_size_round_trips_through_parse_size() -> None:
 )
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("n", "signed", "text"),
+    [(None, False, "n/a"), (0, False, "0"), (0, True, "0"), (12345, False, "12,345"),
+     (12345, True, "+12,345"), (-7, True, "-7"), (2.6, False, "3")],
+)
+def test_format_count(n: float | None, signed: bool, text: str) -> None:
+    assert format_count(n, signed=signed) == text
+
+
+@pytest.mark.parametrize(
+    ("bytes_per_s", "text"),
+    [(None, "n/a"), (MiB / 3600, "+1.0 MiB/h"), (-512 * 1024 / 3600, "-512.0 KiB/h"), (0, "0 B/h")],
+)
+def test_format_rate_is_per_hour(bytes_per_s: float | None, text: str) -> None:
+    assert format_rate(bytes_per_s) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, "n/a"), (0.25, "0.25s"), (0.5, "0.5s"), (3.0, "3s"), (9.999, "10s"), (90, "1m30s")],
+)
+def test_format_seconds_keeps_fractions_below_ten_seconds(seconds: float | None,
+                                                          text: str) -> None:
+    assert format_seconds(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, "n/a"), (0.0421, "0.042s"), (9.5, "9.500s"), (125, "2m05s")],
+)
+def test_format_test_seconds_shows_milliseconds(seconds: float | None, text: str) -> None:
+    assert format_test_seconds(seconds) == text
+
+
+def test_plural() -> None:
+    assert [plural(n, "test") for n in (0, 1, 2)] == ["0 tests", "1 test", "2 tests"]

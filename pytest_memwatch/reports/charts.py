@@ -14,7 +14,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_memwatch.base.units import format_duration, format_rate, format_seconds, format_size
+from pytest_memwatch.base.units import (
+    format_duration,
+    format_rate,
+    format_seconds,
+    format_size,
+    plural,
+)
 from pytest_memwatch.reports.compare import METRICS
 
 BYTE_METRICS = ("rss", "malloc")
@@ -240,7 +246,7 @@ def runs_chart(test: Mapping[str, Any], clip_id: str) -> Chart | None:
     )
     warm = sum(1 for r in runs if r.get("warmup"))
     if warm:
-        plot.band(0, warm, f"{warm} warmup run{'s' if warm > 1 else ''}")
+        plot.band(0, warm, plural(warm, "warmup run"))
     for metric, ys in lines.items():
         points: list[tuple[float, float | None, str]] = [(0, 0.0, f"{metric}: start")]
         for i, y in enumerate(ys[1:], start=1):
@@ -298,7 +304,7 @@ def metric_chart(test: Mapping[str, Any], metric: str, clip_id: str) -> Chart | 
     )
     warm = sum(1 for r in runs if r.get("warmup"))
     if warm:
-        plot.band(0, warm, f"{warm} warmup run{'s' if warm > 1 else ''}")
+        plot.band(0, warm, plural(warm, "warmup run"))
     points: list[tuple[float, float | None, str]] = [(0, 0.0, f"{metric}: start")]
     for i, y in enumerate(ys, start=1):
         kind = " (warmup)" if runs[i - 1].get("warmup") else ""

@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from markupsafe import Markup
 
@@ -29,17 +29,20 @@ from pytest_memwatch.reports.charts import (
 )
 from pytest_memwatch.reports.compare import METRICS, peak_bytes
 from pytest_memwatch.reports.html_ledger import ledger_view
-from pytest_memwatch.reports.results import growth_bytes, is_measured, now_iso
+from pytest_memwatch.reports.results import failed_verdicts, growth_bytes, is_measured, now_iso
 
 PROBE_ROWS = ("rss", "malloc", "blocks", "gc_objects", "fds", "threads")
 
 
-def verdict_status(test: Mapping[str, Any]) -> str:
+# A test's line in the report: a verdict failed, it was measured and none failed, or neither.
+VerdictStatus = Literal["fail", "pass", "none"]
+
+
+def verdict_status(test: Mapping[str, Any]) -> VerdictStatus:
     """``fail`` (a verdict failed), ``pass`` (measured, nothing failed) or ``none``."""
-    verdicts = test.get("verdicts") or []
-    if any(not v.get("passed", True) for v in verdicts):
+    if failed_verdicts(test):
         return "fail"
-    if verdicts or is_measured(test):
+    if test.get("verdicts") or is_measured(test):
         return "pass"
     return "none"
 
@@ -86,7 +89,7 @@ class TestView:
 
     index: int
     test: dict[str, Any]
-    status: str
+    status: VerdictStatus
     growth: int | None
     peak: int | None
     probe_rows: list[dict[str, Any]]
@@ -107,7 +110,7 @@ class TestView:
 
     @property
     def failed(self) -> list[dict[str, Any]]:
-        return [v for v in self.test.get("verdicts") or [] if not v.get("passed", True)]
+        return failed_verdicts(self.test)
 
     @property
     def has_details(self) -> bool:
@@ -147,7 +150,7 @@ def make_view(
     )
 
 
-_STATUS_ORDER = {"fail": 0, "pass": 1, "none": 2}
+_STATUS_ORDER: dict[VerdictStatus, int] = {"fail": 0, "pass": 1, "none": 2}
 
 
 def _order(view: TestView) -> tuple[int, float]:

@@ -84,6 +84,11 @@ def run_deltas(runs: Iterable[Mapping[str, Any]], metric: str) -> list[int | Non
     return out
 
 
+def failed_verdicts(test: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The verdicts of a test that failed: what makes it count as a failed memory verdict."""
+    return [v for v in test.get("verdicts") or () if not v.get("passed", True)]
+
+
 def is_measured(test: Mapping[str, Any]) -> bool:
     """A test with a measurement: a ``before`` sample, repeated runs or a soak series."""
     return bool(test.get("before") is not None or test.get("runs") or test.get("soak"))
@@ -133,7 +138,7 @@ class TestResult:
 
     @property
     def failed_verdicts(self) -> list[dict[str, Any]]:
-        return [v for v in self.verdicts if not v.get("passed", True)]
+        return failed_verdicts({"verdicts": self.verdicts})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -256,7 +261,7 @@ class Totals:
 
     def add(self, t: Mapping[str, Any]) -> None:
         self.tests += 1
-        failed = any(not v.get("passed", True) for v in t.get("verdicts") or ())
+        failed = bool(failed_verdicts(t))
         if failed:
             self.failed_verdicts += 1
         if not is_measured(t):

@@ -18,7 +18,12 @@ from typing import Any
 
 from pytest_memwatch.base.units import format_size, plural
 from pytest_memwatch.engine.verdicts import headline
-from pytest_memwatch.reports.results import growth_bytes, is_measured, run_deltas
+from pytest_memwatch.reports.results import (
+    failed_verdicts,
+    growth_bytes,
+    is_measured,
+    run_deltas,
+)
 
 
 def _growth(t: dict[str, Any]) -> int:
@@ -55,7 +60,7 @@ class Summary:
         if t.get("runs"):
             self.repeated += 1
         self.total_growth += _growth(t)
-        bad = [v for v in t.get("verdicts", []) if not v["passed"]]
+        bad = failed_verdicts(t)
         if bad:
             self.failed += 1
             # An xfail test's failed verdict is its expected failure (XFAIL).
@@ -86,21 +91,19 @@ class Summary:
         regressed or memwatch has a warning (a report it could not write)."""
         parts = []
         if self.failed:
-            parts.append(f"{self.failed} failed memory verdict{'s' if self.failed != 1 else ''}")
+            parts.append(plural(self.failed, "failed memory verdict"))
         if regressions:
-            parts.append(
-                f"{regressions} regression{'s' if regressions != 1 else ''} against the baseline"
-            )
+            parts.append(f"{plural(regressions, 'regression')} against the baseline")
         if warnings:
-            parts.append(f"{warnings} warning{'s' if warnings != 1 else ''} (shown without -qq)")
+            parts.append(f"{plural(warnings, 'warning')} (shown without -qq)")
         return f"memwatch: {', '.join(parts)}" if parts else None
 
     def head(self) -> str:
         failed = self.failed
         return (
-            f"memwatch: {_tests(self.measured)} measured"
+            f"memwatch: {plural(self.measured, 'test')} measured"
             + (f" ({self.repeated} repeated)" if self.repeated else "")
-            + f", {failed} failed memory verdict{'s' if failed != 1 else ''}"
+            + f", {plural(failed, 'failed memory verdict')}"
             + f", total growth {format_size(self.total_growth, signed=True)}"
         )
 
@@ -162,7 +165,7 @@ def summary_lines(
 def format_timing(timing: dict[str, Any]) -> str:
     """``22 runs 2.95 s, attribution 0.50 s``: where memwatch's time on one test went."""
     runs = timing.get("runs") or 0
-    text = f"{runs} run{'s' if runs != 1 else ''} {timing.get('runs_s') or 0:.2f} s"
+    text = f"{plural(runs, 'run')} {timing.get('runs_s') or 0:.2f} s"
     if timing.get("attribution_s") is not None:
         text += f", attribution {timing['attribution_s']:.2f} s"
     return text
@@ -205,14 +208,12 @@ class _Time:
             return []
         parts = []
         if self.repeated:
-            parts.append(f"repeated runs {self.runs_s:.2f} s ({_tests(self.repeated)})")
+            parts.append(f"repeated runs {self.runs_s:.2f} s ({plural(self.repeated, 'test')})")
         if self.explained:
-            parts.append(f"attribution {self.attribution_s:.2f} s ({_tests(self.explained)})")
+            parts.append(
+                f"attribution {self.attribution_s:.2f} s ({plural(self.explained, 'test')})"
+            )
         _, nodeid, timing = self.slowest
         return [
             f"time in memwatch: {', '.join(parts)}; slowest: {nodeid} ({format_timing(timing)})"
         ]
-
-
-def _tests(count: int) -> str:
-    return plural(count, "test")
