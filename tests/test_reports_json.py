@@ -225,10 +225,10 @@ def test_dumps_refuses_nan() -> None:
         report_json.dumps(doc)
 
 
-def test_write_results_round_trips_and_creates_parents(tmp_path: Path) -> None:
+def test_written_results_round_trip_and_parents_are_created(tmp_path: Path) -> None:
     doc = sample_doc()
     target = tmp_path / "deep" / "er" / "results.json"
-    assert report_json.write_results(doc, target) == target
+    assert atomic_write(target, report_json.dumps(doc)) == target
     assert load_results(target) == doc
     assert os.listdir(target.parent) == ["results.json"]
 

@@ -232,7 +232,7 @@ def _failure(nodeid: str, tol: Tolerance, change: MetricChangeDoc) -> str | None
 
 # What a comparison keeps of a test: every metric's value, and its own
 # compare_fail expressions. The documents may be streams of tens of thousands
-# of tests (see report_json.StreamedTests), so not the tests themselves.
+# of tests (see stream.StreamedTests), so not the tests themselves.
 _Slim = tuple[tuple[int | None, ...], tuple[str, ...]]
 _METRIC_INDEX = {name: i for i, name in enumerate(METRICS)}
 

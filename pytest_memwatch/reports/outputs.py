@@ -203,7 +203,11 @@ def junit_properties(test: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def html_section(test: dict[str, Any]) -> str:
-    """One test's memory section as an escaped HTML fragment (see :mod:`.report_html`)."""
+    """One test's memory section as an escaped HTML fragment, for pytest-html's extras.
+
+    Imports the renderer (and Jinja2) only when called: see
+    :func:`pytest_memwatch.reports.html.html_section`.
+    """
     from pytest_memwatch.reports.html import html_section as render
 
     return render(test)

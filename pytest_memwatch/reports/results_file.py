@@ -14,10 +14,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
-from pytest_memwatch.base.files import atomic_write, loads_bounded, read_bounded
+from pytest_memwatch.base.files import loads_bounded, read_bounded
 from pytest_memwatch.reports.validation import ResultsError, check_document
 
 # -- reading ----------------------------------------------------------------------
@@ -97,8 +96,3 @@ def iter_dumps(doc: Mapping[str, Any]) -> Iterator[str]:
             first = False
         yield "[]" if first else "\n ]"
     yield "\n}\n"
-
-
-def write_results(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write a results document atomically (see :func:`atomic_write`)."""
-    return atomic_write(path, dumps(doc))

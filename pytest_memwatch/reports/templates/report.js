@@ -66,7 +66,7 @@
     applyFilter();
   }
 
-  /* The report's table. A row (report_html._row): [verdict order, node id,
+  /* The report's table. A row (html_view._row): [verdict order, node id,
      outcome, details anchor (0: none), growth, text, rss, text, malloc, text,
      blocks, text, peak, text, left open, text, runs, seconds, text,
      (baseline delta, text, badge)]. */
