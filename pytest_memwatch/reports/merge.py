@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from pytest_memwatch.reports.document import ShardDoc
 from pytest_memwatch.reports.ledger import merge_shard_ledgers
 from pytest_memwatch.reports.results import Totals
 from pytest_memwatch.reports.validation import (
@@ -46,7 +47,7 @@ def merge_documents(
             )
     docs = [(name, check_document(raw, name)) for name, raw in inputs]
 
-    shards: list[dict[str, Any]] = []
+    shards: list[ShardDoc] = []
     offsets: list[int] = []
     # Per node id: the input it is taken from, that input's name, and a digest
     # of its result (the tests themselves are read again when written out).

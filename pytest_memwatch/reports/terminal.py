@@ -18,6 +18,7 @@ from typing import Any
 
 from pytest_memwatch.base.units import format_size, plural
 from pytest_memwatch.engine.verdicts import headline
+from pytest_memwatch.reports.document import TimingDoc
 from pytest_memwatch.reports.results import (
     failed_verdicts,
     growth_bytes,
@@ -66,10 +67,12 @@ class Summary:
             # An xfail test's failed verdict is its expected failure (XFAIL).
             status = {"xfailed": "XFAIL", "error": "ERROR"}.get(t.get("outcome", ""), "FAILED")
             self.failures.extend(f"{status} {t['nodeid']} - {headline(v['message'])}" for v in bad)
-            timing = t.get("timing") or {}
+            timing = t.get("timing")
             # A single run's time is pytest's own --durations; repetition and
             # attribution are memwatch's.
-            if (timing.get("runs") or 0) > 1 or timing.get("attribution_s") is not None:
+            if timing and (
+                (timing.get("runs") or 0) > 1 or timing.get("attribution_s") is not None
+            ):
                 self.failures.append(f"  memwatch time: {format_timing(timing)}")
         for v in t.get("verdicts", []):
             # A verdict that ran out of budget says so instead of guessing.
@@ -162,7 +165,7 @@ def summary_lines(
     return summary.lines(verbosity=verbosity, top=top, every=lambda: tests)
 
 
-def format_timing(timing: dict[str, Any]) -> str:
+def format_timing(timing: TimingDoc) -> str:
     """``22 runs 2.95 s, attribution 0.50 s``: where memwatch's time on one test went."""
     runs = timing.get("runs") or 0
     text = f"{plural(runs, 'run')} {timing.get('runs_s') or 0:.2f} s"
@@ -184,7 +187,7 @@ class _Time:
         self.runs_s = 0.0
         self.explained = 0
         self.attribution_s = 0.0
-        self.slowest: tuple[float, str, dict[str, Any]] | None = None
+        self.slowest: tuple[float, str, TimingDoc] | None = None
 
     def add(self, t: dict[str, Any]) -> None:
         timing = t.get("timing")
