@@ -210,6 +210,19 @@ def data_range(values: Iterable[float | None]) -> tuple[float, float] | None:
     return (min(vals), max(vals)) if vals else None
 
 
+def _since_start(runs: Sequence[Mapping[str, Any]], metric: str) -> list[float | None] | None:
+    """Each run's reading of ``metric`` above where the first run started (None: unknown)."""
+    first = runs[0] if runs else {}
+    after0 = (first.get("after") or {}).get(metric)
+    delta0 = (first.get("delta") or {}).get(metric)
+    if after0 is None or delta0 is None:
+        return None
+    base = after0 - delta0
+    return [
+        None if (v := (r.get("after") or {}).get(metric)) is None else float(v - base) for r in runs
+    ]
+
+
 def runs_chart(test: Mapping[str, Any], clip_id: str) -> Chart | None:
     """Memory per run: cumulative RSS and malloc growth since the first run started."""
     runs = test.get("runs") or []
@@ -217,20 +230,9 @@ def runs_chart(test: Mapping[str, Any], clip_id: str) -> Chart | None:
         return None
     lines: dict[str, list[float | None]] = {}
     for metric in BYTE_METRICS:
-        first = runs[0]
-        after0, delta0 = (
-            (first.get("after") or {}).get(metric),
-            (first.get("delta") or {}).get(metric),
-        )
-        if after0 is None or delta0 is None:
-            continue
-        base = after0 - delta0
-        ys: list[float | None] = [0.0]
-        ys += [
-            None if (v := (r.get("after") or {}).get(metric)) is None else float(v - base)
-            for r in runs
-        ]
-        lines[metric] = ys
+        ys = _since_start(runs, metric)
+        if ys is not None:
+            lines[metric] = [0.0, *ys]
     extent = data_range(v for ys in lines.values() for v in ys)
     if extent is None:
         return None
@@ -280,15 +282,9 @@ def leaked_metrics(test: Mapping[str, Any]) -> list[str]:
 def metric_chart(test: Mapping[str, Any], metric: str, clip_id: str) -> Chart | None:
     """One leaked metric per run (descriptors, threads, blocks): what the verdict judged."""
     runs = test.get("runs") or []
-    first = runs[0] if runs else {}
-    after0 = (first.get("after") or {}).get(metric)
-    delta0 = (first.get("delta") or {}).get(metric)
-    if len(runs) < 2 or after0 is None or delta0 is None:
+    ys = _since_start(runs, metric) if len(runs) >= 2 else None
+    if ys is None:
         return None
-    base = after0 - delta0
-    ys: list[float | None] = [
-        None if (v := (r.get("after") or {}).get(metric)) is None else float(v - base) for r in runs
-    ]
     extent = data_range(ys)
     if extent is None:
         return None

@@ -40,7 +40,7 @@ from pytest_memwatch.reports.document import (
     ComparisonDoc,
     MetricChangeDoc,
 )
-from pytest_memwatch.reports.results import growth_bytes
+from pytest_memwatch.reports.results import growth_bytes, peak_bytes
 
 
 @dataclass(frozen=True)
@@ -56,12 +56,6 @@ class Metric:
         if self.unit == "bytes":
             return format_size(value, signed=signed)
         return format_count(value, signed=signed)
-
-
-def peak_bytes(test: Mapping[str, Any]) -> int | None:
-    """Peak RSS during the test above what the process held at its start."""
-    value = test.get("peak_growth")
-    return value if isinstance(value, int) else None
 
 
 def _growth_of(metric: str) -> Callable[[Mapping[str, Any]], int | None]:

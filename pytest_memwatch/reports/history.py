@@ -8,9 +8,8 @@ from typing import Any
 
 from pytest_memwatch.base.units import format_size
 from pytest_memwatch.reports.charts import Chart, Plot, data_range
-from pytest_memwatch.reports.compare import peak_bytes
 from pytest_memwatch.reports.html import environment, page_assets
-from pytest_memwatch.reports.results import growth_bytes, now_iso
+from pytest_memwatch.reports.results import growth_bytes, now_iso, peak_bytes
 
 
 @dataclass

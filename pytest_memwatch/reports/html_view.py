@@ -27,9 +27,15 @@ from pytest_memwatch.reports.charts import (
     runs_chart,
     soak_chart,
 )
-from pytest_memwatch.reports.compare import METRICS, peak_bytes
+from pytest_memwatch.reports.compare import METRICS
 from pytest_memwatch.reports.html_ledger import ledger_view
-from pytest_memwatch.reports.results import failed_verdicts, growth_bytes, is_measured, now_iso
+from pytest_memwatch.reports.results import (
+    failed_verdicts,
+    growth_bytes,
+    is_measured,
+    now_iso,
+    peak_bytes,
+)
 
 PROBE_ROWS = ("rss", "malloc", "blocks", "gc_objects", "fds", "threads")
 

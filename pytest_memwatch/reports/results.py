@@ -62,6 +62,12 @@ def growth_bytes(test: Mapping[str, Any]) -> int | None:
     return bytes_metric(dict(test.get("growth") or {}))
 
 
+def peak_bytes(test: Mapping[str, Any]) -> int | None:
+    """Peak RSS during the test above what the process held at its start."""
+    value = test.get("peak_growth")
+    return value if isinstance(value, int) else None
+
+
 def run_deltas(runs: Iterable[Mapping[str, Any]], metric: str) -> list[int | None]:
     """What each measured (non-warmup) run added: consecutive after-readings.
 

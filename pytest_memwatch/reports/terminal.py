@@ -23,6 +23,7 @@ from pytest_memwatch.reports.results import (
     failed_verdicts,
     growth_bytes,
     is_measured,
+    peak_bytes,
     run_deltas,
 )
 
@@ -148,7 +149,7 @@ class Summary:
                     f"{format_size(g.get('rss'), signed=True):>11} "
                     f"{format_size(g.get('malloc'), signed=True):>11} "
                     f"{'n/a' if blocks is None else f'{blocks:+d}':>8} "
-                    f"{format_size(t.get('peak_growth')):>11}  {t['nodeid']}"
+                    f"{format_size(peak_bytes(t)):>11}  {t['nodeid']}"
                 )
                 if verbosity >= 1 and t.get("runs"):
                     deltas = run_deltas(t["runs"], "blocks")
