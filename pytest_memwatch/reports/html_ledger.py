@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from pytest_memwatch.reports.ledger import culprits
 
@@ -30,17 +30,43 @@ _FD_NUMBER = re.compile(r"^(fd|socket) \d+")
 LEDGER_ITEMS = 8
 
 
-def ledger_view(ledger: Mapping[str, Any] | None) -> dict[str, Any] | None:
+class LedgerLine(TypedDict):
+    """Resources of one kind with one description, and where the first was opened."""
+
+    kind: str
+    description: str
+    count: int
+    where: str | None
+
+
+class LedgerGroup(TypedDict):
+    """What one test or fixture set-up left behind."""
+
+    culprit: str
+    count: int
+    kinds: str
+    lines: list[LedgerLine]
+    more: int
+
+
+class LedgerView(TypedDict):
+    count: int
+    groups: list[LedgerGroup]
+    recorded: int | None
+    released: int | None
+
+
+def ledger_view(ledger: Mapping[str, Any] | None) -> LedgerView | None:
     """The session ledger's survivors for the page, grouped by culprit; ``None`` when none.
 
     Identical descriptions (a test that leaves the same thread each run) are
     one line with a count; each line says where the resource was opened.
     """
-    groups = []
+    groups: list[LedgerGroup] = []
     total = 0
     for culprit, resources in culprits(ledger):
         total += len(resources)
-        lines: dict[str, dict[str, Any]] = {}
+        lines: dict[str, LedgerLine] = {}
         for r in resources:
             text = str(r.get("description", ""))
             # Descriptors differ only by number: "fd (/dev/null) x75", not 75 lines.

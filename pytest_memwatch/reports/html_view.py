@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from markupsafe import Markup
 
@@ -28,6 +28,7 @@ from pytest_memwatch.reports.charts import (
     soak_chart,
 )
 from pytest_memwatch.reports.compare import METRICS
+from pytest_memwatch.reports.document import ChangeDoc
 from pytest_memwatch.reports.html_ledger import ledger_view
 from pytest_memwatch.reports.results import (
     failed_verdicts,
@@ -53,10 +54,40 @@ def verdict_status(test: Mapping[str, Any]) -> VerdictStatus:
     return "none"
 
 
-def _probe_rows(test: Mapping[str, Any]) -> list[dict[str, Any]]:
+class ProbeRow(TypedDict):
+    """One probe in a test's details: its readings before and after, and the growth."""
+
+    metric: str
+    before: str
+    after: str
+    growth: str
+    grew: bool
+
+
+class RunRow(TypedDict):
+    """One run of a repeated test: what it added per probe, and its peak."""
+
+    n: int
+    warmup: bool
+    cells: list[str]
+    peak: str
+
+
+class Cell(TypedDict):
+    """One cell of the static table: sort value, text, column label, and what it links to."""
+
+    v: Any
+    text: str
+    label: str
+    id: bool
+    anchor: int
+    badge: str | None
+
+
+def _probe_rows(test: Mapping[str, Any]) -> list[ProbeRow]:
     before, after = test.get("before") or {}, test.get("after") or {}
     growth = test.get("growth") or {}
-    rows = []
+    rows: list[ProbeRow] = []
     for m in PROBE_ROWS:
         if m in before or m in after or m in growth:
             fmt = METRICS[m].format
@@ -72,8 +103,8 @@ def _probe_rows(test: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _run_rows(test: Mapping[str, Any]) -> list[dict[str, Any]]:
-    rows = []
+def _run_rows(test: Mapping[str, Any]) -> list[RunRow]:
+    rows: list[RunRow] = []
     for i, run in enumerate(test.get("runs") or [], start=1):
         delta = run.get("delta") or {}
         rows.append(
@@ -98,11 +129,11 @@ class TestView:
     status: VerdictStatus
     growth: int | None
     peak: int | None
-    probe_rows: list[dict[str, Any]]
-    run_rows: list[dict[str, Any]]
+    probe_rows: list[ProbeRow]
+    run_rows: list[RunRow]
     runs_chart: Chart | None
     soak_chart: Chart | None
-    change: dict[str, Any] | None = None
+    change: ChangeDoc | None = None
     # Charts of the other metrics a leak verdict failed on (fds, threads...).
     metric_charts: list[Chart] = field(default_factory=list)
 
@@ -134,7 +165,7 @@ class TestView:
 
 
 def make_view(
-    test: dict[str, Any], index: int, change: dict[str, Any] | None = None, *, id_prefix: str = "c"
+    test: dict[str, Any], index: int, change: ChangeDoc | None = None, *, id_prefix: str = "c"
 ) -> TestView:
     """The view of one test; ``id_prefix`` keeps its SVG ids unique on the page."""
     return TestView(
@@ -291,26 +322,24 @@ COLUMNS = (
 CHANGE_COLUMN = ("vs baseline", "num", "growth change against the baseline")
 
 
-def row_cells(row: Sequence[Any], with_change: bool) -> list[dict[str, Any]]:
+def row_cells(row: Sequence[Any], with_change: bool) -> list[Cell]:
     """The static table's cells of one :func:`_row`: sort value, text, label, badge."""
-    cells: list[dict[str, Any]] = [
-        {"v": row[0], "text": "", "badge": ("fail", "pass", "none")[row[0]]},
-        {"v": row[1], "text": row[1], "id": True, "anchor": row[3]},
-        {"v": row[2], "text": row[2]},
+    # (value, text, badge, links to the details, anchor), in the order of COLUMNS.
+    parts: list[tuple[Any, str, str | None, bool, int]] = [
+        (row[0], "", ("fail", "pass", "none")[row[0]], False, 0),
+        (row[1], row[1], None, True, row[3]),
+        (row[2], row[2], None, False, 0),
     ]
-    for i in range(4, 16, 2):
-        cells.append({"v": row[i], "text": row[i + 1]})
-    cells.append({"v": row[16], "text": str(row[16])})
-    cells.append({"v": row[17], "text": row[18]})
+    parts += [(row[i], row[i + 1], None, False, 0) for i in range(4, 16, 2)]
+    parts.append((row[16], str(row[16]), None, False, 0))
+    parts.append((row[17], row[18], None, False, 0))
     if with_change:
-        cells.append({"v": row[19], "text": row[20], "badge": row[21]})
+        parts.append((row[19], row[20], row[21], False, 0))
     columns = COLUMNS + ((CHANGE_COLUMN,) if with_change else ())
-    for cell, (label, _, _) in zip(cells, columns, strict=True):
-        cell["label"] = label
-        cell.setdefault("id", False)
-        cell.setdefault("anchor", 0)
-        cell.setdefault("badge", None)
-    return cells
+    return [
+        {"v": v, "text": text, "label": label, "id": is_id, "anchor": anchor, "badge": badge}
+        for (v, text, badge, is_id, anchor), (label, _, _) in zip(parts, columns, strict=True)
+    ]
 
 
 def _int(v: object) -> int | None:
