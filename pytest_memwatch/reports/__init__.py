@@ -9,6 +9,8 @@
   ``merge`` (shards into one document).
 - Runs over time: ``baselines`` (saved runs, per machine) and ``compare`` (a run
   against a baseline, under tolerances).
+- ``ledger``: the session ledger's data (what outlived the tests that made it),
+  merged across workers and shards, and its summary lines.
 - The outputs: ``html`` (rendering), ``html_view`` (what the report shows),
   ``charts`` (its SVG charts), ``html_ledger`` (its resources section),
   ``history`` (saved runs over time), ``terminal`` (the summary) and ``outputs``
