@@ -46,10 +46,14 @@ class RunEntryDoc(TypedDict):
 
 
 class VerdictDoc(TypedDict):
-    """:meth:`pytest_memwatch.base.verdict.Verdict.to_dict`."""
+    """:meth:`pytest_memwatch.base.verdict.Verdict.to_dict`.
 
-    kind: VerdictKind
-    source: VerdictSource
+    Or the verdict the xdist controller writes for a test whose worker crashed
+    (kind ``crash``, source ``xdist``), which no check makes.
+    """
+
+    kind: VerdictKind | Literal["crash"]
+    source: VerdictSource | Literal["xdist"]
     passed: bool
     message: str
     metric: str | None
