@@ -12,8 +12,8 @@ from pytest_memwatch.base.limits import MAX_RUNS, MAX_WARMUP, check_count, short
 from pytest_memwatch.base.probes import PeakWatch, Sample, bytes_metric, get_prober
 from pytest_memwatch.base.units import format_size, parse_size
 from pytest_memwatch.base.verdict import Verdict
-from pytest_memwatch.engine import Measurer, run_repeated
-from pytest_memwatch.engine.verdicts import RepeatPlan
+from pytest_memwatch.engine.measure import Measurer, run_repeated
+from pytest_memwatch.engine.plan import RepeatPlan
 
 
 @dataclass
