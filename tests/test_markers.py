@@ -14,7 +14,8 @@ import pytest
 from pytest_memwatch.base.units import MiB
 from pytest_memwatch.config import markers
 from pytest_memwatch.config.markers import SCHEMAS, MarkerError, describe_call, error_message
-from pytest_memwatch.config.settings import Repeat, Settings
+from pytest_memwatch.config.settings import Settings
+from pytest_memwatch.config.values import Repeat
 from pytest_memwatch.engine import MarkCall, build_spec
 
 SIZE_USE = 'use 50 (MiB) or "512 KiB", "2MB", "1.5 GiB", "64B"'

@@ -11,14 +11,14 @@ from typing import Any
 
 from pytest_memwatch.base.limits import MAX_RUNS, MAX_WARMUP, short_repr
 from pytest_memwatch.base.units import (
-    DURATION_EXAMPLE,
-    RATE_EXAMPLE,
     SIZE_EXAMPLE,
     UnitError,
     parse_duration,
     parse_rate,
     parse_size,
 )
+from pytest_memwatch.config.rules import parse_rule
+from pytest_memwatch.config.tolerances import parse_tolerance
 
 
 class MarkerError(ValueError):
@@ -137,8 +137,6 @@ def _convert(p: Param, raw: Any) -> Any:
         items = [raw] if isinstance(raw, str) else raw
         if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
             raise MarkerError(f"{p.name}={shown}: expected 'growth:10%' or a list of them")
-        from pytest_memwatch.config.tolerances import parse_tolerance
-
         for item in items:
             try:
                 parse_tolerance(item)
@@ -152,8 +150,6 @@ def _convert(p: Param, raw: Any) -> Any:
                 f"{p.name}={shown}: expected 'KIND:GLOB' or a list of them, "
                 f"e.g. {p.name}=['thread:worker-*']"
             )
-        from pytest_memwatch.config.rules import parse_rule
-
         rules = []
         for item in items:
             try:
@@ -228,9 +224,6 @@ SOAK = MarkerSchema(
 SCHEMAS: dict[str, MarkerSchema] = {
     s.name: s for s in (MAX_GROWTH, MAX_MEMORY, NO_LEAKS, MEMWATCH_SKIP, SOAK)
 }
-
-# Examples quoted in error messages need no extra DURATION/RATE import users.
-EXAMPLES = {"duration": DURATION_EXAMPLE, "rate": RATE_EXAMPLE}
 
 
 def describe_call(name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:

@@ -8,7 +8,8 @@ from typing import Any
 
 from pytest_memwatch.base.verdict import VerdictSource
 from pytest_memwatch.config import markers
-from pytest_memwatch.config.settings import Repeat, RepeatBudget, Settings
+from pytest_memwatch.config.settings import Settings
+from pytest_memwatch.config.values import Repeat, RepeatBudget
 from pytest_memwatch.engine.plan import RepeatPlan
 from pytest_memwatch.engine.verdicts import MEMORY_METRICS, RESOURCE_METRICS
 
