@@ -1,20 +1,30 @@
-"""Library API usable without pytest (seeds 000 and 001): a tracker, two decorators
-and a background monitoring service.
+"""Library API usable without pytest: a tracker, two decorators and a background
+monitoring service.
 
-Example::
+Example (run as a doctest by the test suite)::
 
-    tracker = MemoryTracker()
-    tracker.set_baseline()
-    load_everything()
-    tracker.take_snapshot("loaded")
-    report = tracker.analyze_memory_usage()
+    >>> from pytest_memwatch.api import (
+    ...     MemoryTracker, memory_limit, start_memory_monitoring, stop_memory_monitoring)
+    >>> tracker = MemoryTracker()
+    >>> _ = tracker.set_baseline()
+    >>> table = [bytes(1024) for _ in range(1000)]
+    >>> _ = tracker.take_snapshot("loaded")
+    >>> report = tracker.analyze_memory_usage()
+    >>> [row["label"] for row in report["snapshots"]]
+    ['loaded']
 
-    @memory_limit(500)            # MiB above the memory at call time
-    def build_index(): ...
+    >>> @memory_limit(500)            # MiB above the memory at call time
+    ... def build_index():
+    ...     return sorted(range(1000))
+    >>> len(build_index())
+    1000
 
-    service = start_memory_monitoring(interval=30, warn_mb=800)
-    ...
-    stop_memory_monitoring()
+    >>> service = start_memory_monitoring({"warn_mb": 800}, interval=30)
+    >>> service.running
+    True
+    >>> stop_memory_monitoring()
+    >>> service.running
+    False
 """
 
 from __future__ import annotations
@@ -334,7 +344,7 @@ def start_memory_monitoring(
 ) -> MemoryMonitoringService:
     """Start (or return) the process-wide monitoring service.
 
-    ``config`` may carry ``warn_mb`` and ``limit_mb``, as in the seeds.
+    ``config`` may carry ``warn_mb`` and ``limit_mb`` (MiB, or sizes such as ``"800 MiB"``).
     """
     global _SERVICE
     cfg = dict(config or {})

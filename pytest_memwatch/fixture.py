@@ -21,8 +21,8 @@ class LeakCheck:
     """What :meth:`MemwatchHandle.check_leaks` found. Truthy when nothing leaked.
 
     ``verdict`` holds the message and the per-metric numbers;
-    ``growth_per_call`` is the robust slope of bytes per call (RSS or malloc,
-    whichever grew more); ``deltas`` maps each metric to its per-run growth.
+    ``growth_per_call`` is the median of the per-run growth in bytes (RSS or
+    malloc, whichever is larger); ``deltas`` maps each metric to its per-run growth.
     """
 
     verdict: Verdict

@@ -55,6 +55,16 @@ def test_public_names() -> None:
         assert getattr(pytest_memwatch, name) is getattr(api, name)
 
 
+def test_the_module_example_runs_as_written() -> None:
+    # The example users copy from api.py's docstring: every line runs and
+    # prints what it shows.
+    import doctest
+
+    result = doctest.testmod(api, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 12
+    assert result.failed == 0
+
+
 # -- MemoryTracker ---------------------------------------------------------------
 
 

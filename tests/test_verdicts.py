@@ -194,10 +194,11 @@ def test_no_extension_when_extend_is_false() -> None:
     assert not verdict.passed
 
 
-def test_growth_per_call_is_the_slope_of_the_larger_byte_metric() -> None:
+def test_growth_per_call_is_the_median_delta_of_the_larger_byte_metric() -> None:
     plan = drive(RepeatPlan(1, 4, extend=False), lambda i: {"rss": 1000, "malloc": 2000})
     per_call, details = plan.growth_per_call()
     assert per_call == 2000.0
+    assert details["malloc"]["median"] == 2000.0
     assert details["rss"]["deltas"] == [1000.0] * 4
     assert details["malloc"]["trend"]["slope"] == 2000.0
 

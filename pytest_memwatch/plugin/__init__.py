@@ -49,7 +49,8 @@ from pytest_memwatch.engine import (
     build_spec,
     judge,
 )
-from pytest_memwatch.engine import MEMORY_METRICS, RepeatPlan
+from pytest_memwatch.engine.plan import RepeatPlan
+from pytest_memwatch.engine.verdicts import MEMORY_METRICS
 from pytest_memwatch.reports.ledger import ledger_lines, merge_ledgers
 from pytest_memwatch.reports.results import RunMeta, TestResult, document, now_iso
 from pytest_memwatch.reports.spool import ResultSpool
