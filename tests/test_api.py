@@ -101,6 +101,17 @@ def test_tracker_without_snapshots() -> None:
     assert report["growth"]["blocks"] == 0
 
 
+def test_the_analysis_and_the_status_have_their_documented_keys() -> None:
+    tracker = MemoryTracker()
+    tracker.set_baseline()
+    tracker.take_snapshot("one")
+    report = tracker.analyze_memory_usage()
+    assert set(report) == set(api.MemoryAnalysis.__annotations__)
+    assert set(report["snapshots"][0]) == set(api.SnapshotGrowth.__annotations__)
+    svc = MemoryMonitoringService(interval=30)
+    assert set(svc.status()) == set(api.MonitorStatus.__annotations__)
+
+
 def test_tracker_needs_a_baseline_to_analyze() -> None:
     with pytest.raises(
         RuntimeError, match=r"call set_baseline\(\) before analyze_memory_usage\(\)"

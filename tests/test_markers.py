@@ -40,6 +40,23 @@ def test_every_documented_marker_has_a_schema() -> None:
 # -- valid arguments -------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [
+        ("max_growth", markers.MaxGrowthValues),
+        ("max_memory", markers.MaxMemoryValues),
+        ("no_leaks", markers.NoLeaksValues),
+        ("soak", markers.SoakValues),
+    ],
+)
+def test_the_typed_values_of_a_marker_are_its_parameters(name: str, shape: type) -> None:
+    # The engine reads parsed markers through these types: a parameter added to
+    # a schema must be added to its type, and the other way round.
+    assert set(shape.__annotations__) == {p.name for p in SCHEMAS[name].params}
+    example = {"max_growth": (1,), "max_memory": (1,), "no_leaks": (), "soak": ()}[name]
+    assert set(parse(name, *example)) == set(shape.__annotations__)
+
+
 def test_max_growth_valid() -> None:
     assert parse("max_growth", 50) == {
         "limit": 50 * MiB,

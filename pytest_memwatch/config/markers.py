@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
 
 from pytest_memwatch.base.limits import MAX_RUNS, MAX_WARMUP, short_repr
 from pytest_memwatch.base.units import (
@@ -25,10 +25,16 @@ class MarkerError(ValueError):
     """A marker whose arguments cannot be used; the message is the full explanation."""
 
 
+# How a parameter's value is read: a size in bytes, a duration in seconds, a
+# rate in bytes per second, a percentage or duration ("fraction"), tolerance
+# expressions or resource ignore rules (tuples of their text), or as is.
+ParamKind = Literal["size", "int", "bool", "str", "duration", "rate", "fraction", "exprs", "rules"]
+
+
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str  # size | int | bool | str | duration | rate | fraction | exprs | rules
+    kind: ParamKind
     default: Any = None
     positional: bool = False
     required: bool = False
@@ -220,6 +226,39 @@ SOAK = MarkerSchema(
     "unless soak runs are asked for (--memwatch-soak or -m soak).",
     '@pytest.mark.soak("8h", interval="30s", max_growth_rate="1 MiB/h", warmup="10%")',
 )
+
+
+# What each marker's schema parses to (the keys are its parameters).
+
+
+class MaxGrowthValues(TypedDict):
+    limit: int
+    warmup: int
+    runs: int
+    # Absent when the budget comes from --memwatch-max-growth, not a marker.
+    compare_fail: NotRequired[tuple[str, ...]]
+
+
+class MaxMemoryValues(TypedDict):
+    limit: int
+    compare_fail: tuple[str, ...]
+
+
+class NoLeaksValues(TypedDict):
+    warmup: int
+    runs: int
+    resources: bool
+    ignore: tuple[str, ...]
+    compare_fail: tuple[str, ...]
+
+
+class SoakValues(TypedDict):
+    duration: float
+    interval: float
+    max_growth_rate: float | None
+    # ("fraction", 0.1) for "10%", ("seconds", 60.0) for "1m".
+    warmup: tuple[Literal["fraction", "seconds"], float]
+
 
 SCHEMAS: dict[str, MarkerSchema] = {
     s.name: s for s in (MAX_GROWTH, MAX_MEMORY, NO_LEAKS, MEMWATCH_SKIP, SOAK)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from pytest_memwatch.base.verdict import VerdictSource
 from pytest_memwatch.config import markers
@@ -31,10 +31,10 @@ class TestSpec:
 
     nodeid: str
     skip_reason: str | None = None
-    max_growth: dict[str, Any] | None = None
+    max_growth: markers.MaxGrowthValues | None = None
     max_growth_source: VerdictSource = "marker"
-    max_memory: dict[str, Any] | None = None
-    no_leaks: dict[str, Any] | None = None
+    max_memory: markers.MaxMemoryValues | None = None
+    no_leaks: markers.NoLeaksValues | None = None
     leak_source: VerdictSource = "marker"
     repeat: Repeat | None = None
     # How long a leak verdict may extend its runs (None: up to 4x RUNS, untimed).
@@ -43,7 +43,7 @@ class TestSpec:
     # Where the resource check was asked for, and the marker's own ignore rules.
     resources_source: VerdictSource = "option"
     resources_ignore: tuple[str, ...] = ()
-    soak: dict[str, Any] | None = None
+    soak: markers.SoakValues | None = None
     compare_fail: tuple[str, ...] = ()
     marker_names: list[str] = field(default_factory=list)
 
@@ -127,18 +127,19 @@ def build_spec(nodeid: str, calls: Sequence[MarkCall], settings: Settings) -> Te
         spec.marker_names.append(call.name)
         if call.name == "memwatch_skip":
             spec.skip_reason = values["reason"] or "memwatch_skip"
+        # The schema parsed exactly its parameters: the values have its shape.
         elif call.name == "max_growth":
-            spec.max_growth = values
+            spec.max_growth = cast(markers.MaxGrowthValues, values)
         elif call.name == "max_memory":
-            spec.max_memory = values
+            spec.max_memory = cast(markers.MaxMemoryValues, values)
         elif call.name == "no_leaks":
-            spec.no_leaks = values
-            spec.resources = spec.resources or bool(values["resources"])
-            if values["resources"]:
+            no_leaks = spec.no_leaks = cast(markers.NoLeaksValues, values)
+            spec.resources = spec.resources or no_leaks["resources"]
+            if no_leaks["resources"]:
                 spec.resources_source = "marker"
-            spec.resources_ignore = tuple(values.get("ignore") or ())
+            spec.resources_ignore = no_leaks["ignore"]
         elif call.name == "soak":
-            spec.soak = values
+            spec.soak = cast(markers.SoakValues, values)
         spec.compare_fail += tuple(values.get("compare_fail", ()) or ())
     if spec.max_growth is None and settings.max_growth is not None:
         spec.max_growth = {"limit": settings.max_growth, "warmup": 0, "runs": 1}
