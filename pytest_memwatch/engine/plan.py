@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from statistics import median
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from pytest_memwatch.base.probes import METRICS, Sample, bytes_metric
 from pytest_memwatch.base.stats import Trend, theil_sen
@@ -51,7 +51,30 @@ class RunRecord:
         }
 
 
-_UNSETTLED = ("suspect", "ambiguous", "changing")
+# Why the runs stopped: the trend settled, the time budget or the run limit
+# was spent, or the growth passed the harness's cap (GROWTH_CAP).
+StopReason = Literal["settled", "budget", "max_runs", "cap"]
+# A metric's state after a window: suspect (growing), ambiguous or changing
+# (worth more runs), clean.
+MetricState = Literal["suspect", "ambiguous", "changing", "clean"]
+_UNSETTLED: tuple[MetricState, ...] = ("suspect", "ambiguous", "changing")
+
+
+class MetricJudgement(TypedDict):
+    """One metric in a leak verdict's details."""
+
+    state: MetricState
+    deltas: list[float] | None
+    trend: dict[str, float | int] | None
+    floor: float
+
+
+class PerCallGrowth(TypedDict):
+    """One byte metric in a ``max_growth`` verdict's details over repeated runs."""
+
+    deltas: list[float]
+    median: float
+    trend: dict[str, float | int]
 
 
 class RepeatPlan:
@@ -93,8 +116,7 @@ class RepeatPlan:
         if max_runs is None:
             max_runs = max(4 * runs, BUDGET_MAX_RUNS) if timed else (4 * runs if extend else runs)
         self.max_runs = max_runs
-        # Why the runs stopped: "settled", "budget", "max_runs" or "cap" (growth cap).
-        self.stopped = "settled"
+        self.stopped: StopReason = "settled"
         self.floors = dict(floors)
         self.metrics = tuple(metrics)
         self._target = warmup + runs
@@ -255,8 +277,8 @@ class RepeatPlan:
         recent = deltas[-span:]
         return theil_sen(list(accumulate(recent, initial=0.0)))
 
-    def _states(self) -> dict[str, tuple[str, Trend | None]]:
-        out: dict[str, tuple[str, Trend | None]] = {}
+    def _states(self) -> dict[str, tuple[MetricState, Trend | None]]:
+        out: dict[str, tuple[MetricState, Trend | None]] = {}
         rss_every = True
         for metric in self.metrics:
             d = self.deltas(metric)
@@ -313,6 +335,15 @@ class RepeatPlan:
         leaking = {m: t for m, (s, t) in states.items() if s == "suspect" and t is not None}
         n = self.count - self.warmup - (self._rebase >= 0)
         budget = self.budget_seconds()
+        metrics: dict[str, MetricJudgement] = {
+            m: {
+                "state": s,
+                "deltas": self.deltas(m),
+                "trend": t.to_dict() if t else None,
+                "floor": self.floors.get(m, 0.0),
+            }
+            for m, (s, t) in states.items()
+        }
         details: dict[str, Any] = {
             "warmup": self.requested_warmup,
             # Runs measured frozen first, whose growth called for exact runs.
@@ -322,15 +353,7 @@ class RepeatPlan:
             "stopped": self.stopped,
             "elapsed_s": round(self.elapsed(), 6),
             "budget_s": None if budget is None else round(budget, 6),
-            "metrics": {
-                m: {
-                    "state": s,
-                    "deltas": self.deltas(m),
-                    "trend": t.to_dict() if t else None,
-                    "floor": self.floors.get(m, 0.0),
-                }
-                for m, (s, t) in states.items()
-            },
+            "metrics": metrics,
         }
         out_of_time = self.stopped in ("budget", "max_runs")
         if not leaking:
@@ -403,7 +426,7 @@ class RepeatPlan:
                 None if bytes_metric(delta) is None else float(bytes_metric(delta) or 0),
                 {"delta": delta},
             )
-        per_metric: dict[str, Any] = {}
+        per_metric: dict[str, PerCallGrowth] = {}
         best: float | None = None
         for metric in ("rss", "malloc"):
             d = self.deltas(metric)
