@@ -14,6 +14,7 @@ from pytest_memwatch.base.units import format_size, parse_size
 from pytest_memwatch.base.verdict import Verdict
 from pytest_memwatch.engine.measure import Measurer, run_repeated
 from pytest_memwatch.engine.plan import RepeatPlan
+from pytest_memwatch.engine.verdicts import MEMORY_METRICS, RESOURCE_METRICS
 
 
 @dataclass
@@ -183,7 +184,7 @@ class MemwatchHandle:
             raise TypeError(
                 f"memwatch.check_leaks: resources={short_repr(resources)}: expected True or False"
             )
-        metrics = ("blocks", "malloc", "rss") + (("fds", "threads") if resources else ())
+        metrics = (*MEMORY_METRICS, *RESOURCE_METRICS) if resources else MEMORY_METRICS
         plan = RepeatPlan(warmup, runs, metrics=metrics)
         run_repeated(fn, plan, Measurer(self._prober))
         verdict = plan.leak_verdict(source="fixture")
