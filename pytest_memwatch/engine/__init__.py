@@ -19,14 +19,11 @@ from __future__ import annotations
 
 from pytest_memwatch.engine.hygiene import GcHygiene
 from pytest_memwatch.engine.judge import judge
-from pytest_memwatch.engine.measure import Measurer, RunMeasure, RunToken, run_repeated
-from pytest_memwatch.engine.messages import headline, message_lines
+from pytest_memwatch.engine.measure import Measurer, RunMeasure, RunToken
 from pytest_memwatch.engine.plan import RepeatPlan
 from pytest_memwatch.engine.spec import MarkCall, TestSpec, build_spec
-from pytest_memwatch.engine.verdicts import MEMORY_METRICS
 
 __all__ = [
-    "MEMORY_METRICS",
     "GcHygiene",
     "MarkCall",
     "Measurer",
@@ -35,8 +32,5 @@ __all__ = [
     "RunToken",
     "TestSpec",
     "build_spec",
-    "headline",
     "judge",
-    "message_lines",
-    "run_repeated",
 ]
