@@ -1,20 +1,30 @@
-"""Library API usable without pytest (seeds 000 and 001): a tracker, two decorators
-and a background monitoring service.
+"""Library API usable without pytest: a tracker, two decorators and a background
+monitoring service.
 
-Example::
+Example (run as a doctest by the test suite)::
 
-    tracker = MemoryTracker()
-    tracker.set_baseline()
-    load_everything()
-    tracker.take_snapshot("loaded")
-    report = tracker.analyze_memory_usage()
+    >>> from pytest_memwatch.api import (
+    ...     MemoryTracker, memory_limit, start_memory_monitoring, stop_memory_monitoring)
+    >>> tracker = MemoryTracker()
+    >>> _ = tracker.set_baseline()
+    >>> table = [bytes(1024) for _ in range(1000)]
+    >>> _ = tracker.take_snapshot("loaded")
+    >>> report = tracker.analyze_memory_usage()
+    >>> [row["label"] for row in report["snapshots"]]
+    ['loaded']
 
-    @memory_limit(500)            # MiB above the memory at call time
-    def build_index(): ...
+    >>> @memory_limit(500)            # MiB above the memory at call time
+    ... def build_index():
+    ...     return sorted(range(1000))
+    >>> len(build_index())
+    1000
 
-    service = start_memory_monitoring(interval=30, warn_mb=800)
-    ...
-    stop_memory_monitoring()
+    >>> service = start_memory_monitoring({"warn_mb": 800}, interval=30)
+    >>> service.running
+    True
+    >>> stop_memory_monitoring()
+    >>> service.running
+    False
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypedDict, TypeVar
 
 from pytest_memwatch.base.limits import MAX_DURATION, check_count, short_repr
 from pytest_memwatch.base.probes import Sample, bytes_metric, get_prober
@@ -36,6 +46,36 @@ from pytest_memwatch.base.units import format_size, parse_size
 log = logging.getLogger("pytest_memwatch")
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class SnapshotGrowth(TypedDict):
+    label: str
+    # Per metric, since the baseline; ``bytes`` is the larger of RSS and malloc.
+    growth: dict[str, int | None]
+    bytes: int | None
+
+
+class PeakSnapshot(TypedDict):
+    label: str
+    rss: int | None
+
+
+class Spike(TypedDict):
+    label: str
+    # How far RSS rose over the previous snapshot.
+    rss_step: int
+
+
+class MemoryAnalysis(TypedDict):
+    """What :meth:`MemoryTracker.analyze_memory_usage` returns."""
+
+    baseline: dict[str, Any]
+    current: dict[str, Any]
+    growth: dict[str, int | None]
+    growth_bytes: int | None
+    snapshots: list[SnapshotGrowth]
+    peak: PeakSnapshot | None
+    spikes: list[Spike]
 
 
 class MemoryTracker:
@@ -59,7 +99,7 @@ class MemoryTracker:
         self.snapshots.append((label, sample))
         return sample
 
-    def analyze_memory_usage(self) -> dict[str, Any]:
+    def analyze_memory_usage(self) -> MemoryAnalysis:
         """Growth since the baseline, per snapshot, the peak snapshot and spikes.
 
         A spike is a snapshot whose RSS rose by more than ``spike_threshold``
@@ -68,15 +108,16 @@ class MemoryTracker:
         if self.baseline is None:
             raise RuntimeError("call set_baseline() before analyze_memory_usage()")
         base = self.baseline
-        rows = []
-        spikes = []
+        rows: list[SnapshotGrowth] = []
+        spikes: list[Spike] = []
         prev = base
         for label, s in self.snapshots:
             delta = s.minus(base)
             step = s.minus(prev)
             rows.append({"label": label, "growth": delta, "bytes": bytes_metric(delta)})
-            if (step.get("rss") or 0) > self.spike_threshold:
-                spikes.append({"label": label, "rss_step": step["rss"]})
+            rss_step = step.get("rss") or 0
+            if rss_step > self.spike_threshold:
+                spikes.append({"label": label, "rss_step": rss_step})
             prev = s
         last = self.snapshots[-1][1] if self.snapshots else base
         final = last.minus(base)
@@ -200,6 +241,37 @@ def _check_callable(decorator: str, fn: object) -> None:
         )
 
 
+AlertLevel = Literal["warning", "critical"]
+
+
+class RssTrend(TypedDict):
+    """RSS growth in bytes per hour: the Theil-Sen slope and its 95% interval."""
+
+    bytes_per_hour: float
+    low: float
+    high: float
+
+
+class MonitorStatus(TypedDict):
+    """What :meth:`MemoryMonitoringService.status` returns."""
+
+    running: bool
+    samples: int
+    current_rss: int | None
+    peak_rss: int | None
+    alerts: int
+    alert_errors: int
+    last_alert_error: str | None
+    trend: RssTrend | None
+
+
+class MonitorConfig(TypedDict, total=False):
+    """The thresholds :func:`start_memory_monitoring` takes (MiB, or sizes such as "800 MiB")."""
+
+    warn_mb: float | str | None
+    limit_mb: float | str | None
+
+
 class MemoryMonitoringService:
     """A background thread sampling process memory, with thresholds and a status call.
 
@@ -212,10 +284,10 @@ class MemoryMonitoringService:
         self,
         interval: float = 30.0,
         *,
-        warn_mb: float | None = None,
-        limit_mb: float | None = None,
+        warn_mb: float | str | None = None,
+        limit_mb: float | str | None = None,
         history: int = 2880,
-        on_alert: Callable[[str, dict[str, Any]], None] | None = None,
+        on_alert: Callable[[AlertLevel, MonitorStatus], None] | None = None,
     ) -> None:
         if isinstance(interval, bool) or not isinstance(interval, (int, float)):
             raise TypeError(
@@ -277,7 +349,7 @@ class MemoryMonitoringService:
         with self._lock:
             self._samples.append((time.monotonic(), rss))
             self.peak_rss = max(self.peak_rss, rss)
-        level = None
+        level: AlertLevel | None = None
         if self.limit is not None and rss > self.limit:
             level = "critical"
         elif self.warn is not None and rss > self.warn:
@@ -306,10 +378,10 @@ class MemoryMonitoringService:
             if self._stop.wait(self.interval):
                 return
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> MonitorStatus:
         with self._lock:
             samples = list(self._samples)
-        trend = None
+        trend: RssTrend | None = None
         if len(samples) >= 3:
             t0 = samples[0][0]
             t = theil_sen([s[1] for s in samples], [s[0] - t0 for s in samples])
@@ -330,14 +402,14 @@ _SERVICE: MemoryMonitoringService | None = None
 
 
 def start_memory_monitoring(
-    config: dict[str, Any] | None = None, interval: float = 30.0
+    config: MonitorConfig | None = None, interval: float = 30.0
 ) -> MemoryMonitoringService:
     """Start (or return) the process-wide monitoring service.
 
-    ``config`` may carry ``warn_mb`` and ``limit_mb``, as in the seeds.
+    ``config`` may carry ``warn_mb`` and ``limit_mb`` (MiB, or sizes such as ``"800 MiB"``).
     """
     global _SERVICE
-    cfg = dict(config or {})
+    cfg: MonitorConfig = config or {}
     if _SERVICE is None or not _SERVICE.running:
         _SERVICE = MemoryMonitoringService(
             interval, warn_mb=cfg.get("warn_mb"), limit_mb=cfg.get("limit_mb")

@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 from pytest_memwatch.base.files import atomic_write
 from pytest_memwatch.base.units import plural
+from pytest_memwatch.base.version import __version__
 from pytest_memwatch.config.tolerances import parse_tolerance
 from pytest_memwatch.reports.compare import compare_docs, machine_warnings
 from pytest_memwatch.reports.merge import merge_documents
@@ -41,15 +42,6 @@ OK, REGRESSION, ERROR = 0, 1, 2
 
 class CliError(Exception):
     """An error to print as ``memwatch: <message>`` and exit with status 2."""
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("pytest-memwatch")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
 
 
 def _write(path: str, text: str | Iterable[str], what: str, out: TextIO) -> None:
@@ -171,7 +163,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         description="Render, merge and compare pytest-memwatch results.",
         epilog="Exit status: 0 ok, 1 regression (compare), 2 bad input or unwritable output.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(

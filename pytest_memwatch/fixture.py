@@ -12,8 +12,9 @@ from pytest_memwatch.base.limits import MAX_RUNS, MAX_WARMUP, check_count, short
 from pytest_memwatch.base.probes import PeakWatch, Sample, bytes_metric, get_prober
 from pytest_memwatch.base.units import format_size, parse_size
 from pytest_memwatch.base.verdict import Verdict
-from pytest_memwatch.engine import Measurer, run_repeated
-from pytest_memwatch.engine.verdicts import RepeatPlan
+from pytest_memwatch.engine.measure import Measurer, run_repeated
+from pytest_memwatch.engine.plan import RepeatPlan
+from pytest_memwatch.engine.verdicts import MEMORY_METRICS, RESOURCE_METRICS
 
 
 @dataclass
@@ -21,8 +22,8 @@ class LeakCheck:
     """What :meth:`MemwatchHandle.check_leaks` found. Truthy when nothing leaked.
 
     ``verdict`` holds the message and the per-metric numbers;
-    ``growth_per_call`` is the robust slope of bytes per call (RSS or malloc,
-    whichever grew more); ``deltas`` maps each metric to its per-run growth.
+    ``growth_per_call`` is the median of the per-run growth in bytes (RSS or
+    malloc, whichever is larger); ``deltas`` maps each metric to its per-run growth.
     """
 
     verdict: Verdict
@@ -183,7 +184,7 @@ class MemwatchHandle:
             raise TypeError(
                 f"memwatch.check_leaks: resources={short_repr(resources)}: expected True or False"
             )
-        metrics = ("blocks", "malloc", "rss") + (("fds", "threads") if resources else ())
+        metrics = (*MEMORY_METRICS, *RESOURCE_METRICS) if resources else MEMORY_METRICS
         plan = RepeatPlan(warmup, runs, metrics=metrics)
         run_repeated(fn, plan, Measurer(self._prober))
         verdict = plan.leak_verdict(source="fixture")

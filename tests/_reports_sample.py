@@ -15,7 +15,8 @@ from typing import Any
 
 from pytest_memwatch.base.probes import Sample
 from pytest_memwatch.config.settings import Settings
-from pytest_memwatch.engine.verdicts import RepeatPlan, growth_verdict, peak_verdict
+from pytest_memwatch.engine import RepeatPlan
+from pytest_memwatch.engine.verdicts import growth_verdict, peak_verdict
 from pytest_memwatch.reports.results import Results, RunMeta, TestResult, totals
 
 KiB = 1024

@@ -55,6 +55,16 @@ def test_public_names() -> None:
         assert getattr(pytest_memwatch, name) is getattr(api, name)
 
 
+def test_the_module_example_runs_as_written() -> None:
+    # The example users copy from api.py's docstring: every line runs and
+    # prints what it shows.
+    import doctest
+
+    result = doctest.testmod(api, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 12
+    assert result.failed == 0
+
+
 # -- MemoryTracker ---------------------------------------------------------------
 
 
@@ -89,6 +99,17 @@ def test_tracker_without_snapshots() -> None:
     assert report["spikes"] == []
     assert report["peak"] is None
     assert report["growth"]["blocks"] == 0
+
+
+def test_the_analysis_and_the_status_have_their_documented_keys() -> None:
+    tracker = MemoryTracker()
+    tracker.set_baseline()
+    tracker.take_snapshot("one")
+    report = tracker.analyze_memory_usage()
+    assert set(report) == set(api.MemoryAnalysis.__annotations__)
+    assert set(report["snapshots"][0]) == set(api.SnapshotGrowth.__annotations__)
+    svc = MemoryMonitoringService(interval=30)
+    assert set(svc.status()) == set(api.MonitorStatus.__annotations__)
 
 
 def test_tracker_needs_a_baseline_to_analyze() -> None:

@@ -449,3 +449,18 @@ def test_html_plots_the_leaked_metric_and_the_time() -> None:
     assert "fds per run" in html
     assert "memwatch: 5 runs 1.500s, attribution 0.250s" in html
     assert "the failure is about resources, not memory" in html
+
+
+def test_the_harness_own_frames_are_not_the_user_s() -> None:
+    # Every module of the package is the harness, wherever it sits in it: a
+    # traceback shows the user's frames, not memwatch's run loop or hooks.
+    import os
+
+    import pytest_memwatch
+    from pytest_memwatch.engine.attribution.tracing import PACKAGE_DIR, framework_file
+
+    root = os.path.dirname(os.path.abspath(pytest_memwatch.__file__))
+    assert PACKAGE_DIR == root
+    for module in ("plugin/__init__.py", "fixture.py", "engine/measure.py"):
+        assert framework_file(os.path.join(root, module)), module
+    assert not framework_file(os.path.abspath(__file__))

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from _reports_sample import MiB, sample_doc, small_doc, write
 
+from pytest_memwatch.base.version import __version__
 from pytest_memwatch.reports.baselines import save_run
 from pytest_memwatch.reports.results_file import load_results
 
@@ -37,6 +38,8 @@ def test_help_and_version(work: Path) -> None:
         assert command in res.stdout
     res = memwatch("--version", cwd=work)
     assert res.returncode == 0 and res.stdout.startswith("python -m pytest_memwatch ")
+    # The version the results documents record, not a second source of it.
+    assert res.stdout.strip() == f"python -m pytest_memwatch {__version__}"
 
 
 def test_the_memwatch_console_script_runs_the_same_commands(work: Path) -> None:

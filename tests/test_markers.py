@@ -14,7 +14,8 @@ import pytest
 from pytest_memwatch.base.units import MiB
 from pytest_memwatch.config import markers
 from pytest_memwatch.config.markers import SCHEMAS, MarkerError, describe_call, error_message
-from pytest_memwatch.config.settings import Repeat, Settings
+from pytest_memwatch.config.settings import Settings
+from pytest_memwatch.config.values import Repeat
 from pytest_memwatch.engine import MarkCall, build_spec
 
 SIZE_USE = 'use 50 (MiB) or "512 KiB", "2MB", "1.5 GiB", "64B"'
@@ -37,6 +38,23 @@ def test_every_documented_marker_has_a_schema() -> None:
 
 
 # -- valid arguments -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [
+        ("max_growth", markers.MaxGrowthValues),
+        ("max_memory", markers.MaxMemoryValues),
+        ("no_leaks", markers.NoLeaksValues),
+        ("soak", markers.SoakValues),
+    ],
+)
+def test_the_typed_values_of_a_marker_are_its_parameters(name: str, shape: type) -> None:
+    # The engine reads parsed markers through these types: a parameter added to
+    # a schema must be added to its type, and the other way round.
+    assert set(shape.__annotations__) == {p.name for p in SCHEMAS[name].params}
+    example = {"max_growth": (1,), "max_memory": (1,), "no_leaks": (), "soak": ()}[name]
+    assert set(parse(name, *example)) == set(shape.__annotations__)
 
 
 def test_max_growth_valid() -> None:

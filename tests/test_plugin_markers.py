@@ -60,7 +60,7 @@ def test_max_growth(pytester: pytest.Pytester, runner: Runner, flag: list[str]) 
     )
 
 
-def test_max_growth_with_repetitions_judges_the_slope(
+def test_max_growth_with_repetitions_judges_the_median_delta(
     pytester: pytest.Pytester, runner: Runner
 ) -> None:
     pytester.makepyfile(

@@ -11,16 +11,12 @@ from typing import Any
 import pytest
 
 from pytest_memwatch.base.units import MiB
-from pytest_memwatch.config.settings import (
-    BY_NAME,
+from pytest_memwatch.config.settings import BY_NAME, SETTINGS, SettingError, Settings, resolve
+from pytest_memwatch.config.values import (
     DEFAULT_REPEAT,
     DEFAULT_REPEAT_BUDGET,
-    SETTINGS,
     Repeat,
     RepeatBudget,
-    SettingError,
-    Settings,
-    resolve,
 )
 
 SIZE_USE = 'use 50 (MiB) or "512 KiB", "2MB", "1.5 GiB", "64B"'

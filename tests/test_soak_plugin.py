@@ -94,7 +94,7 @@ def test_leak_fails_with_its_rate_and_sawtooth_passes(
         'climb fails (allow some with max_growth_rate="1 MiB/h")'
     )
     # The failure section: the message as a headline with its details below.
-    from pytest_memwatch.engine.verdicts import message_lines
+    from pytest_memwatch.engine.messages import message_lines
 
     head, *details = message_lines(verdict["message"])
     assert f"memwatch {head}\n" + "".join(f"  {d}\n" for d in details) in out

@@ -15,11 +15,10 @@ from hypothesis import strategies as st
 
 from pytest_memwatch.base.probes import Sample
 from pytest_memwatch.base.verdict import Verdict
+from pytest_memwatch.engine.plan import RepeatPlan, RunRecord
 from pytest_memwatch.engine.verdicts import (
     MEMORY_METRICS,
     RESOURCE_METRICS,
-    RepeatPlan,
-    RunRecord,
     growth_verdict,
     peak_verdict,
 )
@@ -195,10 +194,11 @@ def test_no_extension_when_extend_is_false() -> None:
     assert not verdict.passed
 
 
-def test_growth_per_call_is_the_slope_of_the_larger_byte_metric() -> None:
+def test_growth_per_call_is_the_median_delta_of_the_larger_byte_metric() -> None:
     plan = drive(RepeatPlan(1, 4, extend=False), lambda i: {"rss": 1000, "malloc": 2000})
     per_call, details = plan.growth_per_call()
     assert per_call == 2000.0
+    assert details["malloc"]["median"] == 2000.0
     assert details["rss"]["deltas"] == [1000.0] * 4
     assert details["malloc"]["trend"]["slope"] == 2000.0
 
@@ -492,7 +492,7 @@ LONG_LEAK = (
 
 
 def test_a_long_message_is_a_headline_with_details() -> None:
-    from pytest_memwatch.engine.verdicts import headline, message_lines
+    from pytest_memwatch.engine.messages import headline, message_lines
 
     assert message_lines(LONG_LEAK) == [
         "leak: rss grows +1.0 MiB/run; blocks grows +32.0 blocks/run over 6 runs after 2 warmup",
@@ -517,7 +517,7 @@ def test_a_long_message_is_a_headline_with_details() -> None:
     ).map("; ".join)
 )
 def test_message_lines_never_lose_a_word(message: str) -> None:
-    from pytest_memwatch.engine.verdicts import message_lines
+    from pytest_memwatch.engine.messages import message_lines
 
     lines = message_lines(message, width=10)
     assert lines
@@ -528,7 +528,7 @@ def test_message_lines_never_lose_a_word(message: str) -> None:
 
 
 def test_an_apostrophe_is_not_a_quote() -> None:
-    from pytest_memwatch.engine.verdicts import message_lines
+    from pytest_memwatch.engine.messages import message_lines
 
     message = (
         "leak: fds grows +1.0 fds/run (95% CI +1.0 fds..+1.0 fds; last runs +1.0 fds, +1.0 fds) "

@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 import weakref
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -53,7 +53,7 @@ class Sample:
     fds: int | None
     threads: int | None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, float | None]:
         # Spelled out: dataclasses.asdict deep-copies every field, and this runs
         # twice per measured test.
         return {
@@ -502,7 +502,3 @@ def get_prober() -> Prober:
     if _PROBER is None:
         _PROBER = Prober()
     return _PROBER
-
-
-def sample_fields() -> tuple[str, ...]:
-    return tuple(f.name for f in fields(Sample))

@@ -7,28 +7,34 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
 
 from pytest_memwatch.base.limits import MAX_RUNS, MAX_WARMUP, short_repr
 from pytest_memwatch.base.units import (
-    DURATION_EXAMPLE,
-    RATE_EXAMPLE,
     SIZE_EXAMPLE,
     UnitError,
     parse_duration,
     parse_rate,
     parse_size,
 )
+from pytest_memwatch.config.rules import parse_rule
+from pytest_memwatch.config.tolerances import parse_tolerance
 
 
 class MarkerError(ValueError):
     """A marker whose arguments cannot be used; the message is the full explanation."""
 
 
+# How a parameter's value is read: a size in bytes, a duration in seconds, a
+# rate in bytes per second, a percentage or duration ("fraction"), tolerance
+# expressions or resource ignore rules (tuples of their text), or as is.
+ParamKind = Literal["size", "int", "bool", "str", "duration", "rate", "fraction", "exprs", "rules"]
+
+
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str  # size | int | bool | str | duration | rate | fraction | exprs | rules
+    kind: ParamKind
     default: Any = None
     positional: bool = False
     required: bool = False
@@ -137,8 +143,6 @@ def _convert(p: Param, raw: Any) -> Any:
         items = [raw] if isinstance(raw, str) else raw
         if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
             raise MarkerError(f"{p.name}={shown}: expected 'growth:10%' or a list of them")
-        from pytest_memwatch.config.tolerances import parse_tolerance
-
         for item in items:
             try:
                 parse_tolerance(item)
@@ -152,8 +156,6 @@ def _convert(p: Param, raw: Any) -> Any:
                 f"{p.name}={shown}: expected 'KIND:GLOB' or a list of them, "
                 f"e.g. {p.name}=['thread:worker-*']"
             )
-        from pytest_memwatch.config.rules import parse_rule
-
         rules = []
         for item in items:
             try:
@@ -225,12 +227,42 @@ SOAK = MarkerSchema(
     '@pytest.mark.soak("8h", interval="30s", max_growth_rate="1 MiB/h", warmup="10%")',
 )
 
+
+# What each marker's schema parses to (the keys are its parameters).
+
+
+class MaxGrowthValues(TypedDict):
+    limit: int
+    warmup: int
+    runs: int
+    # Absent when the budget comes from --memwatch-max-growth, not a marker.
+    compare_fail: NotRequired[tuple[str, ...]]
+
+
+class MaxMemoryValues(TypedDict):
+    limit: int
+    compare_fail: tuple[str, ...]
+
+
+class NoLeaksValues(TypedDict):
+    warmup: int
+    runs: int
+    resources: bool
+    ignore: tuple[str, ...]
+    compare_fail: tuple[str, ...]
+
+
+class SoakValues(TypedDict):
+    duration: float
+    interval: float
+    max_growth_rate: float | None
+    # ("fraction", 0.1) for "10%", ("seconds", 60.0) for "1m".
+    warmup: tuple[Literal["fraction", "seconds"], float]
+
+
 SCHEMAS: dict[str, MarkerSchema] = {
     s.name: s for s in (MAX_GROWTH, MAX_MEMORY, NO_LEAKS, MEMWATCH_SKIP, SOAK)
 }
-
-# Examples quoted in error messages need no extra DURATION/RATE import users.
-EXAMPLES = {"duration": DURATION_EXAMPLE, "rate": RATE_EXAMPLE}
 
 
 def describe_call(name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:

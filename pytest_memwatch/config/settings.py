@@ -9,19 +9,31 @@ the bad value came from. Nothing here imports pytest.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from pytest_memwatch.base.limits import MAX_RUNS, MAX_WARMUP, has_control_chars, short_repr
-from pytest_memwatch.base.units import (
-    DURATION_EXAMPLE,
-    SIZE_EXAMPLE,
-    UnitError,
-    parse_duration,
-    parse_size,
+from pytest_memwatch.base.limits import short_repr
+from pytest_memwatch.base.units import DURATION_EXAMPLE, SIZE_EXAMPLE
+from pytest_memwatch.config.values import (
+    DEFAULT_REPEAT_BUDGET,
+    REPEAT_BUDGET_EXAMPLE,
+    Repeat,
+    RepeatBudget,
+    parse_bool,
+    parse_count,
+    parse_duration_value,
+    parse_frames,
+    parse_grace,
+    parse_ignore_rule,
+    parse_name,
+    parse_optional_name,
+    parse_path,
+    parse_repeat,
+    parse_repeat_budget,
+    parse_size_value,
+    parse_tolerance_text,
 )
 
 
@@ -29,412 +41,10 @@ class SettingError(ValueError):
     """A bad option, ini or environment value; the message is shown as a usage error."""
 
 
-def _bool(value: str) -> bool:
-    v = value.strip().lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError("expected true/false (also 1/0, yes/no, on/off)")
-
-
-@dataclass(frozen=True)
-class Repeat:
-    warmup: int
-    runs: int
-
-    def __str__(self) -> str:
-        return f"{self.warmup}:{self.runs}"
-
-
-DEFAULT_REPEAT = Repeat(2, 5)
-
-
-def _repeat(value: str) -> Repeat:
-    text = value.strip()
-    if text == "":
-        return DEFAULT_REPEAT
-    parts = text.split(":")
-    if len(parts) != 2:
-        raise ValueError("expected WARMUP:RUNS, e.g. 2:5")
-    try:
-        warmup, runs = int(parts[0]), int(parts[1])
-    except ValueError:
-        raise ValueError("expected two whole numbers WARMUP:RUNS, e.g. 2:5") from None
-    if not 0 <= warmup <= MAX_WARMUP:
-        raise ValueError(f"WARMUP must be from 0 to {MAX_WARMUP}, e.g. 2:5")
-    if not 1 <= runs <= MAX_RUNS:
-        raise ValueError(f"RUNS must be from 1 to {MAX_RUNS}, e.g. 2:5")
-    return Repeat(warmup, runs)
-
-
-@dataclass(frozen=True)
-class RepeatBudget:
-    """How long a repeated test may keep collecting evidence: seconds, or a multiple.
-
-    ``seconds`` is wall time for all of a test's runs; ``multiple`` is relative to
-    the time of the test's first run (``"20x"``). The requested warmup and runs
-    always run; only the extensions are bounded.
-    """
-
-    seconds: float | None = None
-    multiple: float | None = None
-
-    def __str__(self) -> str:
-        return f"{self.multiple:g}x" if self.multiple is not None else f"{self.seconds:g}s"
-
-
-DEFAULT_REPEAT_BUDGET = RepeatBudget(seconds=1.0)
-REPEAT_BUDGET_EXAMPLE = '"1s", "500ms", "30s" or "20x" (20 times the first run)'
-
-
-def _repeat_budget(value: str) -> RepeatBudget:
-    text = value.strip().lower()
-    if text.endswith("x"):
-        try:
-            multiple = float(text[:-1])
-        except ValueError:
-            multiple = -1.0
-        if not multiple > 0 or multiple == float("inf"):
-            raise ValueError(f"expected a positive multiple before x, e.g. {REPEAT_BUDGET_EXAMPLE}")
-        return RepeatBudget(multiple=multiple)
-    try:
-        return RepeatBudget(seconds=_duration(text))
-    except ValueError:
-        expected = f"expected a duration or a multiple, e.g. {REPEAT_BUDGET_EXAMPLE}"
-        raise ValueError(expected) from None
-
-
-def _size(value: str) -> int:
-    try:
-        # An option value is always a string; a bare number still means MiB.
-        stripped = value.strip()
-        return parse_size(_number_or_text(stripped))
-    except UnitError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _number_or_text(text: str) -> float | str:
-    # "1e3" is a number only float() reads; "999...9" (400 digits) is one float()
-    # turns into inf, so the parser gets the text and quotes it in its message.
-    if _is_number(text) and math.isfinite(float(text)):
-        return float(text)
-    return text
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _duration(value: str) -> float:
-    try:
-        stripped = value.strip()
-        return parse_duration(_number_or_text(stripped))
-    except UnitError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _frames(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        # int()'s own message ("invalid literal for int() with base 10") says nothing useful.
-        n = -1
-    if n < 0 or n > 100:
-        raise ValueError("expected a number of frames from 0 (no attribution) to 100, e.g. 10")
-    return n
-
-
-def _count(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = -1
-    if not 0 <= n <= 100_000:
-        raise ValueError("expected a whole number from 0 to 100000, e.g. 10")
-    return n
-
-
-def _path(value: str) -> str:
-    if not value.strip():
-        raise ValueError("expected a file path, e.g. memwatch.json")
-    return value
-
-
-def _name(value: str) -> str:
-    v = value.strip()
-    if not v or any(c in v for c in "/\\:\0") or v.startswith("."):
-        raise ValueError(
-            "expected a name without slashes or colons, not starting with a dot, e.g. main"
-        )
-    if has_control_chars(v):
-        raise ValueError("expected a name without newlines or other control characters, e.g. main")
-    return v
-
-
-def _optional_name(value: str) -> str:
-    # "--memwatch-compare" with no value compares with the latest saved run.
-    return value.strip()
-
-
-def _tolerance(value: str) -> str:
-    # Parsed by the comparison module itself, so a typo is a usage error before
-    # any test runs; imported here lazily to keep plugin start-up light.
-    from pytest_memwatch.config.tolerances import parse_tolerance
-
-    parse_tolerance(value)
-    return value.strip()
-
-
-def _ignore_rule(value: str) -> str:
-    # Checked here, so a typo in the ini file is a usage error before any test
-    # runs; the engine parses the validated text again when it needs the rule.
-    from pytest_memwatch.config.rules import parse_rule
-
-    return str(parse_rule(value))
-
-
-def _grace(value: str) -> float:
-    stripped = value.strip()
-    if _is_number(stripped) and float(stripped) == 0:
-        return 0.0
-    try:
-        return _duration(stripped)
-    except ValueError:
-        raise ValueError('expected "1s", "250ms" or 0 for no wait') from None
-
-
-@dataclass(frozen=True)
-class Setting:
-    name: str  # attribute on Settings
-    option: str  # CLI flag
-    help: str
-    parse: Callable[[str], Any]
-    default: Any
-    expected: str  # the expected form, with an example, for error messages
-    kind: str = "value"  # "flag" | "value" | "optional" (flag with optional value) | "append"
-    env: str | None = None
-    ini: bool = True
-    const: str | None = None  # value of an "optional" flag given without one
-    type_doc: str = "str"
-
-    @property
-    def ini_key(self) -> str:
-        return "memwatch" if self.name == "enabled" else f"memwatch_{self.name}"
-
-
-SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "enabled",
-        "--memwatch",
-        "measure every test with the cheap memory probes",
-        _bool,
-        False,
-        "true or false",
-        kind="flag",
-        env="PYTEST_MEMWATCH",
-        type_doc="bool",
-    ),
-    Setting(
-        "repeat",
-        "--memwatch-repeat",
-        "leak-check every test by re-running it WARMUP:RUNS times (default 2:5)",
-        _repeat,
-        None,
-        "WARMUP:RUNS, e.g. 2:5",
-        kind="optional",
-        env="PYTEST_MEMWATCH_REPEAT",
-        const="",
-        type_doc="WARMUP:RUNS",
-    ),
-    Setting(
-        "repeat_budget",
-        "--memwatch-repeat-budget",
-        "time a repeated test may spend on extra runs while its trend is unsettled "
-        '(duration, or NUMBERx for a multiple of its first run; default "1s")',
-        _repeat_budget,
-        DEFAULT_REPEAT_BUDGET,
-        REPEAT_BUDGET_EXAMPLE,
-        env="PYTEST_MEMWATCH_REPEAT_BUDGET",
-        type_doc="duration|NUMBERx",
-    ),
-    Setting(
-        "max_growth",
-        "--memwatch-max-growth",
-        "default max_growth budget for every test without its own marker",
-        _size,
-        None,
-        SIZE_EXAMPLE,
-        env="PYTEST_MEMWATCH_MAX_GROWTH",
-        type_doc="size",
-    ),
-    Setting(
-        "trace",
-        "--memwatch-trace",
-        "traceback depth for allocation sites when a verdict fails (0: no attribution)",
-        _frames,
-        10,
-        "a number of frames, e.g. 10",
-        env="PYTEST_MEMWATCH_TRACE",
-        type_doc="int",
-    ),
-    Setting(
-        "top",
-        "--memwatch-top",
-        "how many tests the terminal summary lists as growing most",
-        _count,
-        10,
-        "a whole number from 0 to 100000, e.g. 10",
-        type_doc="int",
-    ),
-    Setting(
-        "json",
-        "--memwatch-json",
-        "write the results document (JSON) to PATH",
-        _path,
-        None,
-        "a file path, e.g. memwatch.json",
-        env="PYTEST_MEMWATCH_JSON",
-        type_doc="path",
-    ),
-    Setting(
-        "html",
-        "--memwatch-html",
-        "write a self-contained HTML leak report to PATH",
-        _path,
-        None,
-        "a file path, e.g. memwatch.html",
-        env="PYTEST_MEMWATCH_HTML",
-        type_doc="path",
-    ),
-    Setting(
-        "save",
-        "--memwatch-save",
-        "save this run as a baseline named NAME under .memwatch/",
-        _name,
-        None,
-        "a name, e.g. main",
-        type_doc="name",
-    ),
-    Setting(
-        "compare",
-        "--memwatch-compare",
-        "compare with a saved run (NAME, NNNN, or the latest when no value is given)",
-        _optional_name,
-        None,
-        "a saved run's name or number, e.g. main or 0003",
-        kind="optional",
-        const="",
-        type_doc="name|NNNN",
-    ),
-    Setting(
-        "compare_fail",
-        "--memwatch-compare-fail",
-        "fail on regressions beyond METRIC:TOLERANCE, e.g. growth:10% or peak:5MB (repeatable)",
-        _tolerance,
-        None,
-        "METRIC:TOLERANCE, e.g. growth:10% or peak:5MB",
-        kind="append",
-        type_doc="list of METRIC:TOLERANCE",
-    ),
-    Setting(
-        "storage",
-        "--memwatch-storage",
-        "directory for saved runs",
-        _path,
-        ".memwatch",
-        "a directory, e.g. .memwatch",
-        type_doc="path",
-    ),
-    Setting(
-        "soak",
-        "--memwatch-soak",
-        "run soak tests (skipped otherwise)",
-        _bool,
-        False,
-        "true or false",
-        kind="flag",
-        env="PYTEST_MEMWATCH_SOAK",
-        type_doc="bool",
-    ),
-    Setting(
-        "soak_duration",
-        "--memwatch-soak-duration",
-        "cap the duration of every soak test",
-        _duration,
-        None,
-        DURATION_EXAMPLE,
-        env="PYTEST_MEMWATCH_SOAK_DURATION",
-        type_doc="duration",
-    ),
-    Setting(
-        "soak_resume",
-        "--memwatch-soak-resume",
-        "continue interrupted soak runs from their samples",
-        _bool,
-        False,
-        "true or false",
-        kind="flag",
-        type_doc="bool",
-    ),
-    Setting(
-        "resources",
-        "--memwatch-resources",
-        "also fail tests that leave threads, open files or fds, sockets, child processes, "
-        "temp files or pending asyncio tasks behind",
-        _bool,
-        False,
-        "true or false",
-        kind="flag",
-        env="PYTEST_MEMWATCH_RESOURCES",
-        type_doc="bool",
-    ),
-    Setting(
-        "resources_ignore",
-        "--memwatch-resources-ignore",
-        "do not count resources matching KIND:GLOB, e.g. thread:ThreadPoolExecutor-* "
-        "(kinds: thread, origin, fd, socket, process, tempfile, task; repeatable)",
-        _ignore_rule,
-        None,
-        "KIND:GLOB, e.g. thread:ThreadPoolExecutor-* or origin:grpc.*",
-        kind="append",
-        env="PYTEST_MEMWATCH_RESOURCES_IGNORE",
-        type_doc="list of KIND:GLOB",
-    ),
-    Setting(
-        "resources_grace",
-        "--memwatch-resources-grace",
-        "how long to wait for threads, processes and files that are still shutting down "
-        "before calling them leaked (0: no wait)",
-        _grace,
-        1.0,
-        '"1s", "250ms" or 0 for no wait',
-        env="PYTEST_MEMWATCH_RESOURCES_GRACE",
-        type_doc="duration",
-    ),
-    Setting(
-        "resources_ignore_existing",
-        "--memwatch-resources-ignore-existing",
-        "do not count resources that look like ones the process had at session start "
-        "(to adopt resource checks on a large suite)",
-        _bool,
-        False,
-        "true or false",
-        kind="flag",
-        env="PYTEST_MEMWATCH_RESOURCES_IGNORE_EXISTING",
-        type_doc="bool",
-    ),
-)
-
-BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
-
-
 @dataclass(frozen=True)
 class Settings:
+    """Every setting's value for one session; a field's default is the setting's default."""
+
     enabled: bool = False
     repeat: Repeat | None = None
     repeat_budget: RepeatBudget = DEFAULT_REPEAT_BUDGET
@@ -475,6 +85,221 @@ class Settings:
             )
             for s in SETTINGS
         }
+
+
+_DEFAULTS: Mapping[str, Any] = {
+    f.name: f.default for f in fields(Settings) if f.default is not MISSING
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # attribute on Settings
+    option: str  # CLI flag
+    help: str
+    parse: Callable[[str], Any]
+    expected: str  # the expected form, with an example, for error messages
+    kind: str = "value"  # "flag" | "value" | "optional" (flag with optional value) | "append"
+    env: str | None = None
+    ini: bool = True
+    const: str | None = None  # value of an "optional" flag given without one
+    type_doc: str = "str"
+
+    @property
+    def default(self) -> Any:
+        """The value when nothing sets it: the :class:`Settings` field's own default."""
+        return _DEFAULTS[self.name]
+
+    @property
+    def ini_key(self) -> str:
+        return "memwatch" if self.name == "enabled" else f"memwatch_{self.name}"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "enabled",
+        "--memwatch",
+        "measure every test with the cheap memory probes",
+        parse_bool,
+        "true or false",
+        kind="flag",
+        env="PYTEST_MEMWATCH",
+        type_doc="bool",
+    ),
+    Setting(
+        "repeat",
+        "--memwatch-repeat",
+        "leak-check every test by re-running it WARMUP:RUNS times (default 2:5)",
+        parse_repeat,
+        "WARMUP:RUNS, e.g. 2:5",
+        kind="optional",
+        env="PYTEST_MEMWATCH_REPEAT",
+        const="",
+        type_doc="WARMUP:RUNS",
+    ),
+    Setting(
+        "repeat_budget",
+        "--memwatch-repeat-budget",
+        "time a repeated test may spend on extra runs while its trend is unsettled "
+        '(duration, or NUMBERx for a multiple of its first run; default "1s")',
+        parse_repeat_budget,
+        REPEAT_BUDGET_EXAMPLE,
+        env="PYTEST_MEMWATCH_REPEAT_BUDGET",
+        type_doc="duration|NUMBERx",
+    ),
+    Setting(
+        "max_growth",
+        "--memwatch-max-growth",
+        "default max_growth budget for every test without its own marker",
+        parse_size_value,
+        SIZE_EXAMPLE,
+        env="PYTEST_MEMWATCH_MAX_GROWTH",
+        type_doc="size",
+    ),
+    Setting(
+        "trace",
+        "--memwatch-trace",
+        "traceback depth for allocation sites when a verdict fails (0: no attribution)",
+        parse_frames,
+        "a number of frames, e.g. 10",
+        env="PYTEST_MEMWATCH_TRACE",
+        type_doc="int",
+    ),
+    Setting(
+        "top",
+        "--memwatch-top",
+        "how many tests the terminal summary lists as growing most",
+        parse_count,
+        "a whole number from 0 to 100000, e.g. 10",
+        type_doc="int",
+    ),
+    Setting(
+        "json",
+        "--memwatch-json",
+        "write the results document (JSON) to PATH",
+        parse_path,
+        "a file path, e.g. memwatch.json",
+        env="PYTEST_MEMWATCH_JSON",
+        type_doc="path",
+    ),
+    Setting(
+        "html",
+        "--memwatch-html",
+        "write a self-contained HTML leak report to PATH",
+        parse_path,
+        "a file path, e.g. memwatch.html",
+        env="PYTEST_MEMWATCH_HTML",
+        type_doc="path",
+    ),
+    Setting(
+        "save",
+        "--memwatch-save",
+        "save this run as a baseline named NAME under .memwatch/",
+        parse_name,
+        "a name, e.g. main",
+        type_doc="name",
+    ),
+    Setting(
+        "compare",
+        "--memwatch-compare",
+        "compare with a saved run (NAME, NNNN, or the latest when no value is given)",
+        parse_optional_name,
+        "a saved run's name or number, e.g. main or 0003",
+        kind="optional",
+        const="",
+        type_doc="name|NNNN",
+    ),
+    Setting(
+        "compare_fail",
+        "--memwatch-compare-fail",
+        "fail on regressions beyond METRIC:TOLERANCE, e.g. growth:10% or peak:5MB (repeatable)",
+        parse_tolerance_text,
+        "METRIC:TOLERANCE, e.g. growth:10% or peak:5MB",
+        kind="append",
+        type_doc="list of METRIC:TOLERANCE",
+    ),
+    Setting(
+        "storage",
+        "--memwatch-storage",
+        "directory for saved runs",
+        parse_path,
+        "a directory, e.g. .memwatch",
+        type_doc="path",
+    ),
+    Setting(
+        "soak",
+        "--memwatch-soak",
+        "run soak tests (skipped otherwise)",
+        parse_bool,
+        "true or false",
+        kind="flag",
+        env="PYTEST_MEMWATCH_SOAK",
+        type_doc="bool",
+    ),
+    Setting(
+        "soak_duration",
+        "--memwatch-soak-duration",
+        "cap the duration of every soak test",
+        parse_duration_value,
+        DURATION_EXAMPLE,
+        env="PYTEST_MEMWATCH_SOAK_DURATION",
+        type_doc="duration",
+    ),
+    Setting(
+        "soak_resume",
+        "--memwatch-soak-resume",
+        "continue interrupted soak runs from their samples",
+        parse_bool,
+        "true or false",
+        kind="flag",
+        type_doc="bool",
+    ),
+    Setting(
+        "resources",
+        "--memwatch-resources",
+        "also fail tests that leave threads, open files or fds, sockets, child processes, "
+        "temp files or pending asyncio tasks behind",
+        parse_bool,
+        "true or false",
+        kind="flag",
+        env="PYTEST_MEMWATCH_RESOURCES",
+        type_doc="bool",
+    ),
+    Setting(
+        "resources_ignore",
+        "--memwatch-resources-ignore",
+        "do not count resources matching KIND:GLOB, e.g. thread:ThreadPoolExecutor-* "
+        "(kinds: thread, origin, fd, socket, process, tempfile, task; repeatable)",
+        parse_ignore_rule,
+        "KIND:GLOB, e.g. thread:ThreadPoolExecutor-* or origin:grpc.*",
+        kind="append",
+        env="PYTEST_MEMWATCH_RESOURCES_IGNORE",
+        type_doc="list of KIND:GLOB",
+    ),
+    Setting(
+        "resources_grace",
+        "--memwatch-resources-grace",
+        "how long to wait for threads, processes and files that are still shutting down "
+        "before calling them leaked (0: no wait)",
+        parse_grace,
+        '"1s", "250ms" or 0 for no wait',
+        env="PYTEST_MEMWATCH_RESOURCES_GRACE",
+        type_doc="duration",
+    ),
+    Setting(
+        "resources_ignore_existing",
+        "--memwatch-resources-ignore-existing",
+        "do not count resources that look like ones the process had at session start "
+        "(to adopt resource checks on a large suite)",
+        parse_bool,
+        "true or false",
+        kind="flag",
+        env="PYTEST_MEMWATCH_RESOURCES_IGNORE_EXISTING",
+        type_doc="bool",
+    ),
+)
+
+BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
 
 
 def resolve(

@@ -49,7 +49,8 @@ from pytest_memwatch.engine import (
     build_spec,
     judge,
 )
-from pytest_memwatch.engine.verdicts import MEMORY_METRICS, RepeatPlan
+from pytest_memwatch.engine.plan import RepeatPlan
+from pytest_memwatch.engine.verdicts import MEMORY_METRICS
 from pytest_memwatch.reports.ledger import ledger_lines, merge_ledgers
 from pytest_memwatch.reports.results import RunMeta, TestResult, document, now_iso
 from pytest_memwatch.reports.spool import ResultSpool
@@ -174,7 +175,7 @@ class SessionState:
     # to a test's run.
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        self.hygiene.close()
+        self.hygiene.thaw()
         if not self.is_controller:
             return
         self.meta.finished_at = now_iso()
@@ -1305,7 +1306,7 @@ def _apply(
 
 def _verdict_text(messages: list[str]) -> _VerdictText:
     """Failed verdicts for the failure section: each a headline, its details indented below."""
-    from pytest_memwatch.engine.verdicts import message_lines
+    from pytest_memwatch.engine.messages import message_lines
 
     lines: list[str] = []
     for message in messages:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from pytest_memwatch.base.units import format_size, plural
-from pytest_memwatch.engine.verdicts import headline
+from pytest_memwatch.engine.messages import headline
 from pytest_memwatch.reports.document import TimingDoc
 from pytest_memwatch.reports.results import (
     failed_verdicts,
