@@ -6,15 +6,7 @@ import random
 
 import pytest
 
-from pytest_memwatch.base.stats import Trend, cumulative, median, theil_sen
-
-
-def test_median_odd_even_and_empty() -> None:
-    assert median([3, 1, 2]) == 2.0
-    assert median([4, 1, 3, 2]) == 2.5
-    assert median([7]) == 7.0
-    with pytest.raises(ValueError, match="median of no values"):
-        median([])
+from pytest_memwatch.base.stats import Trend, theil_sen
 
 
 def test_exact_line_has_its_slope_and_a_zero_width_interval() -> None:
@@ -104,11 +96,6 @@ def test_sawtooth_without_trend_has_an_interval_around_zero() -> None:
     trend = theil_sen(y)
     assert trend.slope == 0.0
     assert trend.low <= 0.0 <= trend.high
-
-
-def test_cumulative_starts_at_zero() -> None:
-    assert cumulative([]) == [0.0]
-    assert cumulative([1, 2, -3]) == [0.0, 1.0, 3.0, 0.0]
 
 
 def test_trend_to_dict() -> None:

@@ -10,7 +10,6 @@ it needs no normality assumption either.
 
 from __future__ import annotations
 
-import itertools
 import math
 import statistics
 from collections.abc import Sequence
@@ -31,12 +30,6 @@ class Trend:
 
     def to_dict(self) -> dict[str, float | int]:
         return {"slope": self.slope, "low": self.low, "high": self.high, "n": self.n}
-
-
-def median(values: Sequence[float]) -> float:
-    if not values:
-        raise ValueError("median of no values")
-    return float(statistics.median(values))
 
 
 def theil_sen(
@@ -73,7 +66,3 @@ def theil_sen(
     lo = slopes[max(0, min(m - 1, lo_rank))]
     hi = slopes[max(0, min(m - 1, hi_rank))]
     return Trend(est, lo, hi, n)
-
-
-def cumulative(deltas: Sequence[float]) -> list[float]:
-    return list(itertools.accumulate(deltas, initial=0.0))

@@ -1,6 +1,6 @@
 """Parsing and formatting of sizes, durations and rates.
 
-The user-facing contract (design.md section 3): a bare number is MiB, strings
+The user-facing contract (docs/reference.md): a bare number is MiB, strings
 carry units (``"512 KiB"``, ``"2MB"``, ``"1.5 GiB"``, ``"64B"``); decimal and
 binary prefixes are both accepted. Durations are ``"90s"``, ``"30m"``, ``"8h"``;
 rates are a size per duration (``"1 MiB/h"``).

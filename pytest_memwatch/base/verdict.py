@@ -7,15 +7,13 @@ the ``memwatch`` fixture make them, and the reports render their JSON form.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 # What was checked: a budget, the repeated-run leak check, resources left
 # behind, an object the fixture expected to be freed, or a soak trend.
 VerdictKind = Literal["max_growth", "max_memory", "leak", "resources", "collected", "soak"]
 # Where the check was asked for.
 VerdictSource = Literal["marker", "option", "fixture", "api"]
-VERDICT_KINDS: tuple[VerdictKind, ...] = get_args(VerdictKind)
-VERDICT_SOURCES: tuple[VerdictSource, ...] = get_args(VerdictSource)
 
 
 @dataclass

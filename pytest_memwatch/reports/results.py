@@ -114,9 +114,9 @@ class TestResult:
       ``peak_growth`` the same above ``before.rss``.
     - ``runs``: one entry per repetition when the test was repeated (warmup
       runs flagged), each with its per-metric ``delta``.
-    - ``verdicts``: list of :class:`pytest_memwatch.engine.verdicts.Verdict` dicts.
+    - ``verdicts``: list of :class:`pytest_memwatch.base.verdict.Verdict` dicts.
     - ``attribution``: see :mod:`pytest_memwatch.engine.attribution`, or ``None``.
-    - ``soak``: a soak time series (issue: soak tests), or ``None``.
+    - ``soak``: a soak test's trend and samples (docs/soak.md), or ``None``.
     - ``timing``: where memwatch's time on the test went (its runs, attribution).
     - ``not_measured``: why a test has no measurement (a key of
       :data:`NOT_MEASURED`), or ``None`` for a measured test.

@@ -23,10 +23,11 @@ A samples file read back becomes a results document in
 
 from __future__ import annotations
 
+from pytest_memwatch.base.units import format_rate, format_seconds
 from pytest_memwatch.soak.analysis import Analysis, analyze
 from pytest_memwatch.soak.buffer import FIELDS, SampleBuffer
 from pytest_memwatch.soak.handle import SoakHandle, Tick
-from pytest_memwatch.soak.plan import SoakError, SoakPlan, format_rate, format_seconds, make_plan
+from pytest_memwatch.soak.plan import SoakError, SoakPlan, make_plan
 from pytest_memwatch.soak.run import SoakProgress, SoakRun, format_progress
 from pytest_memwatch.soak.samples_file import (
     SampleFile,

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_memwatch.soak.plan import format_seconds
+from pytest_memwatch.base.units import format_seconds
 from pytest_memwatch.soak.run import SoakRun
 
 

@@ -1,9 +1,7 @@
 """The plan of a soak test: its duration, sampling interval, warmup and growth budget.
 
 :func:`make_plan` turns the marker's parsed values and ``--memwatch-soak-duration``
-into a :class:`SoakPlan`, or raises a :class:`SoakError` naming the bad value;
-:func:`format_rate` and :func:`format_seconds` state rates and times as the
-soak's messages show them.
+into a :class:`SoakPlan`, or raises a :class:`SoakError` naming the bad value.
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_memwatch.base.units import format_duration, format_size
+from pytest_memwatch.base.units import format_seconds
 
 # A soak capped by --memwatch-soak-duration keeps at least this many samples.
 MIN_CAPPED_SAMPLES = 20
@@ -23,20 +21,6 @@ class SoakError(ValueError):
 
     The message is complete: it names the test or the file, the problem and the fix.
     """
-
-
-def format_rate(bytes_per_s: float | None) -> str:
-    """A growth rate as people state it, per hour: ``format_rate(291.27) == '+1.0 MiB/h'``."""
-    if bytes_per_s is None:
-        return "n/a"
-    return f"{format_size(bytes_per_s * 3600, signed=True)}/h"
-
-
-def format_seconds(seconds: float) -> str:
-    """``format_duration`` with tenths below ten seconds, where short test runs live."""
-    if seconds < 10:
-        return f"{seconds:.2g}s" if seconds < 1 else f"{seconds:.1f}s".replace(".0s", "s")
-    return format_duration(seconds)
 
 
 # -- the plan --------------------------------------------------------------------

@@ -26,10 +26,10 @@ from typing import Any
 
 from pytest_memwatch.base.probes import Prober, get_prober
 from pytest_memwatch.base.stats import theil_sen
-from pytest_memwatch.base.units import format_duration, format_size
+from pytest_memwatch.base.units import format_duration, format_rate, format_size
 from pytest_memwatch.soak.analysis import MIN_FIT_POINTS
 from pytest_memwatch.soak.buffer import SampleBuffer, thin
-from pytest_memwatch.soak.plan import SoakError, SoakPlan, format_rate
+from pytest_memwatch.soak.plan import SoakError, SoakPlan
 from pytest_memwatch.soak.samples_file import (
     FORMAT,
     FORMAT_VERSION,

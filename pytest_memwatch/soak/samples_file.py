@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import IO, Any, TypeGuard
 
 from pytest_memwatch.base.limits import MAX_DURATION, short_repr
+from pytest_memwatch.base.units import format_seconds
 from pytest_memwatch.soak.buffer import FIELDS
-from pytest_memwatch.soak.plan import SoakError, SoakPlan, format_seconds
+from pytest_memwatch.soak.plan import SoakError, SoakPlan
 
 FORMAT = "pytest-memwatch-soak"
 FORMAT_VERSION = 1

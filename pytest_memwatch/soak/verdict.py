@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_memwatch.base.stats import Trend
+from pytest_memwatch.base.units import format_rate, format_seconds
 from pytest_memwatch.base.verdict import Verdict
 from pytest_memwatch.soak.analysis import MIN_FIT_POINTS, Analysis, analyze
 from pytest_memwatch.soak.buffer import FIELDS, Metric, SampleBuffer, thin
-from pytest_memwatch.soak.plan import SoakPlan, format_rate, format_seconds
+from pytest_memwatch.soak.plan import SoakPlan
 from pytest_memwatch.soak.samples_file import SampleFile
 
 # Samples of a run copied into the results document (the file keeps them all).
