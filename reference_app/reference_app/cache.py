@@ -27,6 +27,7 @@ distinct key stored stays in memory for the life of the cache.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import sys
 import threading
@@ -34,7 +35,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from reference_app import faults
 
@@ -47,6 +48,7 @@ FAULT_UNBOUNDED = faults.register(
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 T = TypeVar("T")
+D = TypeVar("D")
 
 # Rough per-entry overhead of the bookkeeping (OrderedDict node, _Entry
 # object and its fields); used only for the estimated-bytes statistic.
@@ -155,7 +157,11 @@ class AdaptiveMemoryCache(Generic[K, V]):
 
     # -- reading and writing -------------------------------------------------
 
-    def get(self, key: K, default: V | None = None) -> V | None:
+    @overload
+    def get(self, key: K) -> V | None: ...
+    @overload
+    def get(self, key: K, default: D) -> V | D: ...
+    def get(self, key: K, default: object = None) -> object:
         """The cached value for ``key`` (a hit), or ``default`` (a miss)."""
         with self._lock:
             entry = self._entries.get(key)
@@ -200,7 +206,7 @@ class AdaptiveMemoryCache(Generic[K, V]):
         """
         found = self.get(key, _MISSING)
         if found is not _MISSING:
-            return found  # type: ignore[return-value]  # a hit: the stored V, never the default
+            return found
         value = compute()
         self.put(key, value)
         return value
@@ -360,7 +366,14 @@ class AdaptiveMemoryCache(Generic[K, V]):
 # Name used by the seed's code; kept so examples written against it still run.
 MemoryCache = AdaptiveMemoryCache
 
-_MISSING: Any = object()
+
+class _Missing(enum.Enum):
+    """The "no such key" marker: its one member narrows away under ``is not``."""
+
+    MISSING = enum.auto()
+
+
+_MISSING = _Missing.MISSING
 
 
 def audio_key(audio: object, *, engine: str = "") -> str:
@@ -376,12 +389,16 @@ def audio_key(audio: object, *, engine: str = "") -> str:
     if dtype is not None:
         digest.update(f"{dtype}:{getattr(audio, 'shape', ())}".encode() + b"\0")
     try:
+        # Whether ``audio`` has the buffer protocol is found out here, at run
+        # time (TypeError below); numpy's stubs declare ndarray a Buffer only
+        # for Python 3.12 and later, so the parameter cannot say it for 3.11.
         view = memoryview(audio)  # type: ignore[arg-type]
         if not view.c_contiguous:
             raise BufferError("non-contiguous")
         digest.update(view.cast("B"))
     except (TypeError, BufferError):
-        # Non-contiguous arrays (a strided channel view, say) need a copy.
+        # Non-contiguous arrays (a strided channel view, say) need a copy; an
+        # array-like without the buffer protocol is accepted by its tobytes().
         digest.update(audio.tobytes())  # type: ignore[attr-defined]
     return digest.hexdigest()
 

@@ -228,9 +228,7 @@ class LongSessionEngine:
             end = round(self._position, 3)
             start = round(max(0.0, end - seconds), 3)
             if self.sessions is not None:
-                self.sessions.record_transcript(
-                    text, start=start, end=end, audio_seconds=seconds
-                )
+                self.sessions.record_transcript(text, start=start, end=end, audio_seconds=seconds)
             if self._vtt is not None:
                 self._vtt.write_cue(start, max(end, start + 0.001), text)
             self.utterances += 1

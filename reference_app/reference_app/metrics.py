@@ -144,16 +144,16 @@ class MetricsCollector:
             return self._prune_locked(self._clock())
 
     def _prune_locked(self, now: float) -> int:
-        if self._no_retention:
-            return 0
         samples = self._samples
+        if not isinstance(samples, deque):  # a plain list: no retention, never pruned
+            return 0
         cutoff = now - self.retention_seconds
         dropped = 0
         # Timestamps arrive in (nearly) increasing order, so expired samples
         # sit at the left; a caller-supplied older timestamp further right just
         # waits until the samples before it expire.
         while samples and samples[0].timestamp < cutoff:
-            samples.popleft()  # type: ignore[union-attr]  # deque when retention is on
+            samples.popleft()
             dropped += 1
         return dropped
 

@@ -43,7 +43,7 @@ import stat
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -625,7 +625,7 @@ class SecureStorage:
 
     def iter_transcripts(
         self, session_id: str | None = None, *, batch: int = 200
-    ) -> Iterator[Transcript]:
+    ) -> Generator[Transcript, None, None]:
         """Transcripts in id order, read in batches: constant memory, and no
         connection stays open while the caller holds the iterator."""
         last = 0

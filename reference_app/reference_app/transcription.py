@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from reference_app import faults
+from reference_app.endpointing import SpeechFramer, new_endpointer
 
 log = logging.getLogger(__name__)
 
@@ -330,13 +331,8 @@ class StreamingTranscriber:
         vad_window: float = 0.3,
         vad_ratio: float = 0.9,
     ) -> None:
-        from pocketsphinx import Endpointer
-
         self.engine = engine
-        self._ep = Endpointer(window=vad_window, ratio=vad_ratio, sample_rate=engine.sample_rate)
-        self._frame = int(self._ep.frame_bytes) // 2
-        self._pending = np.zeros(self._frame, dtype=np.int16)  # partial VAD frame
-        self._pending_len = 0
+        self.framer = SpeechFramer(new_endpointer(vad_window, vad_ratio, engine.sample_rate))
         self._max = int(max_utterance_seconds * engine.sample_rate)
         self._utt = np.zeros(self._max, dtype=np.int16)  # preallocated utterance buffer
         self._utt_len = 0
@@ -349,20 +345,11 @@ class StreamingTranscriber:
         texts: list[str] = []
         data = np.asarray(pcm, dtype=np.int16).ravel()
         self.audio_frames += len(data)
-        pos = 0
-        while pos < len(data):
-            take = min(self._frame - self._pending_len, len(data) - pos)
-            self._pending[self._pending_len : self._pending_len + take] = data[pos : pos + take]
-            self._pending_len += take
-            pos += take
-            if self._pending_len == self._frame:
-                self._pending_len = 0
-                was_speech = self._ep.in_speech
-                speech = self._ep.process(self._pending.tobytes())
-                if speech is not None:
-                    self._append(np.frombuffer(speech, dtype=np.int16), texts)
-                if was_speech and not self._ep.in_speech:
-                    self._finish(texts)
+        for speech, ended in self.framer.feed(data):
+            if speech is not None:
+                self._append(speech, texts)
+            if ended:
+                self._finish(texts)
         return texts
 
     def _append(self, samples: np.ndarray, texts: list[str]) -> None:
@@ -389,16 +376,8 @@ class StreamingTranscriber:
     def flush(self) -> list[str]:
         """End of stream: transcribe whatever speech is still buffered."""
         texts: list[str] = []
-        if self._ep.in_speech:
-            # end_stream() fails on an empty buffer (IndexError inside
-            # pocketsphinx) when the stream ended exactly on a frame boundary;
-            # one silent sample stands in for "nothing left".
-            tail = (
-                self._pending[: self._pending_len] if self._pending_len else np.zeros(1, np.int16)
-            )
-            rest = self._ep.end_stream(tail.tobytes())
-            if rest is not None:
-                self._append(np.frombuffer(rest, dtype=np.int16), texts)
-        self._pending_len = 0
+        rest = self.framer.flush()
+        if rest is not None:
+            self._append(rest, texts)
         self._finish(texts)
         return texts

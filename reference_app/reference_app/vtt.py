@@ -262,8 +262,8 @@ class VTTReader:
                     if step is not None and step[1] != "":
                         self._skip_block(lines)
                     continue
-                number, line = step
-            timing = self._timing(number, line)  # type: ignore[arg-type]  # checked above
+                number, line = step[0], step[1]  # step[1] narrowed to str above
+            timing = self._timing(number, line)
             if timing is None:
                 self._skip_block(lines)
                 continue

@@ -88,8 +88,13 @@ def write_status(path: Path, status: dict[str, object]) -> None:
 def main(argv: list[str]) -> int:
     url, audio_dir, status_path = argv[0], Path(argv[1]), Path(argv[2])
     clients = Clients(url, audio_dir, int(argv[3]) if len(argv) > 3 else 4)
-    # Standard input closed (or the parent gone): stop after the current files.
-    threading.Thread(target=lambda: (sys.stdin.read(), clients.stop()), daemon=True).start()
+
+    def stop_when_stdin_closes() -> None:
+        # Standard input closed (or the parent gone): stop after the current files.
+        sys.stdin.read()
+        clients.stop()
+
+    threading.Thread(target=stop_when_stdin_closes, daemon=True).start()
 
     async def report() -> None:
         while True:

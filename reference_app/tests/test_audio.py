@@ -221,7 +221,7 @@ def test_microphone_callback_counts_overflows_never_silent() -> None:
     assert (stats.device_overflows, stats.queued, stats.max_queued) == (1, 3, 3)
     block[:] = 0  # PortAudio reuses its buffer: the queued copy must not change
     first = mic.read(timeout=0.1)
-    assert first.dtype == np.float32 and first.sum() == 80.0
+    assert first is not None and first.dtype == np.float32 and first.sum() == 80.0
     mic.close()
     assert mic.read() is not None and mic.read() is not None
     with pytest.raises(EndOfStream):

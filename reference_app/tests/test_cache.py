@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from reference_app.cache import (
 
 def make_cache(**overrides: object) -> AdaptiveMemoryCache[str, str]:
     """A small cache with a fake clock and a memory reading far below threshold."""
-    options: dict[str, object] = {
+    options: dict[str, Any] = {
         "initial_size": 4,
         "min_size": 2,
         "max_size": 8,

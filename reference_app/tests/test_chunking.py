@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ class Pressure:
 
 
 def run(
-    policy: ChunkPolicy, pressure: Pressure, seconds: float, **kw: object
+    policy: ChunkPolicy, pressure: Pressure, seconds: float, **kw: Any
 ) -> tuple[ChunkedProcessor, list[int], list[float], np.ndarray]:
     got: list[np.ndarray] = []
     sleeps: list[float] = []
@@ -40,7 +41,7 @@ def run(
 
     proc = ChunkedProcessor(
         handler, sample_rate=1000, policy=policy, memory_percent=pressure, sleep=sleeps.append, **kw
-    )  # type: ignore[arg-type]
+    )
     results = list(proc.process(pcm_seconds(seconds)))
     assert [r.text for r in results] == [str(len(c)) for c in got]
     return proc, [len(c) for c in got], sleeps, np.concatenate(got)

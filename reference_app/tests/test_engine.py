@@ -123,9 +123,7 @@ def test_the_memory_monitor_runs_the_cleanup_under_pressure(tmp_path: Path, gram
     from reference_app.monitor import MemoryReading
 
     app = create_app(
-        AppConfig(
-            grammar=grammar, memory_reader=lambda: MemoryReading(0.0, 1 << 20, 90.0, 1 << 30)
-        )
+        AppConfig(grammar=grammar, memory_reader=lambda: MemoryReading(0.0, 1 << 20, 90.0, 1 << 30))
     )
     with app, create_engine({"data_dir": tmp_path / "d"}, app=app) as engine:
         engine.start()

@@ -110,8 +110,12 @@ def test_file_recorder_deletes_temp_file_on_error(tmp_path: Path) -> None:
 
 
 def test_file_recorder_with_block_error_aborts(tmp_path: Path) -> None:
-    with ResourceManager() as resources, pytest.raises(KeyboardInterrupt), FileRecorder(
-        SyntheticSource("tone", seconds=None, realtime=True), resources, directory=tmp_path
+    with (
+        ResourceManager() as resources,
+        pytest.raises(KeyboardInterrupt),
+        FileRecorder(
+            SyntheticSource("tone", seconds=None, realtime=True), resources, directory=tmp_path
+        ),
     ):
         assert len(leftovers(tmp_path)) == 1
         raise KeyboardInterrupt

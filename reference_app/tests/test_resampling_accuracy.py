@@ -26,8 +26,9 @@ def word_errors(reference: str, hypothesis: str) -> int:
     for i in range(1, len(ref) + 1):
         diagonal, row[0] = row[0], i
         for j in range(1, len(hyp) + 1):
-            diagonal, row[j] = row[j], min(
-                row[j] + 1, row[j - 1] + 1, diagonal + (ref[i - 1] != hyp[j - 1])
+            diagonal, row[j] = (
+                row[j],
+                min(row[j] + 1, row[j - 1] + 1, diagonal + (ref[i - 1] != hyp[j - 1])),
             )
     return row[len(hyp)]
 

@@ -6,10 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def start_serve(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
@@ -37,7 +39,7 @@ def served(tmp_path: Path, grammar: Path) -> Iterator[tuple[subprocess.Popen[str
 
 
 def test_stream_prints_the_transcript_and_serve_stops_cleanly_on_sigterm(
-    served: tuple[subprocess.Popen[str], str], run_cli, audio_dir: Path, tmp_path: Path
+    served: tuple[subprocess.Popen[str], str], run_cli: Run, audio_dir: Path, tmp_path: Path
 ) -> None:
     proc, url = served
     result = run_cli("stream", audio_dir / "sequence.wav", "--url", url, "--status")
@@ -61,7 +63,7 @@ def test_stream_prints_the_transcript_and_serve_stops_cleanly_on_sigterm(
     assert (tmp_path / "t.db").exists() and (tmp_path / "data" / "work-orders.jsonl").exists()
 
 
-def test_serve_refuses_a_non_loopback_host(run_cli) -> None:
+def test_serve_refuses_a_non_loopback_host(run_cli: Run) -> None:
     result = run_cli("serve", "--host", "0.0.0.0", "--port", "0", "--data-dir", "d")
     assert result.returncode == 2
     assert result.stderr == (
@@ -70,20 +72,20 @@ def test_serve_refuses_a_non_loopback_host(run_cli) -> None:
     )
 
 
-def test_serve_names_a_bad_grammar(run_cli, tmp_path: Path) -> None:
+def test_serve_names_a_bad_grammar(run_cli: Run, tmp_path: Path) -> None:
     result = run_cli("serve", "--port", "0", "--data-dir", "d", "--grammar", "missing.gram")
     assert result.returncode == 2
     assert result.stderr == "error: missing.gram: no such grammar file\n"
 
 
-def test_stream_without_a_server_says_so(run_cli, audio_dir: Path) -> None:
+def test_stream_without_a_server_says_so(run_cli: Run, audio_dir: Path) -> None:
     result = run_cli("stream", audio_dir / "play_some_music.wav", "--url", "ws://127.0.0.1:9",
                      "--timeout", "5")  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.startswith("error: cannot connect to ws://127.0.0.1:9: ")
 
 
-def test_stream_names_a_file_that_is_not_wav(run_cli, tmp_path: Path) -> None:
+def test_stream_names_a_file_that_is_not_wav(run_cli: Run, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello")
     result = run_cli("stream", "notes.txt", "--url", "ws://127.0.0.1:9")
     assert result.returncode == 2

@@ -7,6 +7,7 @@ flags each of them is shown by ``test_faults_flagged.py``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from pathlib import Path
 
@@ -88,7 +89,7 @@ def test_memory_manager_never_releases(on: bool) -> None:
     manager = MemoryManager(10**6, config_faults=faults)
     freed: list[int] = []
     for i in range(20):
-        manager.register(f"r{i}", "session", 100, release=lambda i=i: freed.append(i))
+        manager.register(f"r{i}", "session", 100, release=functools.partial(freed.append, i))
         assert manager.release(f"r{i}")
     assert manager.total_memory_used == 0 and manager.resources == {}
     assert len(manager._retired) == (20 if on else 0)

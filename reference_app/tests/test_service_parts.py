@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import threading
 from pathlib import Path
@@ -243,7 +244,7 @@ def test_resources_idle_for_the_idle_time_are_released() -> None:
     released: list[str] = []
     manager = MemoryManager(10_000, idle_seconds=300, clock=clock)
     for name in ("a", "b"):
-        manager.register(name, "session", 10, release=lambda n=name: released.append(n))
+        manager.register(name, "session", 10, release=functools.partial(released.append, name))
     clock.now += 200
     manager.touch("b")
     clock.now += 150

@@ -25,8 +25,6 @@ from reference_app.sessions import (
 )
 from reference_app.storage import SecureStorage
 
-from reference_app import sessions as sessions_module
-
 MINUTE = 60.0
 
 
@@ -237,7 +235,7 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(
     def no_space(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(sessions_module.os, "fsync", no_space)
+    monkeypatch.setattr("reference_app.sessions.os.fsync", no_space)
     manager.record_transcript("not saved")
     with pytest.raises(CheckpointError, match=r"No space left .* previous checkpoint is intact"):
         manager.checkpoint()
@@ -258,7 +256,7 @@ def test_a_failing_timed_checkpoint_does_not_end_the_session(
     def no_space(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(sessions_module.os, "fsync", no_space)
+    monkeypatch.setattr("reference_app.sessions.os.fsync", no_space)
     clock.advance(31 * MINUTE)
     manager.tick()
     assert manager.last_checkpoint_error is not None
@@ -379,7 +377,8 @@ def test_metrics_see_checkpoints_and_status_reports_memory(
     assert status["memory_status"]["rss_mb"] > 1
     assert status["transcriptions"] == 0 and status["checkpoints"] == 1
     assert metrics.latest("checkpoint.bytes") is not None
-    assert metrics.latest("sessions.active").value == 1.0
+    active = metrics.latest("sessions.active")
+    assert active is not None and active.value == 1.0
 
 
 def test_seed_configuration_keys(tmp_path: Path) -> None:

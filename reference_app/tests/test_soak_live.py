@@ -14,6 +14,7 @@ skips and says why. Skipped unless soak runs are asked for.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -86,7 +87,9 @@ def test_live_transcription_through_cache_store_and_sessions(
                     # The cache is keyed by the utterance's audio as the app
                     # keys chunks; recurring phrases hit it.
                     key = hashlib.sha256(text.encode()).digest()
-                    text = cache.get_or_transcribe(key, lambda t=text: t, engine="pocketsphinx")
+                    text = cache.get_or_transcribe(
+                        key, functools.partial(str, text), engine="pocketsphinx"
+                    )
                     start = tick.elapsed
                     manager.record_transcript(text, start=start, end=start + 1.0)
                     utterances += 1

@@ -483,7 +483,7 @@ def disk_full_after(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
             conn.execute(f"PRAGMA max_page_count = {limit['pages']}")
         return conn
 
-    monkeypatch.setattr(storage_module.sqlite3, "connect", connect)
+    monkeypatch.setattr("reference_app.storage.sqlite3.connect", connect)
 
     def set_limit(pages: int) -> None:
         limit["pages"] = pages

@@ -240,8 +240,8 @@ def test_stream_ending_on_a_frame_boundary_mid_speech(grammar_app: App, audio_di
     """Regression: flush() with an empty partial frame while in speech crashed."""
     segmenter = grammar_app.streaming_transcriber()
     pcm = sequence_pcm(grammar_app, audio_dir)
-    frame = segmenter._frame
+    frame = segmenter.framer.frame_samples
     cut = 40000 // frame * frame  # inside the first phrase, on a VAD frame boundary
     segmenter.feed(pcm[:cut])
-    assert segmenter._ep.in_speech and segmenter._pending_len == 0
+    assert segmenter.framer.endpointer.in_speech and segmenter.framer.pending_samples == 0
     assert segmenter.flush() != []

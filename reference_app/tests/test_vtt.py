@@ -296,7 +296,7 @@ def test_a_full_disk_while_writing_is_an_error_and_the_old_file_survives(
     def no_space(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(vtt.os, "fsync", no_space)
+    monkeypatch.setattr("reference_app.vtt.os.fsync", no_space)
     with pytest.raises(OSError, match="No space left"), VTTWriter(path) as writer:
         writer.write_cue(0, 1, "new")
     monkeypatch.undo()

@@ -20,9 +20,10 @@ def encode(frames: np.ndarray, bits: int, is_float: bool = False) -> bytes:
     scale = 2 ** (bits - 1) - 1
     ints = np.clip(np.rint(x * scale), -scale - 1, scale).astype(np.int64)
     if bits == 24:
-        b = ints.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3]
+        b: np.ndarray = ints.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3]
         return b.tobytes()
-    return ints.astype("<i2" if bits == 16 else "<i4").tobytes()
+    out: np.ndarray = ints.astype("<i2" if bits == 16 else "<i4")
+    return out.tobytes()
 
 
 def wav_bytes(
@@ -51,8 +52,16 @@ def wav_bytes(
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
-def write_wav(path: Path, frames: np.ndarray, rate: int, bits: int = 16, **kwargs: bool) -> Path:
-    path.write_bytes(wav_bytes(frames, rate, bits, **kwargs))  # type: ignore[arg-type]
+def write_wav(
+    path: Path,
+    frames: np.ndarray,
+    rate: int,
+    bits: int = 16,
+    *,
+    is_float: bool = False,
+    extensible: bool = False,
+) -> Path:
+    path.write_bytes(wav_bytes(frames, rate, bits, is_float=is_float, extensible=extensible))
     return path
 
 

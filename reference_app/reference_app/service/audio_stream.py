@@ -7,7 +7,8 @@
   after it. Both carry a partial sample frame over to the next chunk, so a
   client may cut its stream anywhere.
 - :class:`UtteranceCutter` cuts the converted audio into utterances with
-  pocketsphinx's voice-activity endpointer, in a preallocated buffer of
+  pocketsphinx's voice-activity endpointer (framed by
+  :class:`~reference_app.endpointing.SpeechFramer`), in a preallocated buffer of
   ``max_utterance_seconds``: a speaker who never pauses is cut, not buffered.
 
 Everything here holds a bounded amount of memory whatever the stream's length.
@@ -18,7 +19,6 @@ from __future__ import annotations
 import struct
 import threading
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from reference_app.audio import (
     _parse_fmt,
     decode_samples,
 )
+from reference_app.endpointing import Endpointer, SpeechFramer, new_endpointer
 
 ENGINE_RATE = 16_000
 MAX_WAV_HEADER_BYTES = 64 * 1024  # fmt and data chunks must arrive within this much
@@ -146,22 +147,20 @@ class _EndpointerPool:
 
     def __init__(self, limit: int = 64) -> None:
         self.limit = limit
-        self._free: dict[tuple[float, float, int], list[tuple[Any, float]]] = {}
+        self._free: dict[tuple[float, float, int], list[tuple[Endpointer, float]]] = {}
         self._lock = threading.Lock()
         self.created = 0
 
-    def acquire(self, window: float, ratio: float, rate: int) -> tuple[Any, float]:
+    def acquire(self, window: float, ratio: float, rate: int) -> tuple[Endpointer, float]:
         """(endpointer, seconds it has already consumed)."""
         with self._lock:
             free = self._free.get((window, ratio, rate))
             if free:
                 return free.pop()
             self.created += 1
-        from pocketsphinx import Endpointer
+        return new_endpointer(window, ratio, rate), 0.0
 
-        return Endpointer(window=window, ratio=ratio, sample_rate=rate), 0.0
-
-    def release(self, key: tuple[float, float, int], ep: Any, consumed: float) -> None:
+    def release(self, key: tuple[float, float, int], ep: Endpointer, consumed: float) -> None:
         try:
             # Resets the speech state; one silent sample, as an empty buffer
             # makes pocketsphinx raise IndexError on a frame boundary.
@@ -198,11 +197,9 @@ class UtteranceCutter:
     ) -> None:
         self.sample_rate = sample_rate
         self._key = (vad_window, vad_ratio, sample_rate)
-        self._ep, self._base = ENDPOINTERS.acquire(*self._key)
-        self._frames_done = 0
-        self._frame = int(self._ep.frame_bytes) // 2
-        self._pending = np.zeros(self._frame, dtype=np.int16)
-        self._pending_len = 0
+        ep, self._base = ENDPOINTERS.acquire(*self._key)
+        self._ep: Endpointer | None = ep  # None once given back to the pool
+        self._framer = SpeechFramer(ep)
         self._max = int(max_utterance_seconds * sample_rate)
         self._utt = np.zeros(self._max, dtype=np.int16)
         self._utt_len = 0
@@ -213,7 +210,7 @@ class UtteranceCutter:
 
     @property
     def nbytes(self) -> int:
-        return int(self._utt.nbytes + self._pending.nbytes)
+        return int(self._utt.nbytes) + self._framer.nbytes
 
     @property
     def speech_samples(self) -> int:
@@ -224,29 +221,26 @@ class UtteranceCutter:
         return self._utt[: self._utt_len].copy()
 
     def feed(self, pcm: np.ndarray) -> list[tuple[np.ndarray, float, float]]:
+        self._check_open()
         done: list[tuple[np.ndarray, float, float]] = []
         data = np.asarray(pcm, dtype=np.int16).ravel()
         self.samples_in += len(data)
-        pos = 0
-        while pos < len(data):
-            take = min(self._frame - self._pending_len, len(data) - pos)
-            self._pending[self._pending_len : self._pending_len + take] = data[pos : pos + take]
-            self._pending_len += take
-            pos += take
-            if self._pending_len == self._frame:
-                self._pending_len = 0
-                was_speech = self._ep.in_speech
-                speech = self._ep.process(self._pending.tobytes())
-                self._frames_done += 1
-                if speech is not None:
-                    self._append(np.frombuffer(speech, dtype=np.int16), done)
-                if was_speech and not self._ep.in_speech:
-                    self._finish(done)
+        for speech, ended in self._framer.feed(data):
+            if speech is not None:
+                self._append(speech, done)
+            if ended:
+                self._finish(done)
         return done
+
+    def _check_open(self) -> None:
+        # The framer still holds the endpointer after close(), but the pool may
+        # have handed it to another session by then.
+        if self._ep is None:
+            raise RuntimeError("UtteranceCutter used after close()")
 
     def _append(self, samples: np.ndarray, done: list[tuple[np.ndarray, float, float]]) -> None:
         if self._utt_len == 0:
-            self._utt_start = float(self._ep.speech_start) - self._base
+            self._utt_start = float(self._framer.endpointer.speech_start) - self._base
         room = self._max - self._utt_len
         if len(samples) > room:
             self._utt[self._utt_len :] = samples[:room]
@@ -269,15 +263,11 @@ class UtteranceCutter:
         self.utterances += 1
 
     def flush(self) -> list[tuple[np.ndarray, float, float]]:
+        self._check_open()
         done: list[tuple[np.ndarray, float, float]] = []
-        if self._ep.in_speech:
-            tail = (
-                self._pending[: self._pending_len] if self._pending_len else np.zeros(1, np.int16)
-            )
-            rest = self._ep.end_stream(tail.tobytes())
-            if rest is not None:
-                self._append(np.frombuffer(rest, dtype=np.int16), done)
-        self._pending_len = 0
+        rest = self._framer.flush()
+        if rest is not None:
+            self._append(rest, done)
         self._finish(done)
         return done
 
@@ -285,5 +275,5 @@ class UtteranceCutter:
         """Give the endpointer back for the next session (call once, at the end)."""
         ep, self._ep = self._ep, None
         if ep is not None:
-            consumed = self._base + self._frames_done * float(ep.frame_length)
+            consumed = self._base + self._framer.frames * float(ep.frame_length)
             ENDPOINTERS.release(self._key, ep, consumed)
