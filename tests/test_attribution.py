@@ -335,9 +335,9 @@ def test_an_opened_descriptor_is_traced_to_the_line_that_opened_it(
     )
     pytester.makeconftest(
         """
-        import pytest_memwatch.plugin as plugin
+        from pytest_memwatch.plugin.progress import AttributionProgress
 
-        plugin._AttributionProgress.SHOW_AFTER = 0.0
+        AttributionProgress.SHOW_AFTER = 0.0
         """
     )
     result = runner.sub("--memwatch-json=out.json", "--junit-xml=out.xml", "-p", "no:randomly")

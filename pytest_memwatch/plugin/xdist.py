@@ -1,6 +1,6 @@
 """pytest-xdist support: workers measure, the controller merges and writes.
 
-Registered by :func:`pytest_memwatch.plugin.pytest_configure` only when the
+Registered by :func:`pytest_memwatch.plugin.options.pytest_configure` only when the
 xdist plugin is loaded, in the controller and in every worker.
 
 - Per test, the plain-data payload rides on the test report
@@ -24,7 +24,9 @@ from typing import Any
 import pytest
 
 from pytest_memwatch.base.units import format_size
-from pytest_memwatch.plugin import NODEID, SessionState, _state, report_status
+from pytest_memwatch.plugin._pytest_private import intercept_xdist_test_queue
+from pytest_memwatch.plugin.reporting import detach_result, report_status
+from pytest_memwatch.plugin.state import NODEID, SessionState, session_state
 from pytest_memwatch.reports.results import TestResult
 
 OUTPUT_KEY = "memwatch"
@@ -57,25 +59,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """
     if not _is_worker(session.config):
         return
-    queue = _test_queue(session.config)
-    put = getattr(queue, "put", None)
-    if put is None:
-        return  # another xdist version: its traffic stays a few blocks of noise
     preallocated = tuple(range(len(session.items)))
 
-    def put_preallocated(item: Any) -> None:
+    def preallocated_int(item: Any) -> Any:
         if type(item) is int and 0 <= item < len(preallocated):
-            item = preallocated[item]
-        put(item)
+            return preallocated[item]
+        return item
 
-    queue.put = put_preallocated
-
-
-def _test_queue(config: pytest.Config) -> Any:
-    for plugin in config.pluginmanager.get_plugins():
-        if type(plugin).__name__ == "WorkerInteractor":
-            return getattr(plugin, "torun", None)
-    return None
+    # Another xdist version (no queue found): its traffic stays a few blocks of noise.
+    intercept_xdist_test_queue(session.config, preallocated_int)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -85,7 +77,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     ledger, and before xdist sends ``workeroutput`` (its wrapper sends last).
     """
     config = session.config
-    state = _state(config)
+    state = session_state(config)
     if state is None:
         return
     if _is_worker(config):
@@ -108,7 +100,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     """On a controller that hands tests to workers, collect their results from the reports."""
     config = session.config
-    state = _state(config)
+    state = session_state(config)
     pm = config.pluginmanager
     if state is not None and not _is_worker(config) and pm.has_plugin("dsession"):
         pm.register(
@@ -137,7 +129,7 @@ class WorkerReports:
         finally:
             # After every plugin saw it: the terminal reporter keeps the
             # report to the end, and would keep every worker's result with it.
-            report.__dict__.pop("memwatch", None)
+            detach_result(report)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
@@ -182,7 +174,7 @@ def _serial_nodeid(nodeid: str, *, loadgroup: bool) -> str:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodeready(node: Any) -> None:
-    state = _state(node.config)
+    state = session_state(node.config)
     if state is not None:
         # Counted when it comes up, so a worker that crashes still counts as one
         # that ran tests; its details arrive when it finishes.
@@ -193,7 +185,7 @@ def pytest_testnodeready(node: Any) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: object) -> None:
-    state = _state(node.config)
+    state = session_state(node.config)
     output = getattr(node, "workeroutput", None) or {}
     data = output.get(OUTPUT_KEY)
     if state is None or not isinstance(data, dict):
