@@ -1,8 +1,10 @@
-"""pytest stays at the edge: only the hook modules may import it.
+"""pytest stays at the edge: only the plugin package may import it, and only one
+module of it may touch pytest's and xdist's private API.
 
 The engine, storage and report modules must work without pytest (the library
 API and the CLI use them), and an import of pytest from one of them would also
-make ``import pytest_memwatch`` drag pytest in.
+make ``import pytest_memwatch`` drag pytest in. Inside the plugin, the private
+API a pytest upgrade breaks first is kept to ``plugin/_pytest_private.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,31 @@ PACKAGE = Path(pytest_memwatch.__file__).parent
 # The only package that defines hooks and may therefore talk to pytest.
 HOOK_PACKAGE = PACKAGE / "plugin"
 FORBIDDEN = ("pytest", "_pytest")
+# The plugin's one module allowed to touch pytest's and xdist's private API.
+PRIVATE_MODULE = HOOK_PACKAGE / "_pytest_private.py"
+# What it touches: private or undocumented attributes and functions of pytest
+# and pytest-xdist. Read as attributes, names, imported names or strings
+# (``getattr(item, "_fixtureinfo")``) anywhere else in the plugin, they fail.
+PRIVATE_NAMES = frozenset(
+    {
+        "runtestprotocol",
+        "_report_sections",
+        "_setupstate",
+        "teardown_exact",
+        "_fixtureinfo",
+        "name2fixturedefs",
+        "_finalizers",
+        "cached_result",
+        "_next_number",
+        "gethookproxy",
+        "__dict__",
+        "known_args_namespace",
+        "callspec",
+        "wasxfail",
+        "WorkerInteractor",
+        "torun",
+    }
+)
 
 
 def pytest_imports(source: str, filename: str) -> list[str]:
@@ -55,10 +82,106 @@ def engine_modules() -> list[Path]:
     )
 
 
+def plugin_modules() -> list[Path]:
+    """The plugin's modules except the one allowed to touch pytest's private API."""
+    return sorted(
+        p
+        for p in HOOK_PACKAGE.rglob("*.py")
+        if p != PRIVATE_MODULE and "__pycache__" not in p.parts
+    )
+
+
+def private_uses(source: str, filename: str) -> list[str]:
+    """Every import of ``_pytest`` and every private name of pytest or xdist in ``source``."""
+    found = []
+    for node in ast.walk(ast.parse(source, filename)):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module, *(alias.name for alias in node.names)]
+        elif isinstance(node, ast.Call) and _is_dynamic_import(node):
+            arg = node.args[0]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                names = [arg.value]
+        elif isinstance(node, ast.Attribute):
+            names = [node.attr]
+        elif isinstance(node, ast.Name):
+            names = [node.id]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names = [node.value]
+        for name in names:
+            if name.split(".")[0] == "_pytest" or name in PRIVATE_NAMES:
+                found.append(f"{getattr(node, 'lineno', '?')}: {name}")
+    return found
+
+
 def test_the_walk_sees_the_package() -> None:
     names = {p.relative_to(PACKAGE).as_posix() for p in engine_modules()}
     assert {"engine/__init__.py", "base/probes.py", "reports/results.py", "api.py"} <= names
     assert not any(name.startswith("plugin/") for name in names)
+
+
+def test_the_walk_sees_the_plugin_package() -> None:
+    names = {p.relative_to(HOOK_PACKAGE).as_posix() for p in plugin_modules()}
+    assert {"__init__.py", "state.py", "protocol.py", "soak.py", "xdist.py"} <= names
+    assert "_pytest_private.py" not in names
+    assert PRIVATE_MODULE.is_file()
+
+
+@pytest.mark.parametrize("path", plugin_modules(), ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_plugin_module_leaves_pytest_internals_to_one_module(path: Path) -> None:
+    assert private_uses(path.read_text(encoding="utf-8"), str(path)) == []
+
+
+def test_the_private_module_uses_every_name_listed() -> None:
+    # A name no longer used there is dropped from the list, so the list says
+    # what the plugin depends on today.
+    source = PRIVATE_MODULE.read_text(encoding="utf-8")
+    used = {use.split(": ", 1)[1] for use in private_uses(source, str(PRIVATE_MODULE))}
+    assert used >= PRIVATE_NAMES
+    assert "_pytest.runner" in used
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import _pytest",
+        "from _pytest.runner import CallInfo",
+        "from somewhere import runtestprotocol",
+        "item._report_sections.clear()",
+        "item.session._setupstate.stack",
+        "getattr(item, '_fixtureinfo', None)",
+        "fixturedef._finalizers[:] = []",
+        "if fixturedef.cached_result is None: pass",
+        "factory._next_number",
+        "vars(session)['gethookproxy'] = f",
+        "report.__dict__.pop('memwatch', None)",
+        "config.known_args_namespace.file_or_dir",
+        "item.callspec.marks",
+        "'wasxfail' in report.__dict__",
+        "type(p).__name__ == 'WorkerInteractor'",
+        "plugin.torun.put",
+        "importlib.import_module('_pytest.python')",
+    ],
+)
+def test_the_private_checker_catches_every_form(source: str) -> None:
+    assert private_uses(source, "<test>") != []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import pytest",
+        "from pytest import StashKey",
+        "item.stash.get(KEY, None)",
+        "from pytest_memwatch.plugin import _pytest_private as private",
+        "private.run_phases(item, nextitem)",
+        '"""Docstrings may name ``runtestprotocol`` and ``__dict__``."""',
+    ],
+)
+def test_the_private_checker_allows_public_api(source: str) -> None:
+    assert private_uses(source, "<test>") == []
 
 
 @pytest.mark.parametrize("path", engine_modules(), ids=lambda p: p.relative_to(PACKAGE).as_posix())
