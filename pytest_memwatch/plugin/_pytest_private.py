@@ -15,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Mapping, Sequence
+from typing import Any, Protocol
 
 import pytest
 from _pytest.runner import runtestprotocol
@@ -24,17 +24,19 @@ from _pytest.runner import runtestprotocol
 # -- running a test's phases -------------------------------------------------------
 
 
-def run_phases(item: pytest.Item, nextitem: Any) -> list[pytest.TestReport]:
-    """Run the item's setup, call and teardown and return their reports, logging none.
-
-    ``_pytest.runner.runtestprotocol(log=False)``: the body of pytest's own
-    ``pytest_runtest_protocol`` without its logstart/logfinish and report
-    logging, which memwatch does once for all the runs of a repeated test.
-    ``nextitem`` may be a stand-in with only ``listchain()`` (see
-    ``runs.KeepCollectors``): it is only handed to ``teardown_exact``.
-    Checked on pytest 8.0.2 and 9.2.0.
-    """
-    return runtestprotocol(item, nextitem=nextitem, log=False)
+# ``run_phases(item, nextitem=..., log=False)`` runs the item's setup, call and
+# teardown and returns their reports, logging none: it is
+# ``_pytest.runner.runtestprotocol``, the body of pytest's own
+# ``pytest_runtest_protocol``; with ``log=False`` memwatch logs the reports
+# itself, once for all the runs of a repeated test. ``nextitem`` may be a
+# stand-in with only ``listchain()`` (``runs.KeepCollectors``): it is only
+# handed to ``teardown_exact``. Checked on pytest 8.0.2 and 9.2.0.
+# The function itself, not a wrapper or a partial: every reading of a measured
+# run is taken inside this call, and one more Python frame (or a call through
+# C) under them all shifts the process's memory layout, which the RSS readings
+# of repeated tests can see (measured on pytest 8.0.2: a wrapper frame made a
+# clean repeated test read "rss still changing" far more often).
+run_phases = runtestprotocol
 
 
 def unwind_setup(item: pytest.Item, nextitem: pytest.Item | None) -> None:
@@ -55,9 +57,13 @@ def forget_report_sections(item: pytest.Item) -> None:
     item._report_sections.clear()
 
 
+class RelayWrapper(Protocol):
+    def wrap(self, relay: Any) -> Any: ...
+
+
 @contextlib.contextmanager
-def hook_relay_replaced(session: pytest.Session, wrap: Callable[[Any], Any]) -> Generator[None]:
-    """While inside, every ``item.ihook`` is ``wrap(the real relay)``.
+def hook_relay_replaced(item: pytest.Item, wrapper: RelayWrapper) -> Generator[None]:
+    """While inside, every ``item.ihook`` is ``wrapper.wrap(the real relay)``.
 
     pytest resolves ``item.ihook`` through ``Session.gethookproxy(fspath)`` at
     every access (subtests take it when they report), so an instance attribute
@@ -66,12 +72,16 @@ def hook_relay_replaced(session: pytest.Session, wrap: Callable[[Any], Any]) -> 
     ``__dict__`` relies on ``Session`` having no ``__slots__``. Checked on pytest
     8.0.2 (with pytest-subtests 0.15) and 9.2.0.
     """
+    # Entered once per run of a repeated test: what the generator and the
+    # closure hold is part of what the next reading sees, so they hold no more
+    # than the run needs (the real proxy and the wrapper).
+    session = item.session
     mine = vars(session)
     had = mine.get("gethookproxy")
     real = session.gethookproxy
 
     def gethookproxy(fspath: os.PathLike[str]) -> Any:
-        return wrap(real(fspath))
+        return wrapper.wrap(real(fspath))
 
     mine["gethookproxy"] = gethookproxy
     try:
@@ -99,34 +109,43 @@ def fixture_definitions(item: pytest.Item) -> Mapping[str, Sequence[pytest.Fixtu
     return defs
 
 
-def prune_fixture_finalizers(fixturedefs: Iterable[pytest.FixtureDef[Any]]) -> None:
-    """Drop, from each definition's finalizers, the callbacks that can no longer do anything.
+def drop_finished_dependents(
+    item: pytest.Item, scoped: list[pytest.FixtureDef[Any]] | None, repeating: bool
+) -> list[pytest.FixtureDef[Any]]:
+    """Forget pytest's "finish my dependent" callbacks for function fixtures already finished.
 
-    A function-scoped fixture that uses a higher-scoped one registers
-    ``partial(its finish, request=...)`` on it (``FixtureDef._finalizers``),
-    kept until that fixture's own teardown; once the function fixture has
-    finished (``cached_result is None``) calling it again does nothing, but it
-    holds the test's request alive. Checked on pytest 8.0.2 and 9.2.0.
+    A function-scoped fixture that uses a module- or session-scoped one
+    registers ``partial(its finish, request=...)`` on it
+    (``FixtureDef._finalizers``), kept until that fixture's own teardown. It
+    holds the test's request, so every test (and every repetition, which keeps
+    the module fixtures alive) would read as ~10 blocks of growth: a clean test
+    using such a fixture failed ``no_leaks``. Once the function fixture has
+    finished (``cached_result is None``), calling its finish again does
+    nothing, so the callback can go.
+
+    ``scoped`` are the item's higher-scoped fixture definitions from an earlier
+    call (they do not change between runs), or ``None`` to list them; they are
+    returned. ``repeating``: the item runs again, its collectors kept alive.
+    pytest 8.0 registers ``partial(fixturedef.finish)`` on the collector of a
+    higher-scoped fixture every time a test requests it, even from its cache
+    (8.1 registers it once), so a clean unittest-style test read +14 blocks a
+    run; ``Session._setupstate.stack`` maps each node to ``(finalizers,
+    exception info)``. Checked on pytest 8.0.2 and 9.2.0.
     """
-    for fixturedef in fixturedefs:
+    if scoped is None:
+        info = getattr(item, "_fixtureinfo", None)
+        defs = info.name2fixturedefs.values() if info is not None else ()
+        scoped = [d for ds in defs for d in ds if d.scope != "function"]
+    for fixturedef in scoped:
         fins = getattr(fixturedef, "_finalizers", None)
         if fins:
             fins[:] = _needed_finalizers(fins)
-
-
-def prune_collector_finalizers(item: pytest.Item) -> None:
-    """The same for the finalizers pytest keeps on the item's collectors.
-
-    pytest 8.0 registers ``partial(fixturedef.finish)`` on the collector of a
-    higher-scoped fixture every time a test requests it, even from its cache
-    (8.1 registers it once); repetitions keep the collectors alive, so the
-    list would grow run after run. ``Session._setupstate.stack`` maps each
-    node to ``(finalizers, exception info)``. Checked on pytest 8.0.2 and 9.2.0.
-    """
-    stack = getattr(getattr(item.session, "_setupstate", None), "stack", None) or {}
-    for node, entry in stack.items():
-        if node is not item and entry[0]:
-            entry[0][:] = _needed_finalizers(entry[0])
+    if repeating:
+        stack = getattr(getattr(item.session, "_setupstate", None), "stack", None) or {}
+        for node, entry in stack.items():
+            if node is not item and entry[0]:
+                entry[0][:] = _needed_finalizers(entry[0])
+    return scoped
 
 
 def _needed_finalizers(fins: list[Any]) -> list[Any]:

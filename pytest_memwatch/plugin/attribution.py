@@ -12,9 +12,10 @@ import pytest
 from pytest_memwatch.base.probes import bytes_metric
 from pytest_memwatch.engine import RunMeasure
 from pytest_memwatch.engine.verdicts import MEMORY_METRICS
-from pytest_memwatch.plugin.held_reports import HeldReports
+from pytest_memwatch.plugin import _pytest_private as private
+from pytest_memwatch.plugin.held_reports import HeldReports, holding_reports
 from pytest_memwatch.plugin.progress import AttributionProgress
-from pytest_memwatch.plugin.runs import KeepCollectors, rerun
+from pytest_memwatch.plugin.runs import KeepCollectors, forget_previous_run
 from pytest_memwatch.plugin.state import ItemMeasure, SessionState, reported_nodeid
 from pytest_memwatch.resources import OPENED_KINDS, ResourceReport
 
@@ -77,8 +78,14 @@ def attribute(
     held = HeldReports()
 
     def run_once() -> None:
-        # The subtests the reruns report are not logged again.
-        rerun(item, m, keep, held)
+        # As runs.run: no reading is pending, so the reruns take none and never
+        # freeze the heap; what pytest keeps per run on the item is dropped,
+        # and the subtests the reruns report are not logged again.
+        forget_previous_run(item)
+        held.clear()
+        with holding_reports(item, held):
+            private.run_phases(item, nextitem=keep, log=False)  # type: ignore[arg-type]
+        m.scoped = private.drop_finished_dependents(item, m.scoped, m.plan is not None)
 
     frames = state.settings.trace
     progress = AttributionProgress(item.config, reported_nodeid(item))

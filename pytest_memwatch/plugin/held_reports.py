@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Generator
 from typing import Any
 
 import pytest
 
-from pytest_memwatch.plugin._pytest_private import hook_relay_replaced
+from pytest_memwatch.plugin import _pytest_private as private
 
 
 class HeldReports:
@@ -51,6 +50,16 @@ class HeldReports:
             self.replay(relay)
         relay.pytest_runtest_logreport(report=report)
 
+    def wrap(self, relay: Any) -> Any:
+        """``relay`` with its ``pytest_runtest_logreport`` handed to :meth:`log`."""
+        # Filled here rather than by an ``__init__``: called at every
+        # ``item.ihook`` inside a measured run, one Python frame deep, as the
+        # readings were calibrated with.
+        holding = _HoldingRelay()
+        holding._relay = relay
+        holding._held = self
+        return holding
+
     def replay(self, relay: Any) -> None:
         """Log the held reports through the real hook, and hold none."""
         reports, self.reports = self.reports, []
@@ -63,9 +72,8 @@ class _HoldingRelay:
 
     __slots__ = ("_held", "_relay")
 
-    def __init__(self, relay: Any, held: HeldReports) -> None:
-        self._relay = relay
-        self._held = held
+    _held: HeldReports
+    _relay: Any
 
     def __getattr__(self, name: str) -> Any:
         if name == "pytest_runtest_logreport":
@@ -73,13 +81,14 @@ class _HoldingRelay:
         return getattr(self._relay, name)
 
 
-@contextlib.contextmanager
-def holding_reports(item: pytest.Item, held: HeldReports) -> Generator[None]:
+def holding_reports(
+    item: pytest.Item, held: HeldReports
+) -> contextlib.AbstractContextManager[None]:
     """Route the reports logged through ``item.ihook`` during a run to ``held``.
 
     Subtests log through ``item.ihook`` (the fixture takes it at set-up, the
-    unittest support at each subtest): replacing the session's hook relay for
-    the run reaches every subtest implementation without touching one.
+    unittest support at each subtest), which pytest resolves through the
+    session at every access: replacing that for the run reaches every subtest
+    implementation without touching one.
     """
-    with hook_relay_replaced(item.session, lambda relay: _HoldingRelay(relay, held)):
-        yield
+    return private.hook_relay_replaced(item, held)

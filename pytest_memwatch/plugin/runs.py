@@ -53,23 +53,10 @@ def run(
     state.pending = (item, m)
     try:
         with holding_reports(item, held):
-            reports = private.run_phases(item, nextitem)
+            reports = private.run_phases(item, nextitem=nextitem, log=False)
     finally:
         state.pending = None
     return reports, m.last
-
-
-def rerun(item: pytest.Item, m: ItemMeasure, keep: KeepCollectors, held: HeldReports) -> None:
-    """One more run, unmeasured (attribution's), its subtest reports held and dropped.
-
-    As :func:`run`: no reading is pending, so the run takes none and never
-    freezes the heap; what pytest keeps per run on the item is dropped.
-    """
-    forget_previous_run(item)
-    held.clear()
-    with holding_reports(item, held):
-        private.run_phases(item, keep)
-    drop_finished_dependents(item, m)
 
 
 def forget_previous_run(item: pytest.Item) -> None:
@@ -111,7 +98,7 @@ class Run:
         if token is None:
             return
         m, state, plan = self.m, self.state, self.m.plan
-        drop_finished_dependents(self.item, m)
+        m.scoped = private.drop_finished_dependents(self.item, m.scoped, plan is not None)
         measure = state.measurer.end(
             token, clear_caches=m.clear, light=not m.clear, blocks=m.blocks
         )
@@ -169,29 +156,6 @@ def _open_resource_watch(m: ItemMeasure, state: SessionState) -> None:
     if plan is not None and plan.count != plan.warmup:
         return
     m.watch = state.resources.begin()
-
-
-def drop_finished_dependents(item: pytest.Item, m: ItemMeasure) -> None:
-    """Forget pytest's "finish my dependent" callbacks for function fixtures already finished.
-
-    A function-scoped fixture that uses a module- or session-scoped one registers
-    a callback on it, kept until that fixture's own teardown. It holds the
-    test's request, so every test (and every repetition, which keeps the module
-    fixtures alive) would read as ~10 blocks of growth: a clean test using such
-    a fixture failed ``no_leaks``. Once the function fixture has finished,
-    calling its finish again does nothing, so the callback can go.
-    """
-    scoped = m.scoped
-    if scoped is None:
-        # The test's fixture definitions do not change between runs: listed once.
-        defs = private.fixture_definitions(item).values()
-        scoped = m.scoped = [d for ds in defs for d in ds if d.scope != "function"]
-    private.prune_fixture_finalizers(scoped)
-    if m.plan is not None:
-        # Repetitions keep the collectors alive: what pytest 8.0 registers on
-        # them per request would otherwise pile up (a clean unittest-style test
-        # read +14 blocks a run).
-        private.prune_collector_finalizers(item)
 
 
 def tmp_path_of(item: pytest.Item) -> tuple[Path, pytest.TempPathFactory] | None:
