@@ -45,6 +45,8 @@ def _details_shot(page: Page, nodeid_part: str, path: Path) -> None:
     page.evaluate("document.querySelectorAll('details.mw-test').forEach(d => d.open = false)")
     details = page.locator("details.mw-test", has_text=nodeid_part).first
     details.evaluate("d => d.open = true")
+    details.scroll_into_view_if_needed()
+    page.wait_for_timeout(200)  # let the opened details lay out before the shot
     details.screenshot(path=str(path))
 
 

@@ -335,7 +335,7 @@ def test_spec_from_stacked_markers() -> None:
 
 
 def test_closest_marker_wins() -> None:
-    # Calls come closest first (case, function, class, module; see plugin._mark_calls).
+    # Calls come closest first (case, function, class, module; see plugin.collection._mark_calls).
     calls = [MarkCall("max_growth", (1,), {}), MarkCall("max_growth", (50,), {})]
     spec = build_spec("t.py::test_a", calls, Settings())
     assert spec.max_growth is not None and spec.max_growth["limit"] == MiB

@@ -373,8 +373,11 @@ def test_a_budget_spent_before_the_trend_settles_gives_no_verdict(
     section = runner.section(result)
     lines = [line for line in section if line.startswith("NO VERDICT ")]
     assert len(lines) == 1, section
+    # The verdict is "no verdict" because the blocks still move. Whether RSS is
+    # listed too depends on where glibc trims the heap when the runs switch from
+    # screening to exact readings (the test's path length moves it): both are true.
     assert re.fullmatch(
-        r"NO VERDICT test_evidence\.py::test_late_init - no verdict: blocks(, malloc)? still "
+        r"NO VERDICT test_evidence\.py::test_late_init - no verdict: blocks(, malloc)?(, rss)? still "
         r"changing after \d+ runs when the 1 ms budget ran out; give it more time "
         r"\(--memwatch-repeat-budget\) to decide",
         lines[0],
