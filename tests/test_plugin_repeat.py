@@ -366,8 +366,13 @@ def test_a_budget_spent_before_the_trend_settles_gives_no_verdict(
     pytester: pytest.Pytester, runner: Runner
 ) -> None:
     pytester.makepyfile(test_evidence=EVIDENCE_SUITE)
+    # Ten runs judged, not five: the late step in blocks stays unsettled (it
+    # needs twice the runs of level readings), while a few runs of pytest's own
+    # malloc bookkeeping after the switch to exact runs (seen on CPython 3.13)
+    # have level readings after them and cannot pass for a climb.
     result = runner.sub(
-        "-k", "late_init", "--memwatch-trace=0", "--memwatch-repeat-budget=1ms", "--memwatch-repeat"
+        "-k", "late_init", "--memwatch-trace=0", "--memwatch-repeat-budget=1ms",
+        "--memwatch-repeat=2:10",
     )
     result.assert_outcomes(passed=1, deselected=2)
     section = runner.section(result)
