@@ -116,6 +116,10 @@ def test_record_unknown_device_lists_available(
     assert not (tmp_path / "t.wav").exists() and leftovers(tmp_path) == []
 
 
+def _sigint_by_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_interrupted_record_leaves_nothing(
     alsa_home: Path, tmp_path: Path, audio_dir: Path
 ) -> None:
@@ -129,6 +133,9 @@ def test_interrupted_record_leaves_nothing(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # As from a terminal: a suite started in the background by a
+            # non-interactive shell inherits SIGINT ignored, and so would the app.
+            preexec_fn=_sigint_by_default,
         )
         deadline = time.monotonic() + 20
         while not leftovers(tmp_path) and time.monotonic() < deadline:
