@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from pytest_memwatch.base.probes import Sample
 from pytest_memwatch.base.verdict import Verdict
-from pytest_memwatch.engine.plan import RepeatPlan, RunRecord
+from pytest_memwatch.engine.plan import SCREEN_MULTIPLE, RepeatPlan, RunRecord
 from pytest_memwatch.engine.verdicts import (
     MEMORY_METRICS,
     RESOURCE_METRICS,
@@ -479,6 +479,75 @@ def test_a_clean_screen_is_the_verdict_and_growth_goes_on_in_exact_mode() -> Non
     assert verdict.details["screened"] == 5
     assert len(plan.deltas("blocks") or []) == plan.count - 2 - 1
     assert plan.collect_before is False
+
+
+def test_a_one_time_step_in_the_screen_settles_there_without_exact_runs() -> None:
+    # One block kept once, in the second screened run (the interpreter's or
+    # pytest's own one-time cost): more cheap runs show it stays level.
+    seen: list[bool] = []
+    plan = RepeatPlan(2, 5, budget=1.0, clock=FakeClock(0.01), screen=True)
+
+    def step(i: int) -> dict[str, int]:
+        seen.append(plan.screening)
+        return {"blocks": 1, "malloc": 1088} if i == 3 else {}
+
+    drive(plan, step)
+    verdict = plan.leak_verdict()
+    assert verdict.passed, verdict.message
+    assert all(seen) and plan.screening
+    assert verdict.details["screened"] == 0
+    assert 7 < plan.count <= 2 + SCREEN_MULTIPLE * 5
+
+
+def test_a_suspect_screen_goes_exact_at_once() -> None:
+    seen: list[bool] = []
+    plan = RepeatPlan(2, 5, budget=1.0, clock=FakeClock(0.01), screen=True)
+
+    def step(i: int) -> dict[str, int]:
+        seen.append(plan.screening)
+        return {"malloc": 4096}
+
+    drive(plan, step)
+    assert not plan.leak_verdict().passed
+    # Five screened runs, then exact ones: no cheap extension of a clear climb.
+    assert seen[:7] == [True] * 7 and not any(seen[7:])
+
+
+def test_a_screen_that_never_settles_goes_exact_at_its_limit() -> None:
+    # Noise that wanders above the floor now and then stays ambiguous: the
+    # screen stops at its limit and the verdict is judged on exact runs.
+    pattern = [0, 300, 0, 0, 900, 0, 300, 0, 0, 0, 600, 0]
+    seen: list[bool] = []
+    plan = RepeatPlan(2, 5, budget=1.0, clock=FakeClock(0.01), screen=True)
+    base_limit = plan.max_runs
+
+    def step(i: int) -> dict[str, int]:
+        seen.append(plan.screening)
+        return {"malloc": pattern[i % len(pattern)] * 3}
+
+    drive(plan, step)
+    verdict = plan.leak_verdict()
+    screened = verdict.details["screened"]
+    assert 5 < screened <= SCREEN_MULTIPLE * 5
+    assert seen[: 2 + screened] == [True] * (2 + screened) and not any(seen[2 + screened :])
+    # The extra screened runs do not eat into the exact runs' limit.
+    assert plan.max_runs == base_limit + screened - 5
+    assert len(plan.deltas("malloc") or []) == plan.count - 2 - 1
+
+
+def test_a_spent_budget_ends_the_screen() -> None:
+    # Each run costs 100 ms against a 500 ms budget: the budget is spent by the
+    # end of the requested runs, so an unsettled screen goes exact at once.
+    seen: list[bool] = []
+    plan = RepeatPlan(2, 5, budget=0.5, clock=FakeClock(0.1), screen=True)
+
+    def step(i: int) -> dict[str, int]:
+        seen.append(plan.screening)
+        return {"blocks": 1} if i == 3 else {}
+
+    drive(plan, step)
+    assert seen[:7] == [True] * 7 and not any(seen[7:])
+    assert plan.leak_verdict().details["screened"] == 5
 
 
 # -- messages as a headline and details ------------------------------------------------

@@ -51,6 +51,10 @@ class RunRecord:
         }
 
 
+# A screen that is unsettled without a suspect metric goes on, cheaply, up to
+# this many times the requested runs before exact runs are paid for.
+SCREEN_MULTIPLE = 4
+
 # Why the runs stopped: the trend settled, the time budget or the run limit
 # was spent, or the growth passed the harness's cap (GROWTH_CAP).
 StopReason = Literal["settled", "budget", "max_runs", "cap"]
@@ -123,17 +127,25 @@ class RepeatPlan:
         # Screening: the requested runs are first measured the cheap way (the
         # long-lived heap frozen, so a collection walks only what the test
         # made). Frozen garbage can only add to what a run seems to leave, so
-        # a clean screen is a clean verdict; anything unsettled goes on in
-        # exact mode for at least ``runs`` more runs, so the window the verdict
-        # judges is exact. The screened runs stay in the series: a sparse
-        # staircase needs every step it has seen.
+        # a clean screen is a clean verdict. A screen that is unsettled
+        # without a suspect metric (one block or a kilobyte of malloc that
+        # came once: the interpreter's and pytest's own one-time costs) goes
+        # on screening, ``runs`` more cheap runs at a time, up to
+        # SCREEN_MULTIPLE times the requested runs. A suspect metric, or a
+        # screen still unsettled at its end, goes on in exact mode for at
+        # least ``runs`` more runs, so the window the verdict judges is exact.
+        # The screened runs stay in the series: a sparse staircase needs
+        # every step it has seen.
         self.screening = screen
         self.requested_warmup = warmup
         self.screened = 0
+        self._screen_limit = SCREEN_MULTIPLE * runs if screen else 0
         # The first exact run is left out of the series: the reading before
         # it still counts frozen garbage that the switch reclaims.
         self._rebase = -1
-        cap = warmup + self.max_runs + (runs if screen else 0)
+        cap = warmup + self.max_runs + self._screen_limit
+        # The screen's first `runs` runs and the rebase run do not count
+        # against the limit; extra screened runs raise it when the screen ends.
         self.max_runs += runs + 1 if screen else 0
         cap += 1 if screen else 0
         self._cap = cap
@@ -209,8 +221,17 @@ class RepeatPlan:
             self.stopped = "settled"
             return False
         if self.screening:
+            budget = self.budget_seconds()
+            if (
+                n < self._screen_limit
+                and not any(states[m][0] == "suspect" for m in open_states)
+                and (budget is None or self.elapsed() < budget)
+            ):
+                self._target = self.count + self.runs
+                return True
             self.screening = False
             self.screened = n
+            self.max_runs += n - self.runs
             self._rebase = self.count
             self._target = self.count + self.runs + 1
             return True
