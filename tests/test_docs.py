@@ -131,3 +131,57 @@ def test_links_between_pages_reach_a_page_and_heading(page):
         elif anchor and anchor not in _anchors(path):
             broken.append(f"{target}#{anchor}: no such heading")
     assert not broken, f"{page}: {broken}"
+
+
+# -- docs a user reads in ten minutes ---------------------------------------------
+
+# The pages about the bundled reference application document the system under test,
+# not the plugin; they are not part of the user's reading.
+REFERENCE_APP_PAGES = {"reference-app.md", "reference-app-storage.md", "faults.md"}
+WORDS_PER_MINUTE = 250
+
+
+def _words(text: str) -> int:
+    # As `wc -w` counts: whitespace-separated, code blocks included.
+    return len(text.split())
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(f"\n{heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:] if end == -1 else text[start:end]
+
+
+def _user_pages() -> list[Path]:
+    docs = sorted(p for p in (ROOT / "docs").glob("*.md") if p.name not in REFERENCE_APP_PAGES)
+    return [ROOT / "README.md", *docs]
+
+
+def test_the_ten_minute_path_reads_in_ten_minutes():
+    readme = _section((ROOT / "README.md").read_text(), "## Use it in your project")
+    words = _words(readme) + _words(GUIDE.read_text())
+    assert words <= 10 * WORDS_PER_MINUTE, (
+        f"README's 'Use it in your project' and docs/guide.md hold {words} words, "
+        f"more than ten minutes' reading ({10 * WORDS_PER_MINUTE})"
+    )
+
+
+def test_the_docs_stay_short():
+    counts = {p.name: _words(p.read_text()) for p in _user_pages()}
+    assert sum(counts.values()) <= 13_000, f"{sum(counts.values())} words: {counts}"
+
+
+# Words that belong to how the project is worked on, not to its users. An option's
+# name in a command (a benchmark's `--seeds`) is a name, not prose, and is not matched.
+JARGON = ["seed", "seeds", "issue #", "wave", "waves", "helper", "helpers", "agent", "agents",
+          "session's target", "the issue's", "previously"]
+
+
+@pytest.mark.parametrize("page", _user_pages(), ids=lambda p: p.name)
+def test_no_internal_jargon(page):
+    text = page.read_text()
+    found = [
+        word for word in JARGON
+        if re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text, flags=re.I)
+    ]
+    assert not found, f"{page.name}: internal jargon {found}"
