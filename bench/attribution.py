@@ -16,8 +16,8 @@ Leaks (per run):
 - ``big``:     a 200 MiB ``bytearray`` appended to a module-level list (over the
                re-run budget: explained in place, not re-run).
 
-``--baseline-rev REV`` adds the same figures for the attribution module of
-commit REV (read with ``git show``), for a before/after table in one run.
+``--baseline-rev REV`` adds the same figures for the package of commit REV
+(extracted with ``git archive``), for a before/after table in one run.
 
     python bench/attribution.py [--heaps 50000,200000,1000000] [--leaks objects,lru,strings,big]
                                 [--baseline-rev REV] [--baseline-max-heap 200000]
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,13 +38,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = r"""
 import functools, gc, importlib.util, json, os, resource, sys, threading, time
-sys.path.insert(0, {root!r})
-if {module!r}:
-    spec = importlib.util.spec_from_file_location("attribution_under_test", {module!r})
-    attribution = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(attribution)
-else:
+# The tree under test: this checkout, or REV's package extracted for --baseline-rev.
+sys.path.insert(0, {module!r} or {root!r})
+try:
     from pytest_memwatch.engine import attribution
+except ImportError:  # before the package was split by concern
+    from pytest_memwatch import attribution
 
 HEAP = [[i] for i in range({heap})]
 KEEP = []
@@ -147,13 +147,13 @@ def main() -> None:
     leaks = args.leaks.split(",")
     baseline = None
     if args.baseline_rev:
-        src = subprocess.run(
-            ["git", "show", f"{args.baseline_rev}:pytest_memwatch/attribution.py"],
-            cwd=ROOT, capture_output=True, text=True, check=True,
+        # REV's whole package, so its attribution imports its own helpers.
+        baseline = tempfile.mkdtemp(prefix="memwatch_baseline_")
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", args.baseline_rev, "pytest_memwatch"],
+            cwd=ROOT, capture_output=True, check=True,
         ).stdout
-        fd, baseline = tempfile.mkstemp(suffix="_attribution.py")
-        with os.fdopen(fd, "w") as f:
-            f.write(src)
+        subprocess.run(["tar", "-x", "-C", baseline], input=archive, check=True)
     print(f"python {sys.version.split()[0]}; times in seconds, memory in MiB")
     head = f"{'heap':>9} {'leak':>8} {'leak MiB':>8} {'runs':>4} {'time':>7} {'extra':>8} chain"
     if baseline:
@@ -184,7 +184,7 @@ def main() -> None:
                 print(line, flush=True)
     finally:
         if baseline:
-            os.unlink(baseline)
+            shutil.rmtree(baseline, ignore_errors=True)
 
 
 if __name__ == "__main__":
