@@ -43,7 +43,8 @@ class SoakHandle:
         run.start()
         index = 0
         while run.boundary():
-            yield Tick(index, run.elapsed, run.remaining)
+            done = run.at_boundary
+            yield Tick(index, done, run.plan.duration_s - done)
             index += 1
 
     def run(self, step: Callable[[], object]) -> int:

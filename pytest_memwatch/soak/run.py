@@ -131,6 +131,8 @@ class SoakRun:
         self.stop_reason: str | None = None
         self.started = False
         self.exhausted = False
+        # Seconds done at the latest boundary that let the test go on.
+        self.at_boundary = 0.0
         self.write_error: str | None = None
         self._outcome: SoakOutcome | None = None
 
@@ -251,9 +253,13 @@ class SoakRun:
             self._take()
         if self.stop_reason is not None:
             return False
-        if self.elapsed >= self.plan.duration_s:
+        # One reading decides and is what the step is told: a tick never
+        # reports more time done than the duration, however long it waited.
+        now = self.elapsed
+        if now >= self.plan.duration_s:
             self.exhausted = True
             return False
+        self.at_boundary = now
         return True
 
     def _take(self, *, force: bool = False) -> None:
