@@ -272,7 +272,12 @@ def leaked_metrics(test: Mapping[str, Any]) -> list[str]:
     for v in test.get("verdicts") or []:
         if v.get("kind") != "leak" or v.get("passed", True):
             continue
-        for name, d in ((v.get("details") or {}).get("metrics") or {}).items():
+        # Details are free-form in the schema: a file edited by hand may hold anything.
+        details = v.get("details")
+        metrics = details.get("metrics") if isinstance(details, Mapping) else None
+        if not isinstance(metrics, Mapping):
+            continue
+        for name, d in metrics.items():
             suspect = isinstance(d, dict) and d.get("state") == "suspect"
             if suspect and name not in BYTE_METRICS and name not in out:
                 out.append(name)
