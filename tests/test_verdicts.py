@@ -458,21 +458,28 @@ def test_a_large_steady_climb_stops_at_the_growth_cap() -> None:
     assert len(plan.measured) <= 20
 
 
+def screened(
+    step: Step, *, budget: float = 1.0, per_run: float = 0.01
+) -> tuple[RepeatPlan, list[bool]]:
+    """Drive a screening plan; also return whether each run was a screened (cheap) one."""
+    plan = RepeatPlan(2, 5, budget=budget, clock=FakeClock(per_run), screen=True)
+    seen: list[bool] = []
+
+    def recorded(i: int) -> dict[str, int]:
+        seen.append(plan.screening)
+        return step(i)
+
+    drive(plan, recorded)
+    return plan, seen
+
+
 def test_a_clean_screen_is_the_verdict_and_growth_goes_on_in_exact_mode() -> None:
-    clean = RepeatPlan(2, 5, budget=1.0, clock=FakeClock(0.01), screen=True)
-    drive(clean, lambda i: {})
+    clean, _ = screened(lambda i: {})
     assert clean.count == 7 and clean.screening
     assert clean.leak_verdict().details["screened"] == 0
     # Growth in the screen: at least `runs` more runs, measured exactly; the
     # first exact run (after the switch) is left out of the series.
-    seen: list[bool] = []
-    plan = RepeatPlan(2, 5, budget=1.0, clock=FakeClock(0.01), screen=True)
-
-    def step(i: int) -> dict[str, int]:
-        seen.append(plan.screening)
-        return {"blocks": 1}
-
-    drive(plan, step)
+    plan, seen = screened(lambda i: {"blocks": 1})
     verdict = plan.leak_verdict()
     assert not verdict.passed
     assert seen[:7] == [True] * 7 and not any(seen[7:])
@@ -484,14 +491,7 @@ def test_a_clean_screen_is_the_verdict_and_growth_goes_on_in_exact_mode() -> Non
 def test_a_one_time_step_in_the_screen_settles_there_without_exact_runs() -> None:
     # One block kept once, in the second screened run (the interpreter's or
     # pytest's own one-time cost): more cheap runs show it stays level.
-    seen: list[bool] = []
-    plan = RepeatPlan(2, 5, budget=1.0, clock=FakeClock(0.01), screen=True)
-
-    def step(i: int) -> dict[str, int]:
-        seen.append(plan.screening)
-        return {"blocks": 1, "malloc": 1088} if i == 3 else {}
-
-    drive(plan, step)
+    plan, seen = screened(lambda i: {"blocks": 1, "malloc": 1088} if i == 3 else {})
     verdict = plan.leak_verdict()
     assert verdict.passed, verdict.message
     assert all(seen) and plan.screening
@@ -500,14 +500,7 @@ def test_a_one_time_step_in_the_screen_settles_there_without_exact_runs() -> Non
 
 
 def test_a_suspect_screen_goes_exact_at_once() -> None:
-    seen: list[bool] = []
-    plan = RepeatPlan(2, 5, budget=1.0, clock=FakeClock(0.01), screen=True)
-
-    def step(i: int) -> dict[str, int]:
-        seen.append(plan.screening)
-        return {"malloc": 4096}
-
-    drive(plan, step)
+    plan, seen = screened(lambda i: {"malloc": 4096})
     assert not plan.leak_verdict().passed
     # Five screened runs, then exact ones: no cheap extension of a clear climb.
     assert seen[:7] == [True] * 7 and not any(seen[7:])
@@ -517,35 +510,22 @@ def test_a_screen_that_never_settles_goes_exact_at_its_limit() -> None:
     # Noise that wanders above the floor now and then stays ambiguous: the
     # screen stops at its limit and the verdict is judged on exact runs.
     pattern = [0, 300, 0, 0, 900, 0, 300, 0, 0, 0, 600, 0]
-    seen: list[bool] = []
-    plan = RepeatPlan(2, 5, budget=1.0, clock=FakeClock(0.01), screen=True)
-    base_limit = plan.max_runs
-
-    def step(i: int) -> dict[str, int]:
-        seen.append(plan.screening)
-        return {"malloc": pattern[i % len(pattern)] * 3}
-
-    drive(plan, step)
+    base_limit = RepeatPlan(2, 5, budget=1.0, clock=FakeClock(0.01), screen=True).max_runs
+    plan, seen = screened(lambda i: {"malloc": pattern[i % len(pattern)] * 3})
     verdict = plan.leak_verdict()
-    screened = verdict.details["screened"]
-    assert 5 < screened <= SCREEN_MULTIPLE * 5
-    assert seen[: 2 + screened] == [True] * (2 + screened) and not any(seen[2 + screened :])
+    screened_runs = verdict.details["screened"]
+    assert 5 < screened_runs <= SCREEN_MULTIPLE * 5
+    assert seen[: 2 + screened_runs] == [True] * (2 + screened_runs)
+    assert not any(seen[2 + screened_runs :])
     # The extra screened runs do not eat into the exact runs' limit.
-    assert plan.max_runs == base_limit + screened - 5
+    assert plan.max_runs == base_limit + screened_runs - 5
     assert len(plan.deltas("malloc") or []) == plan.count - 2 - 1
 
 
 def test_a_spent_budget_ends_the_screen() -> None:
     # Each run costs 100 ms against a 500 ms budget: the budget is spent by the
     # end of the requested runs, so an unsettled screen goes exact at once.
-    seen: list[bool] = []
-    plan = RepeatPlan(2, 5, budget=0.5, clock=FakeClock(0.1), screen=True)
-
-    def step(i: int) -> dict[str, int]:
-        seen.append(plan.screening)
-        return {"blocks": 1} if i == 3 else {}
-
-    drive(plan, step)
+    plan, seen = screened(lambda i: {"blocks": 1} if i == 3 else {}, budget=0.5, per_run=0.1)
     assert seen[:7] == [True] * 7 and not any(seen[7:])
     assert plan.leak_verdict().details["screened"] == 5
 
