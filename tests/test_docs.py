@@ -92,7 +92,14 @@ def test_the_guides_soak_example_is_skipped_unless_asked_for_and_runs_when_asked
     runner.pytester.makepyfile(test_soak=_guide_block("@pytest.mark.soak("))
     runner.sub("-p", "no:cacheprovider").assert_outcomes(skipped=1)
     capped = runner.sub("-p", "no:cacheprovider", "--memwatch-soak", "--memwatch-soak-duration=2s")
-    capped.assert_outcomes(passed=1)
+    # It ran as a soak: sampled from its start and judged. Over two seconds a
+    # 1 MiB/h limit is half a kilobyte, below what the C heap moves by on a
+    # loaded machine, so the verdict itself may go either way here.
+    capped.stdout.fnmatch_lines(["memwatch soak test_soak.py::test_pipeline: 0.0s of 2.0s *"])
+    outcomes = capped.parseoutcomes()
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 1, outcomes
+    if outcomes.get("failed"):
+        capped.stdout.fnmatch_lines(["memwatch soak: * over the limit of +1.0 MiB/h"])
 
 
 def _slug(heading: str) -> str:
